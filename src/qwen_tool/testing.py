@@ -1,0 +1,64 @@
+"""Fixtures for fast tests: a random-weight model of the built-in model's real architecture, with its real tokenizer.
+
+Tests that exercise tokenisation, masking, generation plumbing or a training step use these (seconds), and keep the
+real 135M weights for tests marked `slow`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qwen_tool.models import DEFAULT_MODEL, load_tokenizer, pull
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+TINY_LAYERS = 2
+TINY_HIDDEN = 64
+
+
+@functools.lru_cache(maxsize=1)
+def _real_config_dict() -> dict:
+    import json
+
+    return json.loads((pull(DEFAULT_MODEL) / "config.json").read_text())
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """The real SmolLM2 tokenizer (a fresh object each call, so tests may change it freely)."""
+    return load_tokenizer(DEFAULT_MODEL)
+
+
+def tiny_model(seed: int = 0) -> LlamaForCausalLM:
+    """A 2-layer, hidden-64 Llama with the real vocabulary and special-token ids, random weights from `seed`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    real = _real_config_dict()
+    cfg = LlamaConfig(
+        vocab_size=real["vocab_size"],
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=4 * TINY_HIDDEN,
+        num_hidden_layers=TINY_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=real.get("max_position_embeddings", 8192),
+        rope_theta=real.get("rope_theta", 100000.0),
+        rms_norm_eps=real.get("rms_norm_eps", 1e-5),
+        tie_word_embeddings=real.get("tie_word_embeddings", True),
+        bos_token_id=real.get("bos_token_id"),
+        eos_token_id=real.get("eos_token_id"),
+        pad_token_id=real.get("pad_token_id"),
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def save_tiny_model(directory: str | Path, seed: int = 0) -> Path:
+    """Write a tiny model and the real tokenizer as a local HF directory, so code that takes a model name can use it."""
+    directory = Path(directory)
+    tiny_model(seed).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
