@@ -1,0 +1,175 @@
+"""Evaluation metrics as pure functions: each takes plain predictions and gold data and returns a number in [0, 1]
+(or a count), with its definition in the docstring. Percentages are a presentation matter left to the report.
+
+A call is anything with `.name` and `.arguments` (e.g. `qwen_tool.codec.ToolCall`); `None` means "no call".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+
+class CallLike(Protocol):
+    name: str
+    arguments: dict[str, Any]
+
+
+# Per-call feedback categories (REFERENCE §1, TL-Training Fig. 3), strings the tools taxonomy maps onto.
+OK = "ok"
+TOOL_INSTABILITY = "tool_instability"
+TOOL_CALL_FAILURE = "tool_call_failure"
+TOOL_HALLUCINATION = "tool_hallucination"
+PARAMETER_HALLUCINATION = "parameter_hallucination"
+PARAMETER_MISSING = "parameter_missing"
+OTHER = "other"
+DOCUMENTATION_ERRORS = frozenset({TOOL_HALLUCINATION, PARAMETER_HALLUCINATION, PARAMETER_MISSING})
+NOT_THE_MODELS_FAULT = frozenset({OK, TOOL_INSTABILITY})
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, and 0.0 for an empty denominator (no evidence scores nothing, never NaN)."""
+    return numerator / denominator if denominator else 0.0
+
+
+# ---------------------------------------------------------------- single turn (RoTBench)
+
+
+def tool_selection(predicted: CallLike | None, gold: CallLike | None) -> bool:
+    """TS: the predicted tool name equals the gold name. With no gold call, TS holds iff no call was made."""
+    if gold is None or predicted is None:
+        return gold is None and predicted is None
+    return predicted.name == gold.name
+
+
+def parameter_identification(predicted: CallLike | None, gold: CallLike | None) -> bool:
+    """PI: TS and set(predicted argument keys) == set(gold argument keys)."""
+    if not tool_selection(predicted, gold):
+        return False
+    if gold is None or predicted is None:
+        return True
+    return set(predicted.arguments) == set(gold.arguments)
+
+
+def content_filling(predicted: CallLike | None, gold: CallLike | None) -> bool:
+    """CF: PI and predicted.arguments[k] == gold.arguments[k] for every key k (Python equality, so 3 == 3.0)."""
+    if not parameter_identification(predicted, gold):
+        return False
+    if gold is None or predicted is None:
+        return True
+    return all(predicted.arguments[key] == value for key, value in gold.arguments.items())
+
+
+def single_turn_scores(pairs: Iterable[tuple[CallLike | None, CallLike | None]]) -> dict[str, float]:
+    """Mean TS, PI, CF over (predicted, gold) pairs: TS = (1/N) Σ 1[TS_i], and so on. CF ≤ PI ≤ TS by construction."""
+    pairs = list(pairs)
+    return {
+        "TS": _ratio(sum(tool_selection(p, g) for p, g in pairs), len(pairs)),
+        "PI": _ratio(sum(parameter_identification(p, g) for p, g in pairs), len(pairs)),
+        "CF": _ratio(sum(content_filling(p, g) for p, g in pairs), len(pairs)),
+    }
+
+
+# ---------------------------------------------------------------- multi turn (ToolEyes-style)
+
+
+def documentation_error_rate(call_categories: Sequence[str]) -> float:
+    """DE = #calls in {tool_hallucination, parameter_hallucination, parameter_missing} / #calls (lower is better)."""
+    return _ratio(sum(c in DOCUMENTATION_ERRORS for c in call_categories), len(call_categories))
+
+
+def call_error_rate(call_categories: Sequence[str]) -> float:
+    """CE = #calls with any other error / #calls (lower is better).
+
+    "Other" means not "ok", not a documentation error, and not "tool_instability" (network/5xx/timeouts are the
+    tool's fault, not the model's; REFERENCE §1). Every unknown category counts as an error.
+    """
+    return _ratio(
+        sum(c not in DOCUMENTATION_ERRORS and c not in NOT_THE_MODELS_FAULT for c in call_categories),
+        len(call_categories),
+    )
+
+
+def valid_answer_rate(episode_valid: Sequence[bool]) -> float:
+    """VA = #episodes ending in a valid final answer / #episodes (higher is better)."""
+    return _ratio(sum(bool(v) for v in episode_valid), len(episode_valid))
+
+
+# ---------------------------------------------------------------- Qwen-Tool metrics (REFERENCE §2)
+
+
+def call_timing(called: Sequence[bool], gold_calls: Sequence[bool]) -> dict[str, float]:
+    """Whether the model calls exactly when it should, over N decision points.
+
+    precision = #(called ∧ gold calls) / #called; recall = #(called ∧ gold calls) / #gold calls;
+    abstain_recall = #(¬called ∧ ¬gold calls) / #¬gold calls (it stayed silent when no call was due).
+    """
+    if len(called) != len(gold_calls):
+        raise ValueError(f"call_timing: {len(called)} predictions but {len(gold_calls)} gold labels")
+    both = sum(c and g for c, g in zip(called, gold_calls, strict=True))
+    neither = sum(not c and not g for c, g in zip(called, gold_calls, strict=True))
+    return {
+        "precision": _ratio(both, sum(map(bool, called))),
+        "recall": _ratio(both, sum(map(bool, gold_calls))),
+        "abstain_recall": _ratio(neither, sum(not g for g in gold_calls)),
+    }
+
+
+def matched_arguments(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> tuple[int, int]:
+    """(#gold arguments reproduced exactly, #gold arguments) for one example.
+
+    Each gold call is paired with the first unused predicted call of the same name (calls of a parallel step are
+    unordered); a gold argument counts when the paired call has the key with an equal value.
+    """
+    used: set[int] = set()
+    correct = total = 0
+    for gold_call in gold:
+        total += len(gold_call.arguments)
+        match = next((i for i, p in enumerate(predicted) if i not in used and p.name == gold_call.name), None)
+        if match is None:
+            continue
+        used.add(match)
+        args = predicted[match].arguments
+        correct += sum(key in args and args[key] == value for key, value in gold_call.arguments.items())
+    return correct, total
+
+
+def parameter_accuracy(examples: Iterable[tuple[Sequence[CallLike], Sequence[CallLike]]]) -> float:
+    """Micro-averaged parameter accuracy = Σ_i correct_i / Σ_i total_i, with (correct_i, total_i) from
+    `matched_arguments(predicted_i, gold_i)`."""
+    correct = total = 0
+    for predicted, gold in examples:
+        c, t = matched_arguments(predicted, gold)
+        correct += c
+        total += t
+    return _ratio(correct, total)
+
+
+def end_to_end_success(episode_success: Sequence[bool]) -> float:
+    """Share of episodes whose final state/answer was judged correct: #success / #episodes."""
+    return _ratio(sum(bool(s) for s in episode_success), len(episode_success))
+
+
+def average_calls(calls_per_episode: Sequence[int]) -> float:
+    """Efficiency: mean number of tool calls per episode = Σ calls_i / #episodes."""
+    return _ratio(sum(calls_per_episode), len(calls_per_episode))
+
+
+# ---------------------------------------------------------------- BFCL
+
+
+def accuracy_by_category(verdicts: Iterable[tuple[str, bool]]) -> dict[str, float]:
+    """BFCL AST accuracy per category: acc_c = #valid in c / #examples in c, for each category c seen."""
+    valid: dict[str, int] = defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)
+    for category, ok in verdicts:
+        seen[category] += 1
+        valid[category] += bool(ok)
+    return {category: valid[category] / seen[category] for category in sorted(seen)}
+
+
+def unweighted_mean(values: Iterable[float]) -> float:
+    """Mean over categories, each counting once whatever its size (how BFCL summarises a group of categories)."""
+    values = list(values)
+    return _ratio(sum(values), len(values))
