@@ -79,7 +79,7 @@ def _fields_at(cls: type, loc: tuple[Any, ...]) -> list[str]:
 def _describe(err: dict[str, Any], cls: type) -> str:
     loc = tuple(p for p in err["loc"] if p != "__post_init__")
     key = ".".join(str(p) for p in loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _fields_at(cls, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

@@ -110,8 +110,12 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def verify_cache(directory: Path) -> str | None:
-    """Return None when `directory` is a complete, intact conversion, else a sentence saying what is wrong."""
+def verify_cache(directory: Path, full: bool = True) -> str | None:
+    """Return None when `directory` is a complete, intact conversion, else a sentence saying what is wrong.
+
+    `full` hashes every file (what `pull` does); without it only presence and sizes are checked, which is what loading
+    does on every call (hashing 0.5 GB each time a test loads a tokenizer would dominate the test suite).
+    """
     manifest_path = directory / MANIFEST
     if not directory.is_dir():
         return "not converted yet"
@@ -120,13 +124,16 @@ def verify_cache(directory: Path) -> str | None:
     try:
         manifest = json.loads(manifest_path.read_text())
         files: dict[str, str] = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        sizes: dict[str, int] = manifest.get("sizes", {})
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         return f"{manifest_path} is unreadable"
     for rel, expected in files.items():
         path = directory / rel
         if not path.is_file():
             return f"{path} is missing"
-        if _sha256(path) != expected:
+        if rel in sizes and path.stat().st_size != sizes[rel]:
+            return f"{path} has the wrong size (truncated or corrupted)"
+        if full and _sha256(path) != expected:
             return f"{path} does not match its recorded sha256 (corrupted)"
     return None
 
@@ -186,8 +193,9 @@ def _convert(spec: BuiltinModel, gguf_path: Path, target: Path) -> None:
         files = {
             str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != MANIFEST
         }
+        sizes = {rel: (tmp / rel).stat().st_size for rel in files}
         manifest = {"model": spec.name, "source": spec.wheel, "gguf_sha256": spec.gguf_sha256,
-                    "tool_format": spec.tool_format, "files": files}
+                    "tool_format": spec.tool_format, "files": files, "sizes": sizes}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if target.exists():
             shutil.rmtree(target)
@@ -198,8 +206,11 @@ def _convert(spec: BuiltinModel, gguf_path: Path, target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pull(name: str, force: bool = False) -> Path:
-    """Make a built-in model available locally and return its directory; a no-op when the cache is intact."""
+def pull(name: str, force: bool = False, full_check: bool = True) -> Path:
+    """Make a built-in model available locally and return its directory; a no-op when the cache is intact.
+
+    `full_check=False` (used when merely loading) trusts file sizes instead of re-hashing every file.
+    """
     spec = BUILTIN_MODELS.get(name)
     if spec is None:
         raise ModelNotFoundError(
@@ -207,7 +218,7 @@ def pull(name: str, force: bool = False) -> Path:
             "(local directories and hub ids need no pull)"
         )
     target = builtin_dir(name)
-    problem = "rebuild requested" if force else verify_cache(target)
+    problem = "rebuild requested" if force else verify_cache(target, full=full_check)
     if problem is None:
         logger.debug("%s is cached and intact at %s", name, target)
         return target
@@ -248,7 +259,7 @@ def _format_from_config(path: Path, name: str) -> str:
 def resolve(name: str) -> ResolvedModel:
     """Turn a model name into a `ResolvedModel`, pulling a built-in model on first use."""
     if name in BUILTIN_MODELS:
-        return ResolvedModel(name, str(pull(name)), "builtin", BUILTIN_MODELS[name].tool_format)
+        return ResolvedModel(name, str(pull(name, full_check=False)), "builtin", BUILTIN_MODELS[name].tool_format)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -326,7 +337,7 @@ def model_info(name: str) -> dict[str, Any]:
     if name in BUILTIN_MODELS:
         spec = BUILTIN_MODELS[name]
         target = builtin_dir(name)
-        problem = verify_cache(target)
+        problem = verify_cache(target, full=False)
         return {
             "name": spec.name, "kind": "builtin", "description": spec.description, "parameters": spec.parameters,
             "license": spec.license, "source": f"PyPI wheel {spec.wheel} ({spec.gguf_member})",

@@ -23,7 +23,7 @@ TINY_HIDDEN = 64
 def _real_config_dict() -> dict:
     import json
 
-    return json.loads((pull(DEFAULT_MODEL) / "config.json").read_text())
+    return json.loads((pull(DEFAULT_MODEL, full_check=False) / "config.json").read_text())
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerBase:
