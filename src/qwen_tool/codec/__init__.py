@@ -1,5 +1,33 @@
-"""Tool-call wire formats: render tools, calls and results into model text, and parse model text back."""
+"""Tool-call wire formats: render tools, calls and results into model text, and parse model text back.
 
+`get_codec(name)` returns the codec of a format family; `available_formats()` lists them. Every format converts to and
+from the canonical OpenAI message model (`ToolCall`, `ParsedOutput`) here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from qwen_tool.codec.base import Codec, CodecError, Rendered, Span, StreamParser
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 
-__all__ = ["ParsedOutput", "ToolCall"]
+__all__ = ["Codec", "CodecError", "ParsedOutput", "Rendered", "Span", "StreamParser", "ToolCall",
+           "available_formats", "get_codec"]
+
+
+def _registry() -> dict[str, type[Codec]]:
+    from qwen_tool.codec.hermes import HermesCodec
+
+    classes: list[type[Codec]] = [HermesCodec]
+    return {cls.name: cls for cls in classes}
+
+
+def available_formats() -> list[str]:
+    """Names accepted by `get_codec` (`auto` included)."""
+    return sorted(_registry())
+
+
+def get_codec(name: str, variant: str | None = None) -> Codec:
+    """The codec of a format family; `variant` picks a generation where a family has several (e.g. mistral v3)."""
+    registry = _registry()
+    if name not in registry:
+        raise CodecError(f"unknown tool-call format {name!r}; fix: use one of {sorted(registry)}")
+    return registry[name](variant)

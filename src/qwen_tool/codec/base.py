@@ -1,0 +1,475 @@
+"""The machinery every wire format shares: a resumable scanner, the streaming parser, rendered text with spans.
+
+A format is a set of *markers* per mode ("content" or "reasoning"). Text between markers goes to the mode's channel;
+at a marker the format's handler reads a region (a call, a think tag, a channel header) and returns a `Region`.
+The same scan runs whole (`final=True`) and incrementally (`final=False`): a handler that cannot yet be sure of its
+region returns None, and the stream waits for more text. That single code path is why streaming equals non-streaming
+for every chunking.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen_tool import QwenToolError
+from qwen_tool.codec.types import ParsedOutput, ToolCall
+
+JSON = json.JSONDecoder()
+CONTENT, REASONING = "content", "reasoning"
+
+
+class CodecError(QwenToolError):
+    """Bad input to a codec (unknown format, malformed tool schema or message)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Characters `[start, end)` of one key part of a rendered call: kind is name, arg_key, arg_value or arguments."""
+
+    kind: str
+    start: int
+    end: int
+    call_index: int
+
+    def shifted(self, offset: int) -> Span:
+        return Span(self.kind, self.start + offset, self.end + offset, self.call_index)
+
+
+@dataclass
+class Rendered:
+    """Text of one assistant turn's body, with the spans of tool names and arguments (offsets into `text`)."""
+
+    text: str
+    spans: list[Span] = field(default_factory=list)
+
+
+class TextBuilder:
+    """Append strings while recording the spans of chosen pieces."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.spans: list[Span] = []
+
+    def add(self, text: str, kind: str | None = None, call_index: int = -1) -> TextBuilder:
+        if kind is not None:
+            self.spans.append(Span(kind, self.length, self.length + len(text), call_index))
+        self.parts.append(text)
+        self.length += len(text)
+        return self
+
+    def add_rendered(self, rendered: Rendered) -> TextBuilder:
+        self.spans.extend(span.shifted(self.length) for span in rendered.spans)
+        return self.add(rendered.text)
+
+    def build(self) -> Rendered:
+        return Rendered("".join(self.parts), self.spans)
+
+
+def dumps(value: Any) -> str:
+    """JSON as chat templates write it (`tojson`): unicode kept, default separators."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def add_json_object(builder: TextBuilder, arguments: dict[str, Any], call_index: int) -> None:
+    """Write `arguments` exactly as `dumps` would, recording the whole object and each key and value."""
+    start = builder.length
+    builder.add("{")
+    for position, (key, value) in enumerate(arguments.items()):
+        if position:
+            builder.add(", ")
+        builder.add('"').add(dumps(str(key))[1:-1], "arg_key", call_index).add('": ')
+        builder.add(dumps(value), "arg_value", call_index)
+    builder.add("}")
+    builder.spans.append(Span("arguments", start, builder.length, call_index))
+
+
+@dataclass
+class Region:
+    """What a handler read at a marker: where it ends, what it yields, and the mode after it."""
+
+    end: int
+    calls: list[ToolCall] = field(default_factory=list)
+    content: str = ""
+    reasoning: str = ""
+    error: str | None = None
+    mode: str | None = None
+
+
+Handler = Callable[[str, int, bool, "ScanState"], Region | None]
+
+
+@dataclass
+class ScanState:
+    mode: str = CONTENT
+    tools: dict[str, dict] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Free slot for format-specific state carried across regions (e.g. Harmony's pending recipient)."""
+
+
+def tool_index(tools: list[dict] | None) -> dict[str, dict]:
+    """Map tool name → JSON schema of its parameters, from an OpenAI `tools` list (or bare function dicts)."""
+    index: dict[str, dict] = {}
+    for tool in tools or []:
+        if not isinstance(tool, dict):
+            raise CodecError(f"a tool must be a JSON object, got {type(tool).__name__}; fix: pass OpenAI `tools`")
+        function = tool.get("function", tool)
+        name = function.get("name")
+        if not isinstance(name, str):
+            raise CodecError(f"tool {tool!r} has no string `name`; fix: use {{'type': 'function', 'function': ...}}")
+        index[name] = function.get("parameters") or {}
+    return index
+
+
+def function_of(tool: dict) -> dict:
+    """The function dict of an OpenAI tool (accepts a bare function dict too)."""
+    return tool.get("function", tool) if isinstance(tool, dict) else {}
+
+
+def type_value(raw: str, schema: dict | None) -> Any:
+    """Type a raw-text argument from its JSON schema only: strings stay text; other types decode as JSON."""
+    if not schema:
+        return raw
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if not types and "enum" in schema:
+        types = sorted({type(v).__name__ for v in schema["enum"]})
+    if not types or "string" in types:
+        return raw
+    text = raw.strip()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        if "boolean" in types and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return raw
+    return value
+
+
+def argument_schema(state: ScanState, name: str, key: str) -> dict | None:
+    props = state.tools.get(name, {}).get("properties") or {}
+    schema = props.get(key)
+    return schema if isinstance(schema, dict) else None
+
+
+def skip_ws(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def decode_json(text: str, pos: int) -> tuple[Any, int] | None:
+    """Decode one JSON value at `pos` (C-speed, strings may contain any marker text); None when it does not decode."""
+    try:
+        return JSON.raw_decode(text, pos)
+    except ValueError:
+        return None
+
+
+def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "parameters")) -> ToolCall | None:
+    """A ToolCall from `{"name": ..., "arguments": {...}}` (arguments may be a JSON string); None if not that shape."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
+        return None
+    arguments: Any = {}
+    for key in args_keys:
+        if key in obj:
+            arguments = obj[key]
+            break
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return None
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return None
+    call = ToolCall(obj["name"], arguments)
+    if isinstance(obj.get("id"), str) and obj["id"]:
+        call.id = obj["id"]
+    return call
+
+
+class Codec:
+    """One wire-format family. Subclasses fill `markers` and the render methods."""
+
+    name = "base"
+    call_markers: tuple[str, ...] = ()
+    """Strings without which text can hold no call (the property tests rely on this)."""
+    think_tags = True
+    """Whether `<think>...</think>` carries reasoning in this format."""
+
+    def __init__(self, variant: str | None = None) -> None:
+        self.variant = variant or self.default_variant
+        if self.variant not in self.variants:
+            raise CodecError(f"format {self.name!r} has no variant {variant!r}; fix: use one of {self.variants}")
+
+    default_variant = "default"
+    variants: tuple[str, ...] = ("default",)
+
+    # ---- markers -------------------------------------------------------------------------------------------------
+    def markers(self, mode: str) -> dict[str, Handler]:
+        """Marker → handler for a mode. Default: think tags only."""
+        if not self.think_tags:
+            return {}
+        if mode == REASONING:
+            return {"</think>": lambda text, pos, final, state: Region(pos + len("</think>"), mode=CONTENT)}
+        return {
+            "<think>": lambda text, pos, final, state: Region(pos + len("<think>"), mode=REASONING),
+            "</think>": lambda text, pos, final, state: Region(pos + len("</think>")),
+        }
+
+    def find_marker(self, text: str, pos: int, mode: str) -> tuple[int, str] | None:
+        """Earliest marker at or after `pos` (ties: the longest)."""
+        best: tuple[int, str] | None = None
+        for marker in self.markers(mode):
+            idx = text.find(marker, pos)
+            if idx >= 0 and (best is None or idx < best[0] or (idx == best[0] and len(marker) > len(best[1]))):
+                best = (idx, marker)
+        return best
+
+    def holdback(self, text: str, pos: int, mode: str) -> int:
+        """Start of a tail that could still grow into a marker (text before it is safe to emit while streaming)."""
+        cut = len(text)
+        for marker in self.markers(mode):
+            for size in range(min(len(marker) - 1, len(text) - pos), 0, -1):
+                if text.endswith(marker[:size]):
+                    cut = min(cut, len(text) - size)
+                    break
+        return cut
+
+    # ---- scanning ------------------------------------------------------------------------------------------------
+    def scan(self, text: str, pos: int, final: bool, state: ScanState, out: _Sink) -> int:
+        """Consume `text[pos:]` as far as is certain; return the new position."""
+        while True:
+            handlers = self.markers(state.mode)
+            found = self.find_marker(text, pos, state.mode)
+            if found is not None and not final:
+                # A longer marker may still be growing in front of the one found.
+                early = self.holdback(text, pos, state.mode)
+                if early < found[0]:
+                    found = None
+            if found is None:
+                end = len(text) if final else self.holdback(text, pos, state.mode)
+                out.text(state.mode, text[pos:end])
+                return end
+            idx, marker = found
+            out.text(state.mode, text[pos:idx])
+            pos = idx
+            region = handlers[marker](text, idx, final, state)
+            if region is None:
+                return pos
+            out.region(region)
+            if region.mode is not None:
+                state.mode = region.mode
+            pos = region.end
+
+    def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> ParsedOutput:
+        """Whole model output → content, reasoning, calls (typed by `tools`), error."""
+        state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools))
+        sink = _Sink()
+        self.scan(text, 0, True, state, sink)
+        return sink.result()
+
+    def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> StreamParser:
+        """A streaming parser: `feed(delta) -> deltas`, then `finish() -> deltas`."""
+        return StreamParser(self, tools, in_reasoning=in_reasoning)
+
+    # ---- rendering -----------------------------------------------------------------------------------------------
+    def render_tools(self, tools: list[dict]) -> str:
+        raise NotImplementedError
+
+    def render_calls(self, calls: list[ToolCall]) -> Rendered:
+        raise NotImplementedError
+
+    def render_reasoning(self, reasoning: str) -> str:
+        return f"<think>\n{reasoning}\n</think>\n\n"
+
+    def render_assistant(self, content: str | None, tool_calls: list[ToolCall] | None = None,
+                         reasoning: str | None = None) -> Rendered:
+        """Training-target text of one assistant turn (without the role header or end-of-turn marker)."""
+        builder = TextBuilder()
+        if reasoning:
+            builder.add(self.render_reasoning(reasoning))
+        if content:
+            builder.add(content)
+        if tool_calls:
+            if content:
+                builder.add("\n")
+            builder.add_rendered(self.render_calls(tool_calls))
+        return builder.build()
+
+    def render_tool_result(self, result: dict) -> str:
+        """One tool message (`{"content", "name", "tool_call_id"}`) as the text the model reads back."""
+        raise NotImplementedError
+
+    tool_results_joiner = "\n"
+
+    def render_tool_results(self, results: list[dict]) -> str:
+        """Consecutive tool messages as one block of text (our templates put it in one `tool_result_role` turn)."""
+        return self.tool_results_joiner.join(self.render_tool_result(result) for result in results)
+
+    tool_result_role = "user"
+    """Role of the turn that carries tool results in our templates."""
+
+
+def result_text(result: dict) -> str:
+    """A tool message's content as text (OpenAI allows a list of text parts)."""
+    content = result.get("content", "")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else dumps(content)
+
+
+def normalise_calls(calls: list[ToolCall] | list[dict] | None) -> list[ToolCall]:
+    """Accept ToolCall objects or OpenAI `tool_calls` dicts."""
+    result: list[ToolCall] = []
+    for call in calls or []:
+        if isinstance(call, ToolCall):
+            result.append(call)
+            continue
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as err:
+                raise CodecError(f"tool call {function.get('name')!r} has arguments that are not JSON ({err}); "
+                                 "fix: `arguments` must be a JSON object or its JSON string") from err
+        if not isinstance(arguments, dict):
+            raise CodecError(f"tool call {function.get('name')!r}: arguments must be an object, got {arguments!r}")
+        kwargs = {"id": call["id"]} if call.get("id") else {}
+        result.append(ToolCall(function.get("name", ""), arguments, **kwargs))
+    return result
+
+
+class _Sink:
+    """Collects scan output: content and reasoning text, calls, the first error."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: list[ToolCall] = []
+        self.error: str | None = None
+        self.saw_reasoning = False
+
+    def text(self, mode: str, text: str) -> None:
+        if text:
+            (self.reasoning if mode == REASONING else self.content).append(text)
+        if mode == REASONING:
+            self.saw_reasoning = True
+
+    def region(self, region: Region) -> None:
+        if region.content:
+            self.content.append(region.content)
+        if region.reasoning:
+            self.reasoning.append(region.reasoning)
+        if region.mode == REASONING:
+            self.saw_reasoning = True
+        self.calls.extend(region.calls)
+        if region.error and self.error is None:
+            self.error = region.error
+
+    def result(self) -> ParsedOutput:
+        reasoning = "".join(self.reasoning).strip()
+        return ParsedOutput(
+            content="".join(self.content).strip(),
+            reasoning=reasoning if (reasoning or self.saw_reasoning) else None,
+            tool_calls=self.calls,
+            error=self.error,
+        )
+
+
+class _Channel:
+    """Streams one text channel with the same stripping as `_Sink.result` (leading and trailing whitespace)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.pending = ""
+
+    def push(self, text: str) -> str:
+        if not self.started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self.started = True
+        text = self.pending + text
+        body = text.rstrip()
+        self.pending = text[len(body):]
+        return body
+
+
+class _StreamSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels = {CONTENT: _Channel(), REASONING: _Channel()}
+        self.deltas: list[dict] = []
+        self.emitted_calls = 0
+
+    def _emit_text(self, mode: str, text: str) -> None:
+        piece = self.channels[mode].push(text)
+        if piece:
+            self.deltas.append({"reasoning_content" if mode == REASONING else "content": piece})
+
+    def text(self, mode: str, text: str) -> None:
+        super().text(mode, text)
+        if text:
+            self._emit_text(mode, text)
+
+    def region(self, region: Region) -> None:
+        super().region(region)
+        if region.content:
+            self._emit_text(CONTENT, region.content)
+        if region.reasoning:
+            self._emit_text(REASONING, region.reasoning)
+        for call in region.calls:
+            index = self.emitted_calls
+            self.emitted_calls += 1
+            self.deltas.append({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                                "function": {"name": call.name, "arguments": ""}}]})
+            self.deltas.append({"tool_calls": [{"index": index, "function": {"arguments": dumps(call.arguments)}}]})
+
+    def take(self) -> list[dict]:
+        deltas, self.deltas = self.deltas, []
+        return deltas
+
+
+class StreamParser:
+    """Incremental parser: emits OpenAI-style deltas as soon as each piece is certain.
+
+    A call is emitted once complete (its closing marker seen), as a delta with `index`, `id`, `type` and the name,
+    then one with the arguments; so output truncated mid-call never yields a partial call.
+    """
+
+    def __init__(self, codec: Codec, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> None:
+        self.codec = codec
+        self.state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools))
+        self.buffer = ""
+        self.pos = 0
+        self.sink = _StreamSink()
+        self.finished = False
+
+    def feed(self, delta_text: str) -> list[dict]:
+        if self.finished:
+            raise CodecError("feed() after finish(); fix: start a new stream for a new output")
+        self.buffer += delta_text
+        self.pos = self.codec.scan(self.buffer, self.pos, False, self.state, self.sink)
+        if self.pos > 4096:  # keep the buffer short on long outputs
+            self.buffer = self.buffer[self.pos:]
+            self.pos = 0
+        return self.sink.take()
+
+    def finish(self) -> list[dict]:
+        """Flush what is left; a truncated call sets `result().error` and is dropped."""
+        if not self.finished:
+            self.pos = self.codec.scan(self.buffer, self.pos, True, self.state, self.sink)
+            self.finished = True
+        return self.sink.take()
+
+    def result(self) -> ParsedOutput:
+        """Everything streamed so far, as one ParsedOutput."""
+        return self.sink.result()
