@@ -1,0 +1,164 @@
+"""Run a turn's tool calls: validate, then execute with a timeout, capture exceptions, cap results, classify.
+
+Model output is data: a call is dispatched by looking its name up in the offered tools and passing the decoded JSON
+arguments as keywords. Nothing is ever `eval`ed.
+
+In-process mode runs each call in a daemon thread and stops *waiting* at the timeout; Python cannot kill a thread, so
+a hung handler is abandoned (its late result is discarded). Isolation mode forks a subprocess with CPU-time and memory
+limits (`resource.setrlimit`) and kills it at the timeout: use it for untrusted tools. State changes made by an
+isolated handler stay in the child, so isolate stateless tools only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qwen_tool.codec.types import ToolCall
+from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory, ToolInstabilityError
+from qwen_tool.tools.tool import Tool
+from qwen_tool.tools.validation import category_of_problems, validate_arguments
+
+_INSTABILITY_ERRORS: tuple[type[BaseException], ...] = (
+    ToolInstabilityError, TimeoutError, ConnectionError, MemoryError,
+)
+
+
+@dataclass
+class _Raw:
+    """What running a handler produced: a value, an exception (type name + message), or nothing (timeout)."""
+
+    status: str  # "ok" | "error" | "timeout" | "limit"
+    value: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    instability: bool = False
+
+
+class Executor:
+    """Executes validated calls; every call yields a `CallOutcome` and nothing a tool does escapes as an exception.
+
+    Args:
+        timeout_s: per-call wall-clock limit (a tool's own `timeout_s` wins).
+        max_result_chars: the text sent back to the model is cut to this length.
+        concurrent: run the calls of one turn at the same time; turn it off for stateful tools whose calls depend
+            on each other's order (they then run one after another, in the order the model wrote them).
+        isolate: run every tool in a sandboxed subprocess (tools with `isolate=True` always are).
+        memory_limit_mb, cpu_limit_s: the subprocess's limits (address space above what the fork inherited).
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 10.0,
+        max_result_chars: int = 4000,
+        concurrent: bool = True,
+        isolate: bool = False,
+        memory_limit_mb: int = 512,
+        cpu_limit_s: int = 10,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_result_chars = max_result_chars
+        self.concurrent = concurrent
+        self.isolate = isolate
+        self.memory_limit_mb = memory_limit_mb
+        self.cpu_limit_s = cpu_limit_s
+
+    def execute(self, calls: Sequence[ToolCall], tools: Mapping[str, Tool]) -> list[CallOutcome]:
+        """Outcomes in the order of `calls`; rejected calls (unknown tool, bad arguments) never reach a handler."""
+        outcomes: list[CallOutcome | None] = [None] * len(calls)
+        runnable: list[tuple[int, Tool]] = []
+        for index, call in enumerate(calls):
+            rejection = self._reject(call, tools)
+            if rejection is not None:
+                outcomes[index] = rejection
+            else:
+                runnable.append((index, tools[call.name]))
+        if self.concurrent and len(runnable) > 1:
+            started = [(index, tool, time.perf_counter(), self._start(tool, calls[index])) for index, tool in runnable]
+            for index, tool, start, waiter in started:
+                outcomes[index] = self._finish(calls[index], tool, start, waiter)
+        else:
+            for index, tool in runnable:
+                start = time.perf_counter()
+                outcomes[index] = self._finish(calls[index], tool, start, self._start(tool, calls[index]))
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _reject(self, call: ToolCall, tools: Mapping[str, Tool]) -> CallOutcome | None:
+        if call.name not in tools:
+            message = f"unknown tool '{call.name}'; available tools: {sorted(tools)}"
+            return CallOutcome(call, FeedbackCategory.TOOL_HALLUCINATION, f"Error: {message}",
+                               "ToolNotFound", message)
+        if not isinstance(call.arguments, dict):
+            message = f"arguments of '{call.name}' must be a JSON object, got {type(call.arguments).__name__}"
+            return CallOutcome(call, FeedbackCategory.CALL_FAILURE, f"Error: {message}", "InvalidArguments", message)
+        problems = validate_arguments(tools[call.name], call.arguments)
+        if problems:
+            message = "; ".join(p.message for p in problems)
+            return CallOutcome(call, category_of_problems(problems), f"Error: {message}", "ValidationError", message)
+        return None
+
+    def _start(self, tool: Tool, call: ToolCall) -> Any:
+        """Launch the handler; returns something `_wait` can turn into a `_Raw` before a deadline."""
+        if tool.handler is None:
+            return _Raw("error", error_type="ToolNotImplemented", error_message=f"tool '{tool.name}' has no handler")
+        if tool.isolate or self.isolate:
+            from qwen_tool.tools.sandbox import start_isolated
+
+            return start_isolated(tool.handler, dict(call.arguments), self.memory_limit_mb, self.cpu_limit_s)
+        box: list[_Raw] = []
+        thread = threading.Thread(target=_run_into, args=(tool.handler, dict(call.arguments), box), daemon=True)
+        thread.start()
+        return thread, box
+
+    def _finish(self, call: ToolCall, tool: Tool, start: float, waiter: Any) -> CallOutcome:
+        timeout = tool.timeout_s if tool.timeout_s is not None else self.timeout_s
+        remaining = max(0.0, start + timeout - time.perf_counter())
+        if isinstance(waiter, _Raw):
+            raw = waiter
+        elif isinstance(waiter, tuple):
+            thread, box = waiter
+            thread.join(remaining)
+            raw = box[0] if box else _Raw("timeout")
+        else:
+            raw = waiter.wait(remaining)
+        if raw.status == "timeout":
+            raw = _Raw("timeout", error_type="Timeout", error_message=f"'{tool.name}' did not answer within {timeout:g} s",
+                       instability=True)
+        return self._outcome(call, raw, time.perf_counter() - start)
+
+    def _outcome(self, call: ToolCall, raw: _Raw, elapsed: float) -> CallOutcome:
+        if raw.status == "ok":
+            try:
+                text = raw.value if isinstance(raw.value, str) else json.dumps(raw.value, ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                message = f"result of '{call.name}' is not JSON-serialisable ({exc})"
+                return CallOutcome(call, FeedbackCategory.OTHER, f"Error: {message}", "UnserialisableResult",
+                                   message, elapsed)
+            return CallOutcome(call, FeedbackCategory.OK, self._cap(text), elapsed_s=elapsed, result=raw.value)
+        category = FeedbackCategory.TOOL_INSTABILITY if raw.instability else FeedbackCategory.CALL_FAILURE
+        message = raw.error_message or ""
+        content = self._cap(f"Error: {raw.error_type}: {message}" if message else f"Error: {raw.error_type}")
+        return CallOutcome(call, category, content, raw.error_type, message, elapsed)
+
+    def _cap(self, text: str) -> str:
+        if len(text) <= self.max_result_chars:
+            return text
+        return text[: self.max_result_chars] + f"... [truncated {len(text) - self.max_result_chars} characters]"
+
+
+def _run_into(handler: Any, arguments: dict[str, Any], box: list[_Raw]) -> None:
+    box.append(run_handler(handler, arguments))
+
+
+def run_handler(handler: Any, arguments: dict[str, Any]) -> _Raw:
+    """Call the handler and capture what happened; instability-type exceptions are marked as such."""
+    try:
+        return _Raw("ok", handler(**arguments))
+    except _INSTABILITY_ERRORS as exc:
+        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc), instability=True)
+    except Exception as exc:
+        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc))
