@@ -126,8 +126,8 @@ class Executor:
         else:
             raw = waiter.wait(remaining)
         if raw.status == "timeout":
-            raw = _Raw("timeout", error_type="Timeout", error_message=f"'{tool.name}' did not answer within {timeout:g} s",
-                       instability=True)
+            message = f"'{tool.name}' did not answer within {timeout:g} s"
+            raw = _Raw("timeout", error_type="Timeout", error_message=message, instability=True)
         return self._outcome(call, raw, time.perf_counter() - start)
 
     def _outcome(self, call: ToolCall, raw: _Raw, elapsed: float) -> CallOutcome:

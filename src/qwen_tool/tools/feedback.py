@@ -58,7 +58,8 @@ _TEXT_PATTERNS: list[tuple[FeedbackCategory, re.Pattern[str]]] = [
     (
         FeedbackCategory.TOOL_INSTABILITY,
         re.compile(
-            r"time[ -]?out|timed out|did not answer within|connection (error|refused|reset|aborted)|\b5\d\d\b.*(error|server)|server error"
+            r"time[ -]?out|timed out|did not answer within|connection (error|refused|reset|aborted)"
+            r"|\b5\d\d\b.*(error|server)|server error"
             r"|service unavailable|bad gateway|gateway time|rate limit|too many requests|\b429\b"
             r"|temporarily unavailable|network (error|is unreachable)|max retries exceeded",
             re.I,

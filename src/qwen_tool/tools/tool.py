@@ -53,7 +53,7 @@ class Tool:
 
     def __call__(self, **arguments: Any) -> Any:
         if self.handler is None:
-            raise QwenToolError(f"tool '{self.name}' has no handler; build it with a handler or bind one (with_handler)")
+            raise QwenToolError(f"tool '{self.name}' has no handler; build it with one or bind one (with_handler)")
         return self.handler(**arguments)
 
     def with_handler(self, handler: Callable[..., Any]) -> Tool:
@@ -73,7 +73,7 @@ class Tool:
         try:
             hints = typing.get_type_hints(fn, include_extras=True)
         except Exception as exc:  # unresolvable forward reference
-            raise ToolDefinitionError(f"tool '{fn.__name__}': cannot resolve type hints ({exc}); import the types") from exc
+            raise ToolDefinitionError(f"tool '{fn.__name__}': cannot resolve hints ({exc}); import the types") from exc
         properties: dict[str, Any] = {}
         required: list[str] = []
         converters: dict[str, Any] = {}
@@ -95,7 +95,8 @@ class Tool:
                 converters[pname] = hint
         parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
         handler = _with_conversion(fn, converters) if converters else fn
-        return cls(name or fn.__name__, description if description is not None else summary, parameters, handler, **options)
+        description = description if description is not None else summary
+        return cls(name or fn.__name__, description, parameters, handler, **options)
 
     @classmethod
     def from_schema(cls, schema: Mapping[str, Any], handler: Callable[..., Any] | None = None, **options: Any) -> Tool:
