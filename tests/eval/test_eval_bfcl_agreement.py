@@ -1,0 +1,77 @@
+"""Acceptance: our AST checker gives exactly BFCL's verdicts on perturbed gold answers."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from qwen_tool.eval import bfcl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bfcl_oracle import load_oracle, oracle_verdict, perturbations  # noqa: E402
+
+EXAMPLES_PER_CATEGORY = 12
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return load_oracle()
+
+
+def _spread(examples: list[bfcl.BfclExample], n: int) -> list[bfcl.BfclExample]:
+    """n examples spread over the whole (id-sorted) category, not just its head."""
+    step = max(1, len(examples) // n)
+    return examples[::step][:n]
+
+
+def test_oracle_import_leaves_no_stub_behind(oracle) -> None:
+    assert "bfcl_eval.constants.model_config" not in sys.modules
+
+
+def test_agreement_with_bfcl_checker_on_perturbed_gold(oracle) -> None:
+    checker, language = oracle
+    compared = 0
+    verdicts: Counter[bool] = Counter()
+    disagreements = []
+    labels_valid: Counter[str] = Counter()
+    for category in bfcl.AST_CATEGORIES:
+        for example in _spread(bfcl.load_category(category), EXAMPLES_PER_CATEGORY):
+            for label, calls in perturbations(example.gold, example.functions):
+                ours = bfcl.check_ast(category, example.functions, calls, example.gold)
+                theirs = oracle_verdict(checker, language, category, example.functions, calls, example.gold)
+                compared += 1
+                verdicts[theirs] += 1
+                labels_valid[label] += theirs
+                if ours.valid != theirs:
+                    disagreements.append((example.id, label, calls, ours, theirs))
+    assert not disagreements, f"{len(disagreements)} of {compared} verdicts differ; first: {disagreements[:3]}"
+    assert compared >= 500
+    # Not vacuous: both verdicts are frequent, and the forgiving perturbations pass while the breaking ones fail.
+    assert verdicts[True] >= 100 and verdicts[False] >= 300, verdicts
+    assert labels_valid["gold"] >= 0.9 * len(bfcl.AST_CATEGORIES) * EXAMPLES_PER_CATEGORY
+    assert labels_valid["string_restyled"] > 0 and labels_valid["int_for_float"] > 0
+    assert labels_valid["wrong_name"] == 0 and labels_valid["no_call"] == 0
+
+
+def test_irrelevance_passes_only_without_calls() -> None:
+    example = bfcl.load_category("irrelevance", limit=1)[0]
+    assert bfcl.check_ast("irrelevance", example.functions, [], None).valid
+    assert not bfcl.check_ast("irrelevance", example.functions, [{"f": {}}], None).valid
+
+
+@pytest.mark.slow
+def test_agreement_on_every_entry_of_every_ast_category(oracle) -> None:
+    """The same comparison on the full sets (about 42,000 outputs, ~4 s)."""
+    checker, language = oracle
+    differing = compared = 0
+    for category in bfcl.AST_CATEGORIES:
+        for example in bfcl.load_category(category):
+            for _, calls in perturbations(example.gold, example.functions):
+                ours = bfcl.check_ast(category, example.functions, calls, example.gold).valid
+                differing += ours != oracle_verdict(checker, language, category, example.functions, calls,
+                                                    example.gold)
+                compared += 1
+    assert compared > 40_000 and differing == 0
