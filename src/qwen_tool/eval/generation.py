@@ -1,0 +1,300 @@
+"""Greedy generation for evaluation: backends (transformers on CPU by default, vLLM when installed) behind one
+interface, and an on-disk cache so re-scoring is free and an interrupted run resumes where it stopped.
+
+The transformers backend runs its own greedy loop instead of `model.generate`, for speed on small machines: prompts
+are sorted by token length (little left padding), each row stops at its end-of-turn token, and finished rows leave the
+batch (their KV cache rows are dropped), so no compute is spent on text nobody reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from qwen_tool import QwenToolError
+from qwen_tool.log import console, logger
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
+                      "<|return|>", "<|call|>")
+"""Tokens that end an assistant turn in the chat markups we know; those present in a vocabulary stop generation."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What determines a generation besides the model and the prompt (part of the cache key)."""
+
+    max_new_tokens: int = 256
+    """Upper bound per prompt; a row that reaches it is returned with finish_reason "length"."""
+    batch_size: int = 8
+    """Prompts decoded together (rows leave the batch as they finish)."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise QwenToolError(f"generation settings {self} need max_new_tokens >= 1 and batch_size >= 1; "
+                                "fix: pass positive values")
+
+    def key(self) -> dict[str, Any]:
+        """The fields that change the text (batch size does not, under greedy decoding)."""
+        return {"max_new_tokens": self.max_new_tokens, "decoding": "greedy"}
+
+
+@dataclass
+class Generation:
+    text: str
+    new_tokens: int
+    """Generated tokens, the end-of-turn token included."""
+    finish_reason: str
+    """"stop" (end-of-turn token) or "length" (max_new_tokens reached)."""
+
+
+class Backend(Protocol):
+    """A model that continues prompts greedily."""
+
+    model_id: str
+    """Identifies the weights in cache keys (name plus a fingerprint of the files)."""
+
+    def token_length(self, prompt: str) -> int: ...
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]: ...
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS plus every known end-of-turn token the vocabulary has."""
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[token] for token in END_OF_TURN_TOKENS if token in vocab}
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, int):
+        ids.add(eos)
+    if not ids:
+        raise QwenToolError("the tokenizer has no EOS and no known end-of-turn token, so generation cannot stop; "
+                            "fix: set tokenizer.eos_token")
+    return sorted(ids)
+
+
+def model_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Size and mtime of the weight files of a local model directory (changes when the model is re-saved)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return "hub"
+    parts = [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in sorted(directory.iterdir())
+             if p.suffix in (".safetensors", ".bin", ".json") and p.is_file()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class TransformersBackend:
+    """Greedy decoding with a transformers causal LM: length-sorted batches, finished rows dropped from the batch."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.stop_ids = stop_token_ids(tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if isinstance(pad, int) else self.stop_ids[0]
+
+    @classmethod
+    def from_name(cls, name: str, dtype: str = "float32", device: str = "cpu") -> TransformersBackend:
+        from qwen_tool.models import load_model, load_tokenizer, resolve
+
+        resolved = resolve(name)
+        return cls(load_model(name, dtype=dtype, device=device), load_tokenizer(name),
+                   f"{name}@{model_fingerprint(resolved.path)}")
+
+    def _encode(self, prompt: str) -> list[int]:
+        # The rendered prompt already holds every special token the chat markup needs.
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def token_length(self, prompt: str) -> int:
+        return len(self._encode(prompt))
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+        encoded = [self._encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start:start + settings.batch_size]
+            for index, (tokens, stopped) in zip(batch, self._greedy([encoded[i] for i in batch],
+                                                                    settings.max_new_tokens), strict=True):
+                text_tokens = tokens[:-1] if stopped else tokens
+                results[index] = Generation(self.tokenizer.decode(text_tokens, skip_special_tokens=True),
+                                            len(tokens), "stop" if stopped else "length")
+        return [r for r in results if r is not None]
+
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
+        """Greedy continuation of each row; returns (new token ids, ended at an end-of-turn token) per row."""
+        import torch
+        from transformers import DynamicCache
+
+        device = self.model.device
+        width = max(len(r) for r in rows)
+        input_ids_BT = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
+            input_ids_BT[b, width - len(row):] = torch.tensor(row)
+            mask_BT[b, width - len(row):] = 1
+        input_ids_BT, mask_BT = input_ids_BT.to(device), mask_BT.to(device)
+        positions_BT = (mask_BT.cumsum(-1) - 1).clamp(min=0)
+        stop_ids = torch.tensor(self.stop_ids, device=device)
+        outputs: list[list[int]] = [[] for _ in rows]
+        stopped = [False] * len(rows)
+        active = list(range(len(rows)))  # original row index of each batch row
+        cache = DynamicCache()
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions_BT,
+                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+            next_B = logits[:, -1].argmax(-1)
+            last_position_B = positions_BT[:, -1]
+            for step in range(max_new_tokens):
+                done_B = torch.isin(next_B, stop_ids)
+                for b, token in enumerate(next_B.tolist()):
+                    outputs[active[b]].append(token)
+                for b in done_B.nonzero().flatten().tolist():
+                    stopped[active[b]] = True
+                if step == max_new_tokens - 1 or bool(done_B.all()):
+                    break
+                if bool(done_B.any()):  # drop finished rows from the batch, KV cache included
+                    keep_B = (~done_B).nonzero().flatten()
+                    cache.batch_select_indices(keep_B)
+                    mask_BT, next_B, last_position_B = mask_BT[keep_B], next_B[keep_B], last_position_B[keep_B]
+                    active = [active[b] for b in keep_B.tolist()]
+                mask_BT = torch.cat([mask_BT, mask_BT.new_ones((mask_BT.shape[0], 1))], dim=1)
+                last_position_B = last_position_B + 1
+                logits = self.model(input_ids=next_B[:, None], attention_mask=mask_BT,
+                                    position_ids=last_position_B[:, None], past_key_values=cache,
+                                    use_cache=True).logits
+                next_B = logits[:, -1].argmax(-1)
+        return list(zip(outputs, stopped, strict=True))
+
+
+class VLLMBackend:
+    """Greedy decoding with vLLM (GPU); imported only when constructed."""
+
+    def __init__(self, name: str, **llm_kwargs: Any) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise QwenToolError("vLLM is not installed; fix: `pip install vllm` on a GPU machine, "
+                                "or use the transformers backend") from err
+        from qwen_tool.models import load_tokenizer, resolve
+
+        resolved = resolve(name)
+        self.tokenizer = load_tokenizer(name)
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.model_id = f"{name}@{model_fingerprint(resolved.path)}"
+        self.llm = LLM(model=resolved.path, **llm_kwargs)
+
+    def token_length(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens, stop_token_ids=self.stop_ids,
+                                skip_special_tokens=True)
+        results = []
+        for request in self.llm.generate(list(prompts), params, use_tqdm=False):
+            completion = request.outputs[0]
+            reason = "stop" if completion.finish_reason == "stop" else "length"
+            results.append(Generation(completion.text, len(completion.token_ids), reason))
+        return results
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def load_backend(name: str, backend: str = "auto", device: str | None = None) -> Backend:
+    """`auto`: vLLM when installed and a GPU is visible, else transformers (CPU unless `device` says otherwise)."""
+    if backend == "auto":
+        import torch
+
+        backend = "vllm" if vllm_available() and torch.cuda.is_available() else "transformers"
+    if backend == "vllm":
+        return VLLMBackend(name)
+    if backend == "transformers":
+        return TransformersBackend.from_name(name, device=device or "cpu")
+    raise QwenToolError(f"unknown generation backend {backend!r}; fix: use auto, transformers or vllm")
+
+
+# ---------------------------------------------------------------- cache
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prompt_hash(prompt: str) -> str:
+    return _sha(prompt)[:16]
+
+
+class GenerationCache:
+    """JSON lines in `<dir>/<hash(model, settings)>.jsonl`, one generation per prompt hash, appended batch by batch
+    (a line cut short by a kill is ignored on reading)."""
+
+    def __init__(self, directory: str | os.PathLike[str], model_id: str, settings: GenerationSettings) -> None:
+        tag = _sha(json.dumps({"model": model_id, **settings.key()}, sort_keys=True))[:16]
+        self.path = Path(directory) / f"{tag}.jsonl"
+        self.entries: dict[str, Generation] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    self.entries[record["prompt"]] = Generation(record["text"], record["new_tokens"],
+                                                                record["finish_reason"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+
+    def get(self, prompt: str) -> Generation | None:
+        return self.entries.get(_sha(prompt))
+
+    def add(self, items: list[tuple[str, Generation]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for prompt, generation in items:
+                key = _sha(prompt)
+                self.entries[key] = generation
+                fh.write(json.dumps({"prompt": key, **asdict(generation)}, ensure_ascii=False) + "\n")
+            fh.flush()
+
+
+def generate_all(backend: Backend, prompts: Sequence[str], settings: GenerationSettings,
+                 cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+                 description: str = "generating") -> list[Generation]:
+    """Generations for `prompts` (same order), from the cache where present; the rest is decoded longest first in
+    batches of `settings.batch_size`, each batch written to the cache as soon as it is done."""
+    cache = GenerationCache(cache_dir, backend.model_id, settings) if cache_dir is not None else None
+    found: dict[str, Generation] = {}
+    if cache is not None:
+        for prompt in prompts:
+            if (hit := cache.get(prompt)) is not None:
+                found[prompt] = hit
+    missing = sorted({p for p in prompts if p not in found}, key=backend.token_length, reverse=True)
+    if found:
+        logger.info("%s: %d of %d generations from the cache", description, len(prompts) - len(missing), len(prompts))
+    if missing:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
+            task = bar.add_task(description, total=len(missing))
+            for start in range(0, len(missing), settings.batch_size):
+                chunk = missing[start:start + settings.batch_size]
+                generations = backend.generate(chunk, settings)
+                if len(generations) != len(chunk):
+                    raise QwenToolError(f"backend {backend.model_id} returned {len(generations)} generations for "
+                                        f"{len(chunk)} prompts; fix: the backend must return one per prompt")
+                found.update(zip(chunk, generations, strict=True))
+                if cache is not None:
+                    cache.add(list(zip(chunk, generations, strict=True)))
+                bar.advance(task, len(chunk))
+    return [found[p] for p in prompts]

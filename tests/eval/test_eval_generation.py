@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+from qwen_tool.eval.generation import (
+    Generation,
+    GenerationSettings,
+    TransformersBackend,
+    generate_all,
+    stop_token_ids,
+)
+from qwen_tool.testing import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def backend() -> TransformersBackend:
+    return TransformersBackend(tiny_model(), tiny_tokenizer(), "tiny")
+
+
+def _prompts(tokenizer, sizes=(1, 9, 3, 30, 5)) -> list[str]:
+    return [tokenizer.apply_chat_template([{"role": "user", "content": "word " * n}], tokenize=False,
+                                          add_generation_prompt=True) for n in sizes]
+
+
+def _reference(backend: TransformersBackend, prompt: str, max_new_tokens: int) -> list[int]:
+    """Plain unbatched `model.generate` with no stop token: the ground truth greedy continuation."""
+    ids = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=None, pad_token_id=backend.pad_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_stop_tokens_include_chatml_end_of_turn() -> None:
+    tokenizer = tiny_tokenizer()
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tokenizer)
+
+
+def test_batched_greedy_with_dropped_rows_equals_unbatched_generate(backend: TransformersBackend) -> None:
+    prompts = _prompts(backend.tokenizer)
+    references = [_reference(backend, p, 12) for p in prompts]
+    # Make a token that some rows emit early, and others never, the stop token: rows then finish at different steps
+    # and leave the batch, which must not disturb the rows that stay.
+    stop = references[0][2]
+    original = backend.stop_ids
+    backend.stop_ids = [stop]
+    try:
+        generations = backend.generate(prompts, GenerationSettings(max_new_tokens=12, batch_size=3))
+    finally:
+        backend.stop_ids = original
+    finished_early = 0
+    for reference, generation in zip(references, generations, strict=True):
+        if stop in reference:
+            expected = reference[: reference.index(stop) + 1]
+            assert generation.finish_reason == "stop"
+            finished_early += len(expected) < 12
+        else:
+            expected = reference
+            assert generation.finish_reason == "length"
+        assert generation.new_tokens == len(expected)
+        text_ids = expected[:-1] if generation.finish_reason == "stop" else expected
+        assert generation.text == backend.tokenizer.decode(text_ids, skip_special_tokens=True)
+    assert finished_early >= 1
+
+
+class ScriptedBackend:
+    """Returns fixed texts; counts the prompts it was asked to decode; may fail after some batches."""
+
+    def __init__(self, texts: dict[str, str], fail_after_batches: int | None = None) -> None:
+        self.model_id = "scripted"
+        self.texts = texts
+        self.decoded: list[str] = []
+        self.fail_after_batches = fail_after_batches
+        self.batches = 0
+
+    def token_length(self, prompt: str) -> int:
+        return len(prompt)
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+        if self.fail_after_batches is not None and self.batches >= self.fail_after_batches:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.decoded.extend(prompts)
+        return [Generation(self.texts[p], len(self.texts[p]), "stop") for p in prompts]
+
+
+def test_cache_makes_rescoring_free_and_resumes_after_interrupt(tmp_path) -> None:
+    texts = {f"prompt {i}" + "x" * i: f"answer {i}" for i in range(7)}
+    prompts = list(texts)
+    settings = GenerationSettings(max_new_tokens=8, batch_size=2)
+    interrupted = ScriptedBackend(texts, fail_after_batches=2)
+    with pytest.raises(KeyboardInterrupt):
+        generate_all(interrupted, prompts, settings, cache_dir=tmp_path, progress=False)
+    assert len(interrupted.decoded) == 4  # two batches of two reached the cache before the interrupt
+    resumed = ScriptedBackend(texts)
+    results = generate_all(resumed, prompts, settings, cache_dir=tmp_path, progress=False)
+    assert [r.text for r in results] == [texts[p] for p in prompts]
+    assert sorted(resumed.decoded) == sorted(set(prompts) - set(interrupted.decoded))
+    again = ScriptedBackend(texts)
+    generate_all(again, prompts, settings, cache_dir=tmp_path, progress=False)
+    assert again.decoded == []
+    # Different settings are a different cache.
+    other = ScriptedBackend(texts)
+    generate_all(other, prompts[:1], GenerationSettings(max_new_tokens=9, batch_size=2), cache_dir=tmp_path,
+                 progress=False)
+    assert other.decoded == prompts[:1]
+
+
+def test_cache_ignores_a_line_cut_short(tmp_path) -> None:
+    texts = {"a": "1", "bb": "2"}
+    settings = GenerationSettings(max_new_tokens=4, batch_size=1)
+    generate_all(ScriptedBackend(texts), ["a"], settings, cache_dir=tmp_path, progress=False)
+    cache_file = next(tmp_path.glob("*.jsonl"))
+    cache_file.write_text(cache_file.read_text() + '{"prompt": "trunc')
+    backend = ScriptedBackend(texts)
+    assert [g.text for g in generate_all(backend, ["a", "bb"], settings, cache_dir=tmp_path, progress=False)] == [
+        "1", "2"]
+    assert backend.decoded == ["bb"]
+
+
+def test_longest_prompts_are_decoded_first_in_batches() -> None:
+    texts = {"x" * n: str(n) for n in (3, 1, 4, 2)}
+    backend = ScriptedBackend(texts)
+    generate_all(backend, list(texts), GenerationSettings(batch_size=2), progress=False)
+    assert backend.decoded == ["xxxx", "xxx", "xx", "x"]
