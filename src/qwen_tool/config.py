@@ -155,4 +155,88 @@ class GenerateConfig:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
 
 
-__all__ = ["ConfigError", "GenerateConfig", "config", "field", "field_docs", "from_dict", "load_config", "to_dict"]
+@config
+class LoraSettings:
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights when training ends."""
+
+    enabled: bool = False
+    """Train LoRA adapters instead of all weights."""
+    r: int = 16
+    """Adapter rank."""
+    alpha: int = 32
+    """Scaling numerator (effective scale alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names that get adapters."""
+
+
+@config
+class SFTTrainingConfig:
+    """Supervised fine-tuning with TL-Training's MAE and PKT (`qwen-tool train sft`)."""
+
+    model: str = "smollm2-135m-instruct"
+    """Built-in model name, local model directory or hub id to start from."""
+    data: str = ""
+    """Training trajectories: JSONL or Parquet in the project's trajectory schema."""
+    output_dir: str = "runs/sft"
+    """Checkpoints, logs and the final model (`<output_dir>/final`)."""
+    tool_format: str | None = None
+    """Wire format taught to the model; default: the one the model registry records for `model`."""
+    mae: bool = True
+    """Zero the loss of erroneous assistant turns (they stay in the context)."""
+    pkt: bool = True
+    """Up-weight key tokens (diverging tool-name tokens, argument tokens) by clip(|NK|/|K|, 1, w_max)."""
+    w_max: float = 9.0
+    """Upper clip of the PKT weight (the paper uses 9)."""
+    epochs: float = 1.0
+    """Passes over the data."""
+    learning_rate: float = 1e-4
+    """Peak learning rate (AdamW)."""
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+    warmup_ratio: float = 0.03
+    """Share of the optimisation steps spent warming up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    examples_per_device: int = 4
+    """Examples in one forward pass per device (micro-batch)."""
+    gradient_accumulation: int = 2
+    """Micro-batches per optimiser step; examples per step = examples_per_device × this × devices."""
+    max_length: int = 1024
+    """Longest tokenised example kept; longer ones are dropped and counted (never silently truncated)."""
+    max_examples: int | None = None
+    """Use only the first N examples (after shuffling by `seed`); None for all."""
+    skip_invalid: bool = False
+    """Skip data lines that fail validation (counted and reported) instead of stopping."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that supports it, else fp32."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """LoRA settings."""
+    logging_steps: int = 5
+    """Optimiser steps between log lines."""
+    save_steps: int = 50
+    """Optimiser steps between checkpoints (resume with --resume)."""
+    save_total_limit: int = 2
+    """Checkpoints kept."""
+    seed: int = 0
+    """Seed of shuffling, dropout and initialisation."""
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.w_max:
+            raise ValueError(f"w_max must be at least 1 (it is the upper clip of a weight ≥ 1), got {self.w_max}")
+        for name in ("examples_per_device", "gradient_accumulation", "max_length", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ValueError("epochs and learning_rate must be positive")
+
+
+__all__ = [
+    "ConfigError", "GenerateConfig", "LoraSettings", "SFTTrainingConfig",
+    "config", "field", "field_docs", "from_dict", "load_config", "to_dict",
+]

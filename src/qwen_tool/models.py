@@ -31,6 +31,9 @@ MANIFEST = "qwen_tool_manifest.json"
 """File written last into a converted model directory: the sha256 of every other file, so a partial or corrupted
 cache is detected on the next pull."""
 
+TRAINED_META = "qwen_tool.json"
+"""Written next to a model trained by Qwen-Tool: the tool format it was taught (and how it was trained)."""
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
@@ -267,11 +270,11 @@ def resolve(name: str) -> ResolvedModel:
                 f"{path} has no config.json, so it is not a Hugging Face model directory; "
                 "fix: point at the folder that save_pretrained wrote"
             )
-        manifest = path / MANIFEST
-        if manifest.is_file():
-            fmt = json.loads(manifest.read_text()).get("tool_format", "hermes")
-        else:
-            fmt = _format_from_config(path, name)
+        fmt = _format_from_config(path, name)
+        for meta_file in (TRAINED_META, MANIFEST):  # a trained model or a converted built-in says what it speaks
+            if (path / meta_file).is_file():
+                fmt = json.loads((path / meta_file).read_text()).get("tool_format", fmt)
+                break
         return ResolvedModel(name, str(path), "local", fmt)
     if path.exists() or name.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"{name!r} is not a directory; fix: pass a model directory, hub id or built-in name")

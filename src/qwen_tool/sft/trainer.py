@@ -1,0 +1,197 @@
+"""The SFT trainer: TRL's SFTTrainer with TL-Training's per-token weights, extended only through documented hooks.
+
+`qwen-tool train sft` → `train_sft(cfg)` → `ToolSFTTrainer.train()` → `compute_loss` → `weighted_nll_sum / Σw`.
+
+Hooks used: the data collator (pads `loss_weights` beside `labels`), `compute_loss` (the weighted loss), and
+`get_batch_samples` (the normaliser Σw over the whole accumulated batch, so 4×2 accumulation equals 8×1, as
+transformers already does for token counts). `loss_is_scaled_for_ga` says the loss is already normalised.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from qwen_tool import QwenToolError
+from qwen_tool.config import SFTTrainingConfig, to_dict
+from qwen_tool.log import console, logger
+from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
+from qwen_tool.sft.weights import weight_normaliser, weighted_nll_sum
+
+
+@dataclass
+class WeightedCollator:
+    """Right-pads `input_ids` (pad id), `labels` (−100) and `loss_weights` (0) to the longest example of the batch."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(e["input_ids"]) for e in examples)
+
+        def pad(key: str, value: float | int, dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor([list(e[key]) + [value] * (longest - len(e[key])) for e in examples], dtype=dtype)
+
+        batch = {
+            "input_ids": pad("input_ids", self.pad_token_id, torch.long),
+            "labels": pad("labels", IGNORE_INDEX, torch.long),
+            "loss_weights": pad("loss_weights", 0.0, torch.float32),
+        }
+        lengths = torch.tensor([len(e["input_ids"]) for e in examples])
+        batch["attention_mask"] = (torch.arange(longest)[None, :] < lengths[:, None]).long()
+        return batch
+
+
+class ToolSFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss is Σ w·NLL / Σ w with MAE/PKT weights from the batch's `loss_weights`."""
+
+    loss_is_scaled_for_ga = True
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):  # type: ignore[override]
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batches and "loss_weights" in batches[0]:
+            total = sum(weight_normaliser(b["labels"], b["loss_weights"]) for b in batches)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                total = self.accelerator.gather(total.to(device)).sum()
+            num_items = total.to(device)
+        return batches, num_items
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+        inputs = dict(inputs)
+        labels_BT = inputs.pop("labels")
+        weights_BT = inputs.pop("loss_weights")
+        outputs = model(**inputs, use_cache=False)
+        normaliser = num_items_in_batch if num_items_in_batch is not None else weight_normaliser(labels_BT, weights_BT)
+        loss = weighted_nll_sum(outputs.logits, labels_BT, weights_BT) / torch.as_tensor(normaliser).clamp(min=1e-8)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.args.world_size > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the normaliser was global
+        return (loss, outputs) if return_outputs else loss
+
+
+def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str, cfg: SFTTrainingConfig) -> list[dict]:
+    """Encode every trajectory; too-long or unrenderable ones are dropped with a count (never silently)."""
+    from rich.progress import track
+
+    encoded: list[dict] = []
+    dropped: dict[str, int] = {}
+    for trajectory in track(trajectories, description="Tokenising", console=console, transient=True):
+        try:
+            example = encode_trajectory(trajectory, tokenizer, fmt, mae=cfg.mae, pkt=cfg.pkt, w_max=cfg.w_max,
+                                        max_length=cfg.max_length)
+        except EncodingError as exc:
+            reason = "too long" if "max_length" in str(exc) else "unencodable"
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        if not any(w > 0 for w in example.loss_weights):
+            dropped["nothing to train"] = dropped.get("nothing to train", 0) + 1
+            continue
+        encoded.append(example.to_dict())
+    if dropped:
+        logger.warning("Dropped %d of %d examples: %s", sum(dropped.values()), len(trajectories),
+                       ", ".join(f"{n} {why}" for why, n in dropped.items()))
+    if not encoded:
+        raise QwenToolError("no training example left after encoding; fix: check the data file and max_length")
+    return encoded
+
+
+def _precision(cfg: SFTTrainingConfig) -> dict[str, bool]:
+    if cfg.precision == "auto":
+        use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return {"bf16": use_bf16, "fp16": False}
+    return {"bf16": cfg.precision == "bf16", "fp16": cfg.precision == "fp16"}
+
+
+def _report_to() -> list[str]:
+    import importlib.util
+
+    return [name for name, module in (("tensorboard", "tensorboard"), ("wandb", "wandb"))
+            if importlib.util.find_spec(module) is not None]
+
+
+def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_examples: list[dict],
+                  **overrides: Any) -> ToolSFTTrainer:
+    """A ready-to-train ToolSFTTrainer for already-encoded examples; `overrides` go to TRL's SFTConfig."""
+    from datasets import Dataset
+
+    args = SFTConfig(
+        output_dir=cfg.output_dir,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.examples_per_device,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to=_report_to(),
+        logging_dir=str(Path(cfg.output_dir) / "logs"),
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None,
+        train_sampling_strategy="group_by_length",
+        use_cpu=not torch.cuda.is_available(),
+        **{**_precision(cfg), **overrides},
+    )
+    peft_config = None
+    if cfg.lora.enabled:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    return ToolSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_examples),
+        processing_class=tokenizer,
+        data_collator=WeightedCollator(tokenizer.pad_token_id),
+        peft_config=peft_config,
+    )
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
+    """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path."""
+    from qwen_tool.data.schema import read_any
+    from qwen_tool.models import TRAINED_META, load_model, load_tokenizer, resolve
+
+    if not cfg.data:
+        raise QwenToolError("no training data given; fix: set data=PATH (e.g. from `qwen-tool data synth`)")
+    fmt = cfg.tool_format or resolve(cfg.model).tool_format
+    trajectories, report = read_any(cfg.data, skip_invalid=cfg.skip_invalid)
+    random.Random(cfg.seed).shuffle(trajectories)
+    if cfg.max_examples is not None:
+        trajectories = trajectories[: cfg.max_examples]
+    tokenizer = load_tokenizer(cfg.model)
+    examples = encode_dataset(trajectories, tokenizer, fmt, cfg)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    logger.info("SFT on %d examples (%d tokens), format %s, MAE %s, PKT %s (w_max %g)", len(examples), tokens, fmt,
+                "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
+    model = load_model(cfg.model)
+    trainer = build_trainer(cfg, model, tokenizer, examples)
+    checkpoint = _last_checkpoint(cfg.output_dir) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = Path(cfg.output_dir) / "final"
+    trained = trainer.model
+    if cfg.lora.enabled:
+        trained = trained.merge_and_unload()
+    trained.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    (final / TRAINED_META).write_text(json.dumps({"tool_format": fmt, "base_model": cfg.model,
+                                                "sft": to_dict(cfg)}, indent=2))
+    logger.info("Saved the trained model to %s", final)
+    return final
