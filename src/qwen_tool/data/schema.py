@@ -1,0 +1,387 @@
+"""The trajectory record every data file holds, its strict validation, and JSONL / Parquet / `datasets` IO.
+
+A trajectory is `{"tools": [...], "messages": [...], "meta": {...}}` in OpenAI chat format: `tools` are OpenAI function
+tools, assistant messages carry `tool_calls` (arguments as a JSON string), `tool` messages answer a call by
+`tool_call_id`. Per-turn annotations ride on the messages themselves so they stay aligned when turns are sliced:
+`erroneous` (an assistant turn whose call failed: MAE gives it no loss) and `feedback_category` (on a tool message: what
+its feedback says; on an erroneous assistant turn: why it failed). Trajectory-level facts (category, difficulty,
+domain, source) live in `meta`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from qwen_tool import QwenToolError
+
+# NOTE (lead engineer): the category strings are the tools room's `FeedbackCategory` values (ok, tool_instability,
+# call_failure, tool_hallucination, parameter_hallucination, parameter_missing, other), one vocabulary for the whole
+# project; import them from there rather than spelling them again.
+from qwen_tool.tools.feedback import FeedbackCategory  # noqa: E402
+
+FEEDBACK_CATEGORIES = tuple(category.value for category in FeedbackCategory)
+"""TL-Training's feedback taxonomy (REFERENCE §1), as the strings stored in data files."""
+
+FeedbackCategoryName = Literal[
+    "ok",
+    "tool_instability",
+    "call_failure",
+    "tool_hallucination",
+    "parameter_hallucination",
+    "parameter_missing",
+    "other",
+]
+
+
+class TrajectoryError(QwenToolError):
+    """A data record that does not fit the schema; the message names file:line, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FunctionSpec(_Strict):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError(f"tool name {value!r} is empty or has spaces; use e.g. snake_case or module.function")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = _schema_problem(json.dumps(value, sort_keys=True))
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _schema_problem(schema_json: str) -> str | None:
+    """Why a parameters schema is unusable (None when fine); cached because datasets repeat their tools."""
+    schema = json.loads(schema_json)
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"parameters is not a valid JSON schema ({exc.message})"
+    if schema.get("type") != "object":
+        return 'parameters must be a JSON schema with "type": "object"'
+    return None
+
+
+class ToolSpec(_Strict):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class CallFunction(_Strict):
+    name: str
+    arguments: str
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _arguments_json(cls, value: Any) -> str:
+        """Accept a dict (normalised to its JSON text) or JSON text that decodes to an object."""
+        if isinstance(value, dict):
+            return json.dumps(value, ensure_ascii=False)
+        if not isinstance(value, str):
+            raise ValueError("arguments must be a JSON object or its JSON text")
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arguments is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if not isinstance(decoded, dict):
+            raise ValueError("arguments must decode to a JSON object")
+        return value
+
+
+class ToolCallSpec(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: CallFunction
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCallSpec] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning_content: str | None = None
+    erroneous: bool | None = None
+    """Assistant turn whose call drew error feedback (MAE masks it)."""
+    feedback_category: FeedbackCategoryName | None = None
+    """Tool message: what its feedback says. Erroneous assistant turn: why it failed."""
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id (the id of the call it answers)")
+        if self.role != "tool" and self.tool_call_id is not None:
+            raise ValueError(f"tool_call_id is only allowed on tool messages, not {self.role}")
+        if self.role != "assistant" and (self.tool_calls or self.erroneous):
+            raise ValueError(f"tool_calls and erroneous are only allowed on assistant messages, not {self.role}")
+        if self.role == "assistant" and not self.tool_calls and self.content is None:
+            raise ValueError("an assistant message needs content or tool_calls")
+        if self.role in ("system", "user", "tool") and self.content is None:
+            raise ValueError(f"a {self.role} message needs content")
+        return self
+
+
+class Meta(BaseModel):
+    """Trajectory-level facts; extra keys are kept (generators add their own provenance)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    category: str | None = None
+    difficulty: float | None = None
+    domain: str | None = None
+    source: str | None = None
+    split: str | None = None
+
+
+class Trajectory(_Strict):
+    tools: list[ToolSpec] = []
+    messages: list[Message]
+    meta: Meta = Meta()
+
+    @model_validator(mode="after")
+    def _conversation_ok(self) -> Trajectory:
+        names = [tool.function.name for tool in self.tools]
+        duplicates = [name for name, count in Counter(names).items() if count > 1]
+        if duplicates:
+            raise ValueError(f"tools: duplicate tool names {duplicates}; each offered tool needs a unique name")
+        if not any(message.role == "user" for message in self.messages):
+            raise ValueError("messages: no user message; a trajectory starts from a user query")
+        offered = set(names)
+        call_ids: set[str] = set()
+        for index, message in enumerate(self.messages):
+            for call in message.tool_calls or []:
+                if call.function.name not in offered and not message.erroneous:
+                    raise ValueError(
+                        f"messages.{index}: calls {call.function.name!r}, which is not among the offered tools; "
+                        "offer the tool or mark the turn erroneous (tool_hallucination)"
+                    )
+                call_ids.add(call.id)
+            if message.role == "tool" and message.tool_call_id not in call_ids:
+                raise ValueError(
+                    f"messages.{index}: tool_call_id {message.tool_call_id!r} answers no earlier assistant call"
+                )
+        return self
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"field {loc}: unknown key; fix: remove it or move it under meta"
+    if err["type"] == "missing":
+        return f"field {loc}: missing; fix: add it"
+    return f"field {loc}: {message}"
+
+
+def validate_trajectory(record: Any, where: str = "record") -> dict[str, Any]:
+    """Validate one record and return it normalised (arguments as JSON text, unset optional keys dropped).
+
+    Raises `TrajectoryError` naming `where` (e.g. `train.jsonl:12`) and the first offending field.
+    """
+    if not isinstance(record, dict):
+        raise TrajectoryError(f"{where}: a trajectory must be a JSON object with tools, messages and meta")
+    try:
+        model = Trajectory.model_validate(record)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise TrajectoryError(f"{where}: {_describe(errors[0])}{more}") from None
+    return dump_trajectory(model)
+
+
+def dump_trajectory(model: Trajectory) -> dict[str, Any]:
+    """A validated trajectory as plain data with a stable key order."""
+    data = model.model_dump(exclude_none=True)
+    for tool in data["tools"]:
+        function = tool["function"]
+        tool["function"] = {"name": function["name"], "description": function["description"],
+                            "parameters": function["parameters"]}
+    return data
+
+
+@dataclass
+class ReadReport:
+    """What a read kept and skipped; `errors` holds one `file:line: field ...` line per skipped record."""
+
+    kept: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport | None = None) -> Iterator[dict]:
+    """Yield validated trajectories from a JSONL file; bad lines raise (or are counted in `report` if skipping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .jsonl file")
+    report = report if report is not None else ReadReport()
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                yield_record = validate_trajectory(record, where)
+            except TrajectoryError as exc:
+                if not skip_invalid:
+                    raise
+                report.skipped += 1
+                report.errors.append(str(exc))
+                continue
+            report.kept += 1
+            yield yield_record
+
+
+def read_jsonl(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+    """All trajectories of a JSONL file and the read report."""
+    report = ReadReport()
+    records = list(iter_jsonl(path, skip_invalid=skip_invalid, report=report))
+    return records, report
+
+
+def to_jsonl_line(record: dict[str, Any]) -> str:
+    """One trajectory as one JSON line (UTF-8 kept, compact, stable key order so equal data gives equal bytes)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write trajectories as JSONL; returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(to_jsonl_line(record) + "\n")
+            count += 1
+    return count
+
+
+_PARQUET_COLUMNS = ("tools", "messages", "meta")
+
+
+def write_parquet(records: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write trajectories as Parquet, one JSON-text column per part (tool schemas vary too much for Arrow structs)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(records)
+    columns = {name: [json.dumps(row.get(name, {} if name == "meta" else []), ensure_ascii=False) for row in rows]
+               for name in _PARQUET_COLUMNS}
+    columns["category"] = [row.get("meta", {}).get("category") for row in rows]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), str(path))
+    return len(rows)
+
+
+def read_parquet(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+    """Read trajectories written by `write_parquet`; rows are validated like JSONL lines (row numbers from 1)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .parquet file")
+    table = pq.read_table(str(path)).to_pydict()
+    missing = [name for name in _PARQUET_COLUMNS if name not in table]
+    if missing:
+        raise TrajectoryError(f"{path}: missing columns {missing}; fix: write it with write_parquet")
+    report = ReadReport()
+    records = []
+    for row_index in range(len(table["messages"])):
+        where = f"{path}:row {row_index + 1}"
+        try:
+            record = {name: json.loads(table[name][row_index]) for name in _PARQUET_COLUMNS}
+            records.append(validate_trajectory(record, where))
+            report.kept += 1
+        except (TrajectoryError, json.JSONDecodeError) as exc:
+            if not skip_invalid:
+                raise TrajectoryError(str(exc)) from None
+            report.skipped += 1
+            report.errors.append(str(exc))
+    return records, report
+
+
+def read_any(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+    """Read `.jsonl` or `.parquet` by suffix."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return read_parquet(path, skip_invalid)
+    return read_jsonl(path, skip_invalid)
+
+
+def write_any(records: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write `.jsonl` or `.parquet` by suffix."""
+    path = Path(path)
+    return write_parquet(records, path) if path.suffix == ".parquet" else write_jsonl(records, path)
+
+
+def to_hf_dataset(records: list[dict[str, Any]]):
+    """A `datasets.Dataset` view: `messages` as structured rows, `tools` and `meta` as JSON text, plus `category`.
+
+    Tool schemas differ per row, so they stay JSON text (decode with `json.loads`); messages share one structure.
+    """
+    from datasets import Dataset
+
+    rows = []
+    for record in records:
+        messages = [
+            {
+                "role": m["role"],
+                "content": m.get("content"),
+                "tool_calls": m.get("tool_calls"),
+                "tool_call_id": m.get("tool_call_id"),
+                "erroneous": bool(m.get("erroneous", False)),
+                "feedback_category": m.get("feedback_category"),
+            }
+            for m in record["messages"]
+        ]
+        rows.append({
+            "messages": messages,
+            "tools": json.dumps(record.get("tools", []), ensure_ascii=False),
+            "meta": json.dumps(record.get("meta", {}), ensure_ascii=False),
+            "category": record.get("meta", {}).get("category"),
+        })
+    return Dataset.from_list(rows)
+
+
+__all__ = [
+    "FEEDBACK_CATEGORIES",
+    "ReadReport",
+    "Trajectory",
+    "TrajectoryError",
+    "dump_trajectory",
+    "iter_jsonl",
+    "read_any",
+    "read_jsonl",
+    "read_parquet",
+    "to_hf_dataset",
+    "to_jsonl_line",
+    "validate_trajectory",
+    "write_any",
+    "write_jsonl",
+    "write_parquet",
+]
