@@ -118,29 +118,29 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
     """A ready-to-train ToolSFTTrainer for already-encoded examples; `overrides` go to TRL's SFTConfig."""
     from datasets import Dataset
 
-    args = SFTConfig(
+    settings: dict[str, Any] = dict(
         output_dir=cfg.output_dir,
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.examples_per_device,
         gradient_accumulation_steps=cfg.gradient_accumulation,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         report_to=_report_to(),
-        logging_dir=str(Path(cfg.output_dir) / "logs"),
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,  # keep `loss_weights`
+        dataset_kwargs={"skip_prepare_dataset": True},  # examples arrive encoded
         max_length=None,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length",  # less padding on CPU
         use_cpu=not torch.cuda.is_available(),
-        **{**_precision(cfg), **overrides},
+        **_precision(cfg),
     )
+    args = SFTConfig(**{**settings, **overrides})
     peft_config = None
     if cfg.lora.enabled:
         from peft import LoraConfig
