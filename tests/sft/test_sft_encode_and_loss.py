@@ -50,7 +50,8 @@ def tokenizer():
 
 
 def decoded_trained(example, tokenizer):
-    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX])
+    pairs = zip(example.input_ids, example.labels, strict=True)
+    return tokenizer.decode([t for t, label in pairs if label != IGNORE_INDEX])
 
 
 def test_labels_cover_exactly_the_assistant_text(tokenizer):
@@ -75,11 +76,11 @@ def test_mae_zeroes_the_erroneous_turn_but_keeps_it_in_context(tokenizer):
 
 def test_pkt_weights_key_tokens_of_each_turn(tokenizer):
     example = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True, w_max=9.0)
-    key_tokens = [tokenizer.decode([t]) for t, k in zip(example.input_ids, example.key_mask) if k]
+    key_tokens = [tokenizer.decode([t]) for t, k in zip(example.input_ids, example.key_mask, strict=True) if k]
     joined = "".join(key_tokens)
     assert "symbol" in joined and "AAPL" in joined and "get" in joined
     # Weight of the corrected call's key tokens = clip(|NK| / |K|, 1, 9) over that turn's trained tokens.
-    turn = [(w, k) for w, k, label in zip(example.loss_weights, example.key_mask, example.labels)
+    turn = [(w, k) for w, k, label in zip(example.loss_weights, example.key_mask, example.labels, strict=True)
             if label != IGNORE_INDEX and w > 0]
     key_weights = {w for w, k in turn if k}
     assert len(key_weights) == 1
