@@ -14,9 +14,20 @@ __all__ = ["Codec", "CodecError", "ParsedOutput", "Rendered", "Span", "StreamPar
 
 
 def _registry() -> dict[str, type[Codec]]:
+    from qwen_tool.codec.auto import AutoCodec
+    from qwen_tool.codec.deepseek import DeepSeekCodec
+    from qwen_tool.codec.glm import GlmCodec
+    from qwen_tool.codec.harmony import HarmonyCodec
     from qwen_tool.codec.hermes import HermesCodec
+    from qwen_tool.codec.kimi import KimiK2Codec
+    from qwen_tool.codec.llama3 import Llama3JsonCodec
+    from qwen_tool.codec.mistral import MistralCodec
+    from qwen_tool.codec.pythonic import PythonicCodec
+    from qwen_tool.codec.qwen3_xml import Qwen3XmlCodec
+    from qwen_tool.codec.react import ReactCodec
 
-    classes: list[type[Codec]] = [HermesCodec]
+    classes: list[type[Codec]] = [HermesCodec, Qwen3XmlCodec, Llama3JsonCodec, PythonicCodec, MistralCodec,
+                                  ReactCodec, GlmCodec, DeepSeekCodec, KimiK2Codec, HarmonyCodec, AutoCodec]
     return {cls.name: cls for cls in classes}
 
 

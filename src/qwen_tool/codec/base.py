@@ -212,15 +212,18 @@ class Codec:
     variants: tuple[str, ...] = ("default",)
 
     # ---- markers -------------------------------------------------------------------------------------------------
+    think_open, think_close = "<think>", "</think>"
+
     def markers(self, mode: str) -> dict[str, Handler]:
-        """Marker → handler for a mode. Default: think tags only."""
+        """Marker → handler for a mode. Default: think tags only (a stray close tag is dropped, never leaked)."""
         if not self.think_tags:
             return {}
+        close = self.think_close
         if mode == REASONING:
-            return {"</think>": lambda text, pos, final, state: Region(pos + len("</think>"), mode=CONTENT)}
+            return {close: lambda text, pos, final, state: Region(pos + len(close), mode=CONTENT)}
         return {
-            "<think>": lambda text, pos, final, state: Region(pos + len("<think>"), mode=REASONING),
-            "</think>": lambda text, pos, final, state: Region(pos + len("</think>")),
+            self.think_open: lambda text, pos, final, state: Region(pos + len(self.think_open), mode=REASONING),
+            close: lambda text, pos, final, state: Region(pos + len(close)),
         }
 
     def find_marker(self, text: str, pos: int, mode: str) -> tuple[int, str] | None:
@@ -287,7 +290,7 @@ class Codec:
         raise NotImplementedError
 
     def render_reasoning(self, reasoning: str) -> str:
-        return f"<think>\n{reasoning}\n</think>\n\n"
+        return f"{self.think_open}\n{reasoning}\n{self.think_close}\n\n"
 
     def render_assistant(self, content: str | None, tool_calls: list[ToolCall] | None = None,
                          reasoning: str | None = None) -> Rendered:
@@ -345,6 +348,32 @@ def normalise_calls(calls: list[ToolCall] | list[dict] | None) -> list[ToolCall]
         kwargs = {"id": call["id"]} if call.get("id") else {}
         result.append(ToolCall(function.get("name", ""), arguments, **kwargs))
     return result
+
+
+def drop(marker: str) -> Handler:
+    """Handler that consumes a bare marker (end-of-turn tokens, section tags) so it never leaks into content."""
+    return lambda text, pos, final, state: Region(pos + len(marker))
+
+
+def waiting(text: str, pos: int, final: bool, what: str) -> Region | None:
+    """Not enough text yet: wait while streaming; once final, the region is truncated and dropped."""
+    if not final:
+        return None
+    return Region(len(text), error=f"truncated: {what} at char {pos} is incomplete; the call was dropped")
+
+
+def malformed(text: str, pos: int, final: bool, close_tag: str, from_pos: int, what: str) -> Region | None:
+    """A region that cannot be a call: skip to its close tag (or to the end, once final), with an error."""
+    close = text.find(close_tag, from_pos)
+    if close < 0:
+        return waiting(text, pos, final, what)
+    return Region(close + len(close_tag), error=f"malformed {what} at char {pos}; the call was dropped")
+
+
+def grows_into(text: str, pos: int, *tags: str) -> bool:
+    """Whether `text[pos:]` is a (possibly empty) proper prefix of one of `tags`: more text may complete it."""
+    rest = text[pos:]
+    return any(tag.startswith(rest) and len(rest) < len(tag) for tag in tags)
 
 
 class _Sink:
