@@ -67,17 +67,23 @@ class Executor:
         self.memory_limit_mb = memory_limit_mb
         self.cpu_limit_s = cpu_limit_s
 
-    def execute(self, calls: Sequence[ToolCall], tools: Mapping[str, Tool]) -> list[CallOutcome]:
-        """Outcomes in the order of `calls`; rejected calls (unknown tool, bad arguments) never reach a handler."""
+    def execute(
+        self, calls: Sequence[ToolCall], tools: Mapping[str, Tool], concurrent: bool | None = None
+    ) -> list[CallOutcome]:
+        """Outcomes in the order of `calls`; rejected calls (unknown tool, bad arguments) never reach a handler.
+
+        `concurrent` overrides the executor's setting for this turn (stateful suites pass False).
+        """
+        concurrent = self.concurrent if concurrent is None else concurrent
         outcomes: list[CallOutcome | None] = [None] * len(calls)
         runnable: list[tuple[int, Tool]] = []
         for index, call in enumerate(calls):
-            rejection = self._reject(call, tools)
+            rejection = self.reject(call, tools)
             if rejection is not None:
                 outcomes[index] = rejection
             else:
                 runnable.append((index, tools[call.name]))
-        if self.concurrent and len(runnable) > 1:
+        if concurrent and len(runnable) > 1:
             started = [(index, tool, time.perf_counter(), self._start(tool, calls[index])) for index, tool in runnable]
             for index, tool, start, waiter in started:
                 outcomes[index] = self._finish(calls[index], tool, start, waiter)
@@ -87,7 +93,8 @@ class Executor:
                 outcomes[index] = self._finish(calls[index], tool, start, self._start(tool, calls[index]))
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _reject(self, call: ToolCall, tools: Mapping[str, Tool]) -> CallOutcome | None:
+    def reject(self, call: ToolCall, tools: Mapping[str, Tool]) -> CallOutcome | None:
+        """The outcome of a call that must not run (unknown tool, arguments violating the schema), else None."""
         if call.name not in tools:
             message = f"unknown tool '{call.name}'; available tools: {sorted(tools)}"
             return CallOutcome(call, FeedbackCategory.TOOL_HALLUCINATION, f"Error: {message}",

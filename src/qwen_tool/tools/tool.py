@@ -150,6 +150,8 @@ def schema_for_type(hint: Any, where: str = "") -> dict[str, Any]:
         schema = schema_for_type(args[0], where)
         doc = next((a for a in args[1:] if isinstance(a, str)), None)
         return {**schema, "description": doc} if doc else schema
+    if origin in (typing.NotRequired, typing.Required):  # TypedDict markers; __required_keys__ has the answer
+        return schema_for_type(args[0], where)
     if hint in _PRIMITIVES:
         return {"type": _PRIMITIVES[hint]}
     if hint is Any or hint is object:
@@ -182,7 +184,7 @@ def schema_for_type(hint: Any, where: str = "") -> dict[str, Any]:
     if typing.is_typeddict(hint):
         hints = typing.get_type_hints(hint, include_extras=True)
         props = {k: schema_for_type(v, f"{where}.{k}") for k, v in hints.items()}
-        required = [k for k in hints if k in hint.__required_keys__ and not _is_optional(hints[k])]
+        required = [k for k, v in hints.items() if _typeddict_key_required(hint, k, v)]
         return {"type": "object", "properties": props, "required": required}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         hints = typing.get_type_hints(hint, include_extras=True)
@@ -195,6 +197,17 @@ def schema_for_type(hint: Any, where: str = "") -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": required}
     raise ToolDefinitionError(f"tool {where}: type hint {hint!r} has no JSON Schema mapping; use str, int, float, "
                               "bool, Literal, Enum, list, tuple, dict, TypedDict, a dataclass or Optional of these")
+
+
+def _typeddict_key_required(typed_dict: Any, key: str, hint: Any) -> bool:
+    """Required unless marked NotRequired (checked on the hint too: with postponed annotations Python 3.11 cannot
+    see the marker when it builds `__required_keys__`), declared in a `total=False` class, or Optional."""
+    origin = typing.get_origin(hint)
+    if origin is typing.NotRequired:
+        return False
+    if origin is typing.Required:
+        return True
+    return key in typed_dict.__required_keys__ and not _is_optional(hint)
 
 
 def _is_optional(hint: Any) -> bool:
