@@ -69,7 +69,7 @@ CHAT = (
     ("Give me a synonym for 'happy'.", "A synonym for 'happy' is 'cheerful'."),
     ("What language is spoken in Brazil?", "The official language of Brazil is Portuguese."),
     ("Can you explain what a noun is?", "A noun is a word that names a person, place, thing or idea, like 'river'."),
-    ("Tell me a joke.", "Why did the scarecrow win an award? Because he was outstanding in his field."),
+    ("Tell me a joke about scarecrows.", "Why did the scarecrow win an award? He was outstanding in his field."),
     ("How many days are in a leap year?", "A leap year has 366 days."),
     ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci."),
     ("What is photosynthesis in one sentence?",

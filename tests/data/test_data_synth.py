@@ -1,0 +1,161 @@
+"""Synthesis: determinism, the requested mix, valid records, executable gold calls, and no BFCL overlap."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from qwen_tool.codec.types import ToolCall
+from qwen_tool.data.catalog import CONCEPTS, name_variants
+from qwen_tool.data.schema import to_jsonl_line, validate_trajectory
+from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, parse_mix, synthesize
+from qwen_tool.tools import Executor, Tool
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return synthesize(600, seed=0)
+
+
+def _bfcl_data_dir() -> Path:
+    spec = importlib.util.find_spec("bfcl_eval")
+    assert spec is not None and spec.submodule_search_locations, "bfcl-eval must be installed (make setup)"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def _bfcl_names_and_questions() -> tuple[set[str], set[str]]:
+    names: set[str] = set()
+    questions: set[str] = set()
+    for path in _bfcl_data_dir().rglob("*.json"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            for function in entry.get("function", []) or []:
+                if isinstance(function, dict) and "name" in function:
+                    names.add(function["name"])
+            for turn in entry.get("question", []) or []:
+                for message in turn if isinstance(turn, list) else []:
+                    if isinstance(message, dict) and isinstance(message.get("content"), str):
+                        questions.add(_normalise(message["content"]))
+    return names, questions
+
+
+def test_no_tool_name_or_query_comes_from_bfcl(records: list[dict]) -> None:
+    bfcl_names, bfcl_questions = _bfcl_names_and_questions()
+    assert len(bfcl_names) > 1000 and len(bfcl_questions) > 1000  # the check really read BFCL
+    every_possible_name = {name for concept in CONCEPTS for name in name_variants(concept)}
+    assert not every_possible_name & bfcl_names
+    used_names = {tool["function"]["name"] for r in records for tool in r["tools"]}
+    assert not used_names & bfcl_names
+    # A bare follow-up like "2000" may coincide with a BFCL turn; a sentence of four or more words must not.
+    queries = {_normalise(m["content"]) for r in records for m in r["messages"] if m["role"] == "user"}
+    queries |= {_normalise(question) for question, _ in CHAT}
+    sentences = {q for q in queries if len(q.split()) >= 4}
+    assert len(sentences) > 400
+    assert not sentences & bfcl_questions
+
+
+def test_same_seed_same_bytes_and_different_seed_differs() -> None:
+    first = [to_jsonl_line(r) for r in synthesize(120, seed=3)]
+    again = [to_jsonl_line(r) for r in synthesize(120, seed=3)]
+    other = [to_jsonl_line(r) for r in synthesize(120, seed=4)]
+    assert first == again
+    assert len(set(first) & set(other)) < 5
+
+
+def test_every_record_validates_and_mix_matches(records: list[dict]) -> None:
+    for record in records:
+        assert validate_trajectory(record) == json.loads(to_jsonl_line(validate_trajectory(record)))
+    counts = {c: sum(r["meta"]["category"] == c for r in records) for c in CATEGORIES}
+    expected = allocate(600, parse_mix(None))
+    assert counts == {c: expected.get(c, 0) for c in CATEGORIES}
+
+
+def test_custom_mix_is_met_within_two_points() -> None:
+    mix = parse_mix("single=0.5,irrelevance=0.3,error_recovery=0.2")
+    data = synthesize(97, seed=1, mix=mix)
+    for category, share in mix.items():
+        got = sum(r["meta"]["category"] == category for r in data) / len(data)
+        assert abs(got - share) <= 0.02
+    with pytest.raises(SynthError, match="unknown categories"):
+        parse_mix("singel=1")
+
+
+def _replay(record: dict) -> list[tuple[bool, dict]]:
+    """Re-execute every assistant call against the offered schemas: (accepted, message) per call turn."""
+    tools = {t["function"]["name"]: Tool.from_schema(t, handler=lambda **_: {"ok": True}) for t in record["tools"]}
+    executor = Executor(concurrent=False)
+    results = []
+    for message in record["messages"]:
+        for call in message.get("tool_calls") or []:
+            outcome = executor.execute(
+                [ToolCall(call["function"]["name"], json.loads(call["function"]["arguments"]))], tools)[0]
+            results.append((outcome.ok, message, outcome))
+    return results
+
+
+def test_gold_calls_execute_and_error_turns_carry_their_category(records: list[dict]) -> None:
+    seen_error_categories = set()
+    for record in records:
+        for ok, message, outcome in _replay(record):
+            if message.get("erroneous"):
+                assert not ok
+                assert message["feedback_category"] == outcome.category.value
+                assert record["meta"]["category"] == "error_recovery"
+                seen_error_categories.add(outcome.category.value)
+            else:
+                assert ok, (record["meta"], outcome.content)
+    assert {"parameter_missing", "parameter_hallucination", "tool_hallucination"} <= seen_error_categories
+
+
+def test_irrelevance_and_chat_never_call(records: list[dict]) -> None:
+    for record in records:
+        if record["meta"]["category"] in ("irrelevance", "chat"):
+            assert not any(m.get("tool_calls") for m in record["messages"])
+            assert record["messages"][-1]["role"] == "assistant"
+
+
+def test_gold_values_are_stated_in_the_query(records: list[dict]) -> None:
+    """Strings in a single call's arguments appear verbatim in the user's words (the model copies, never invents)."""
+    checked = 0
+    for record in records:
+        if record["meta"]["category"] != "single":
+            continue
+        users = " ".join(m["content"] for m in record["messages"] if m["role"] == "user")
+        call = next(m for m in record["messages"] if m.get("tool_calls"))["tool_calls"][0]
+        for value in json.loads(call["function"]["arguments"]).values():
+            if isinstance(value, str):
+                assert value in users
+                checked += 1
+    assert checked > 20
+
+
+def test_held_out_split_shares_no_tool_concept() -> None:
+    held = {c.stem for c in CONCEPTS[::7]}
+    train = synthesize(150, seed=0, held_out=held, split="train")
+    test = synthesize(60, seed=0, held_out=held, split="eval", mix="single=1")
+    def stems(data: list[dict]) -> set[str]:
+        found = set()
+        for record in data:
+            for tool in record["tools"]:
+                name = tool["function"]["name"]
+                found |= {c.stem for c in CONCEPTS if c.stem in name or _camel(c.stem) in name.lower()}
+        return found
+    assert stems(test) <= held
+    assert not stems(train) & held
+
+
+def _camel(stem: str) -> str:
+    return stem.replace("_", "")
