@@ -146,6 +146,7 @@ class ToolEnv:
                                     "ParseError", parsed.error)]
             self._finish("parse_error")
         elif calls:
+            self.suite.record_calls(calls)
             outcomes = self._execute(calls)
             tool_messages = [{"role": "tool", "tool_call_id": o.call.id, "name": o.call.name, "content": o.content}
                              for o in outcomes if o.call is not None]

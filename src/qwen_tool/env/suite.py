@@ -91,6 +91,9 @@ class Suite:
     def tasks(cls) -> list[Task]:
         return []
 
+    def record_calls(self, calls: list[Any]) -> None:
+        """Called with every assistant turn's calls, valid or not, before they run (BFCL counts attempts)."""
+
     def end_user_turn(self, turn_index: int) -> None:
         """Called when the assistant closes a user turn (BFCL checks state here)."""
 

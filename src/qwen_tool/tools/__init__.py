@@ -1,7 +1,13 @@
 """Tools: schema + handler, argument validation, the executor (timeouts, isolation) and the feedback taxonomy."""
 
 from qwen_tool.tools.executor import Executor
-from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory, ToolInstabilityError, classify_feedback_text
+from qwen_tool.tools.feedback import (
+    CallOutcome,
+    FeedbackCategory,
+    ToolCallError,
+    ToolInstabilityError,
+    classify_feedback_text,
+)
 from qwen_tool.tools.tool import Tool, ToolDefinitionError, ToolRegistry, bfcl_to_json_schema, schema_for_type
 from qwen_tool.tools.validation import ArgumentProblem, validate_arguments
 
@@ -11,6 +17,7 @@ __all__ = [
     "Executor",
     "FeedbackCategory",
     "Tool",
+    "ToolCallError",
     "ToolDefinitionError",
     "ToolInstabilityError",
     "ToolRegistry",

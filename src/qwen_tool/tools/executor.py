@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory, ToolInstabilityError
+from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory, ToolCallError, ToolInstabilityError
 from qwen_tool.tools.tool import Tool
 from qwen_tool.tools.validation import category_of_problems, validate_arguments
 
@@ -37,6 +37,7 @@ class _Raw:
     error_type: str | None = None
     error_message: str | None = None
     instability: bool = False
+    content: str | None = None  # verbatim text for the model (ToolCallError.content)
 
 
 class Executor:
@@ -148,7 +149,8 @@ class Executor:
             return CallOutcome(call, FeedbackCategory.OK, self._cap(text), elapsed_s=elapsed, result=raw.value)
         category = FeedbackCategory.TOOL_INSTABILITY if raw.instability else FeedbackCategory.CALL_FAILURE
         message = raw.error_message or ""
-        content = self._cap(f"Error: {raw.error_type}: {message}" if message else f"Error: {raw.error_type}")
+        content = raw.content or (f"Error: {raw.error_type}: {message}" if message else f"Error: {raw.error_type}")
+        content = self._cap(content)
         return CallOutcome(call, category, content, raw.error_type, message, elapsed)
 
     def _cap(self, text: str) -> str:
@@ -165,6 +167,8 @@ def run_handler(handler: Any, arguments: dict[str, Any]) -> _Raw:
     """Call the handler and capture what happened; instability-type exceptions are marked as such."""
     try:
         return _Raw("ok", handler(**arguments))
+    except ToolCallError as exc:
+        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc), content=exc.content)
     except _INSTABILITY_ERRORS as exc:
         return _Raw("error", error_type=type(exc).__name__, error_message=str(exc), instability=True)
     except Exception as exc:

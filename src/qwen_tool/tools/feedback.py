@@ -35,6 +35,14 @@ class ToolInstabilityError(Exception):
     """Raised by a tool (or a fault injector) for a failure of the service, not of the call: 5xx, network, timeout."""
 
 
+class ToolCallError(Exception):
+    """Raised by a tool that rejects the call's values; `content` (when given) is sent to the model verbatim."""
+
+    def __init__(self, message: str, content: str | None = None) -> None:
+        super().__init__(message)
+        self.content = content
+
+
 @dataclass
 class CallOutcome:
     """One executed (or rejected) call: its category, the text sent back to the model, and why it failed."""
