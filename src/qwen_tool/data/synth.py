@@ -18,7 +18,9 @@ from typing import Any
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import Concept
+from qwen_tool.data.curriculum import difficulty
 from qwen_tool.data.kinds import Int, Money, Num
+from qwen_tool.data.schema import validate_trajectory
 from qwen_tool.data.unseen import (
     DrawnTool,
     NameStyle,
@@ -508,7 +510,8 @@ def _build_one(category: str, index: int, seed: int, split: str, pool: list[Conc
         except _Retry:
             continue
         record["meta"]["split"] = split
-        return record
+        record["meta"]["difficulty"] = difficulty(record)
+        return validate_trajectory(record, f"synthesized {category} #{index}")
     raise RuntimeError(f"could not build a {category} example after 20 attempts")
 
 
