@@ -108,6 +108,116 @@ def models_info(
     out.print(table)
 
 
+# --- tools and env (issue 4) ----------------------------------------------------------------------------------------
+tools_app = typer.Typer(help="Built-in simulated tool suites.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+env_app = typer.Typer(help="Play episodes in the tool environment.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@tools_app.command("list")
+def tools_list() -> None:
+    """Suites with their domain, tool count and example tasks."""
+    from qwen_tool.env.suites import SUITES
+
+    table = Table(title="Simulated tool suites")
+    for column in ("suite", "domain", "tools", "tasks", "description"):
+        table.add_column(column)
+    for name, cls in SUITES.items():
+        table.add_row(name, cls.domain, str(len(cls.tool_specs())), str(len(cls.tasks())), cls.description)
+    out.print(table)
+    out.print("Also: suite 'bfcl' (BFCL multi-turn; `qwen-tool env play bfcl --task N`).")
+
+
+@tools_app.command("describe")
+def tools_describe(
+    suite: Annotated[str, typer.Argument(help="Suite name (see `qwen-tool tools list`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the OpenAI tool schemas as JSON.")] = False,
+) -> None:
+    """The tools of a suite: name, parameters (required marked *) and description."""
+    from qwen_tool.env.suites import get_suite
+
+    specs = get_suite(suite).tool_specs()
+    if as_json:
+        out.print_json(json.dumps([tool.openai_schema() for tool in specs]))
+        return
+    table = Table(title=f"{suite}: {len(specs)} tools")
+    for column in ("tool", "parameters", "description"):
+        table.add_column(column)
+    for tool in specs:
+        required = set(tool.parameters.get("required", []))
+        params = ", ".join(f"{p}{'*' if p in required else ''}: {s.get('type', 'any')}"
+                           for p, s in tool.parameters["properties"].items())
+        table.add_row(tool.name, params, tool.description)
+    out.print(table)
+
+
+@env_app.command("play")
+def env_play(
+    suite: Annotated[str, typer.Argument(help="Suite name, or 'bfcl' for BFCL multi-turn.")],
+    task: Annotated[int, typer.Option("--task", help="Task index within the suite (or BFCL entry).")] = 0,
+    category: Annotated[str, typer.Option(help="BFCL category (suite 'bfcl' only).")] = "multi_turn_base",
+    noise: Annotated[str, typer.Option(help="RoTBench noise: clean, slight, medium, heavy, union.")] = "clean",
+    instability: Annotated[float, typer.Option(help="Probability that a call fails with 503/timeout.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Episode seed (default: the task's).")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write the trajectory JSON here.")] = None,
+) -> None:
+    """Play one task with the scripted gold policy and print the episode."""
+    from qwen_tool.env import ToolEnv, run_gold_episode
+
+    if suite == "bfcl":
+        from qwen_tool.env.bfcl import load_bfcl_tasks
+
+        tasks = load_bfcl_tasks(category)
+    else:
+        from qwen_tool.env.suites import get_suite
+
+        tasks = get_suite(suite).tasks()
+    if not 0 <= task < len(tasks):
+        raise QwenToolError(f"--task {task} is out of range; suite '{suite}' has tasks 0..{len(tasks) - 1}")
+    env = ToolEnv(noise=noise, instability_rate=instability, max_turns=20 if suite == "bfcl" else 9)
+    trajectory = run_gold_episode(env, tasks[task], seed=seed)
+    categories = {a["message_index"]: a["categories"] for a in trajectory["meta"]["annotations"]}
+    out.print(f"[bold]{tasks[task].id}[/bold] ({len(trajectory['tools'])} tools, noise={noise})")
+    tool_index = 0
+    for index, message in enumerate(trajectory["messages"]):
+        role = message["role"]
+        if role == "assistant":
+            for call in message.get("tool_calls", []):
+                out.print(f"[cyan]assistant → {call['function']['name']}[/cyan]({call['function']['arguments']})",
+                          highlight=False)
+            if message.get("content"):
+                out.print(f"[green]assistant:[/green] {message['content']}", highlight=False)
+            labels, tool_index = categories.get(index, []), 0
+        elif role == "tool":
+            label = labels[tool_index] if tool_index < len(labels) else "?"
+            tool_index += 1
+            colour = "green" if label == "ok" else "yellow" if label == "tool_instability" else "red"
+            out.print(f"  [{colour}]{label}[/{colour}] {message['content'][:200]}", highlight=False, markup=True)
+        elif role != "system":
+            out.print(f"[bold]{role}:[/bold] {message['content']}", highlight=False)
+    meta = trajectory["meta"]
+    out.print(f"termination: {meta['termination']}, steps: {meta['steps']}, end state: {meta['end_state']}")
+    if save is not None:
+        save.write_text(json.dumps(trajectory, indent=1, default=str))
+
+
+@env_app.command("bfcl-replay")
+def env_bfcl_replay(
+    category: Annotated[str, typer.Option(help="multi_turn_base, multi_turn_miss_func or multi_turn_miss_param.")]
+    = "multi_turn_base",
+) -> None:
+    """Replay BFCL's gold answers through ToolEnv and report how many reproduce BFCL's gold end state."""
+    from qwen_tool.env.bfcl import load_bfcl_tasks, replay_gold
+
+    verdicts = replay_gold(load_bfcl_tasks(category))
+    failures = [v for v in verdicts if not v["valid"]]
+    out.print(f"{category}: {len(verdicts) - len(failures)}/{len(verdicts)} gold replays pass BFCL's check")
+    for failure in failures:
+        out.print(f"  {failure['id']}: {failure['error_type']}: {str(failure.get('error_message'))[:160]}",
+                  highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:
