@@ -218,6 +218,79 @@ def env_bfcl_replay(
                   highlight=False)
 
 
+# --- codec: parse and convert tool-call text (issue 3) --------------------------------------------------------------
+def _read_tools(path: Path | None) -> list[dict] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise QwenToolError(f"--tools {path}: {err}; fix: pass a JSON file holding the OpenAI `tools` list") from err
+    return data.get("tools", data) if isinstance(data, dict) else data
+
+
+def _convert_message(message: dict, source: str, target: str, tools: list[dict] | None) -> dict:
+    """One assistant message from `source` (a format, or "openai" for structured tool_calls) to `target`."""
+    from qwen_tool.codec.openai import message_to_text, normalise_message
+
+    if message.get("role") != "assistant":
+        return message
+    canonical = normalise_message(message, "hermes" if source == "openai" else source, tools)
+    if target == "openai":
+        return {**{k: v for k, v in message.items() if k not in ("content", "tool_calls")}, **canonical}
+    converted = {k: v for k, v in message.items() if k != "tool_calls"}
+    converted["content"] = message_to_text(canonical, target)
+    return converted
+
+
+@app.command("parse")
+def parse_command(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Wire format, or auto to detect it.")] = "auto",
+    tools: Annotated[Path | None, typer.Option("--tools", help="JSON file with the OpenAI tools list.")] = None,
+) -> None:
+    """Model output on stdin → the OpenAI assistant message (JSON) on stdout."""
+    from qwen_tool.codec.openai import text_to_message
+
+    print(json.dumps(text_to_message(sys.stdin.read(), fmt, _read_tools(tools)), ensure_ascii=False, indent=2))
+
+
+@app.command("convert")
+def convert_command(
+    source: Annotated[str, typer.Option("--from", help="Format of the input (a codec name, auto, or openai).")],
+    target: Annotated[str, typer.Option("--to", help="Format to write (a codec name, or openai).")],
+    input_path: Annotated[Path | None, typer.Option("--input", "-i", help="Trajectory JSONL to convert.")] = None,
+    output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the JSONL.")] = None,
+    tools: Annotated[Path | None, typer.Option("--tools", help="JSON file with the OpenAI tools list.")] = None,
+) -> None:
+    """Convert model text on stdin between formats, or every assistant turn of a trajectory JSONL file."""
+    from qwen_tool.codec import get_codec
+
+    for name in (source, target):
+        if name != "openai":
+            get_codec(name)  # fails early with the list of formats
+    tool_list = _read_tools(tools)
+    if input_path is None:
+        converted = _convert_message({"role": "assistant", "content": sys.stdin.read()}, source, target, tool_list)
+        print(json.dumps(converted, ensure_ascii=False, indent=2) if target == "openai" else converted["content"])
+        return
+    if output_path is None:
+        raise QwenToolError("convert --input needs --output; fix: add --output FILE.jsonl")
+    lines_out = []
+    for number, line in enumerate(input_path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise QwenToolError(f"{input_path}:{number} is not JSON ({err}); "
+                                "fix: one trajectory object per line") from err
+        record_tools = record.get("tools") or tool_list
+        record["messages"] = [_convert_message(m, source, target, record_tools) for m in record.get("messages", [])]
+        lines_out.append(json.dumps(record, ensure_ascii=False))
+    output_path.write_text("\n".join(lines_out) + "\n", encoding="utf-8")
+    console.print(f"converted {len(lines_out)} trajectories → {output_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:
