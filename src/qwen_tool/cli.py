@@ -291,6 +291,126 @@ def convert_command(
     console.print(f"converted {len(lines_out)} trajectories → {output_path}")
 
 
+# ---------------------------------------------------------------- data (issue 5: training data)
+data_app = typer.Typer(help="Synthesise, validate, convert, annotate, augment and inspect training data.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+DataPath = Annotated[Path, typer.Argument(help="Trajectory file (.jsonl or .parquet).")]
+
+
+@data_app.command("synth")
+def data_synth(
+    n: Annotated[int, typer.Option("--n", help="Number of trajectories.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same bytes).")] = 0,
+    mix: Annotated[str, typer.Option(help="Category weights, e.g. single=0.3,parallel=0.1 (default: built-in).")] = "",
+    out_path: Annotated[Path, typer.Option("--out", help="Output .jsonl or .parquet.")] = Path("data/train.jsonl"),
+    held_out_tools: Annotated[float, typer.Option(help="Share of tool concepts reserved for an eval split.")] = 0.0,
+    eval_out: Annotated[Path | None, typer.Option(help="Where to write the held-out eval split.")] = None,
+    eval_n: Annotated[int, typer.Option(help="Size of the held-out eval split.")] = 200,
+) -> None:
+    """Synthesise trajectories (gold calls executed) in the requested category mix."""
+    from qwen_tool.data.schema import write_any
+    from qwen_tool.data.synth import held_out_stems, mix_of, synthesize
+
+    held = held_out_stems(held_out_tools, seed) if held_out_tools > 0 else None
+    records = synthesize(n, seed=seed, mix=mix or None, held_out=held)
+    write_any(records, out_path)
+    out.print(f"{len(records)} trajectories → {out_path}; mix: "
+              + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
+    if held and eval_out is not None:
+        evals = synthesize(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval")
+        write_any(evals, eval_out)
+        out.print(f"{len(evals)} held-out trajectories ({len(held)} unseen tool concepts) → {eval_out}")
+
+
+@data_app.command("validate")
+def data_validate(
+    path: DataPath,
+    fmt: Annotated[str, typer.Option("--format", help="trajectory, openai, sharegpt, xlam, react or bfcl.")] = (
+        "trajectory"),
+    skip_invalid: Annotated[bool, typer.Option(help="Count bad lines instead of stopping at the first.")] = False,
+) -> None:
+    """Check every line against the schema; a bad line is reported as file:line and field."""
+    from qwen_tool.data.formats import read_format
+
+    records, errors = read_format(path, fmt, skip_invalid=skip_invalid)
+    for error in errors[:20]:
+        out.print(error, highlight=False)
+    out.print(f"{path}: {len(records)} valid, {len(errors)} invalid")
+    if errors:
+        raise typer.Exit(1)
+
+
+@data_app.command("convert")
+def data_convert(
+    src: DataPath,
+    dst: Annotated[Path, typer.Argument(help="Output file.")],
+    from_fmt: Annotated[str, typer.Option("--from", help="Input format.")] = "trajectory",
+    to_fmt: Annotated[str, typer.Option("--to", help="Output format.")] = "trajectory",
+    skip_invalid: Annotated[bool, typer.Option(help="Skip bad lines.")] = False,
+) -> None:
+    """Convert between trajectory, openai, sharegpt, xlam, react and bfcl."""
+    from qwen_tool.data.formats import read_format, write_format
+
+    records, errors = read_format(src, from_fmt, skip_invalid=skip_invalid)
+    count = write_format(records, dst, to_fmt)
+    out.print(f"{count} records {from_fmt} → {to_fmt}: {dst}" + (f" ({len(errors)} skipped)" if errors else ""))
+
+
+@data_app.command("annotate")
+def data_annotate(src: DataPath, dst: Annotated[Path, typer.Argument(help="Output file.")]) -> None:
+    """Mark erroneous assistant turns (replayed through the executor, or classified from recorded feedback)."""
+    from qwen_tool.data.annotate import annotate
+    from qwen_tool.data.schema import read_any, write_any
+
+    records, _ = read_any(src)
+    annotated = [annotate(r) for r in records]
+    write_any(annotated, dst)
+    wrong = sum(bool(m.get("erroneous")) for r in annotated for m in r["messages"])
+    out.print(f"{len(annotated)} trajectories, {wrong} erroneous turns → {dst}")
+
+
+@data_app.command("augment")
+def data_augment(
+    src: DataPath,
+    dst: Annotated[Path, typer.Argument(help="Output file.")],
+    levels: Annotated[str, typer.Option(help="Comma-separated: clean,slight,medium,heavy,union.")] = "slight,medium",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """RoTBench noise on tool/parameter names, applied consistently to the calls."""
+    from qwen_tool.data.augment import augment_all
+    from qwen_tool.data.schema import read_any, write_any
+
+    records, _ = read_any(src)
+    noisy = augment_all(records, [level.strip() for level in levels.split(",") if level.strip()], seed)
+    write_any(noisy, dst)
+    out.print(f"{len(noisy)} trajectories → {dst}")
+
+
+@data_app.command("stats")
+def data_stats(
+    path: DataPath,
+    png: Annotated[Path | None, typer.Option(help="Also write a bar chart of the category mix.")] = None,
+) -> None:
+    """Category mix, calls, turns and difficulty per category."""
+    from qwen_tool.data.schema import read_any
+    from qwen_tool.data.stats import category_table, plot_mix
+
+    records, _ = read_any(path)
+    rows = category_table(records)
+    table = Table(title=f"{path} ({len(records)} trajectories)")
+    for column in ("category", "count", "share", "messages", "calls", "difficulty", "erroneous turns"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["category"], str(row["count"]), f"{row['share']:.3f}", f"{row['messages']:.1f}",
+                      f"{row['calls']:.2f}", f"{row['difficulty']:.2f}", str(row["erroneous"]))
+    out.print(table)
+    if png is not None:
+        plot_mix(rows, png)
+        out.print(f"chart → {png}")
+
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:

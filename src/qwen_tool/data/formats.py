@@ -128,8 +128,8 @@ _JSON_TYPES = {v: k for k, v in _XLAM_TYPES.items()}
 def to_xlam(record: dict[str, Any]) -> dict[str, Any]:
     """APIGen/xLAM single-turn item: `query`, `tools` and `answers` as JSON text; flat parameter dicts.
 
-    Holds only the first user query and the first correct assistant turn (no call: `answers` is `[]`). Lost: later turns,
-    nested properties and enums of parameters, meta.
+    Holds only the first user query and the first correct assistant turn (no call: `answers` is `[]`).
+    Lost: later turns, nested properties and enums of parameters, meta.
     """
     query = next(m["content"] for m in record["messages"] if m["role"] == "user")
     first_calls = next((m for m in record["messages"] if m["role"] == "assistant" and not m.get("erroneous")), {})

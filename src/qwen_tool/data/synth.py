@@ -17,7 +17,7 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.data.catalog import Concept
+from qwen_tool.data.catalog import CONCEPTS, Concept
 from qwen_tool.data.curriculum import difficulty
 from qwen_tool.data.kinds import Int, Money, Num
 from qwen_tool.data.schema import validate_trajectory
@@ -513,6 +513,14 @@ def _build_one(category: str, index: int, seed: int, split: str, pool: list[Conc
         record["meta"]["difficulty"] = difficulty(record)
         return validate_trajectory(record, f"synthesized {category} #{index}")
     raise RuntimeError(f"could not build a {category} example after 20 attempts")
+
+
+def held_out_stems(fraction: float, seed: int = 0) -> set[str]:
+    """A seeded choice of concept stems (`fraction` of the catalog) reserved for the eval split."""
+    if not 0 < fraction < 1:
+        raise SynthError(f"held-out share must be between 0 and 1, got {fraction}")
+    stems = sorted(c.stem for c in CONCEPTS)
+    return set(random.Random(f"{seed}:held-out").sample(stems, max(1, round(fraction * len(stems)))))
 
 
 class _Retry(Exception):
