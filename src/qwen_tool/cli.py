@@ -411,6 +411,26 @@ def data_stats(
 
 
 
+# --- training (issues 7 and 8) ---------------------------------------------------------------------------------------
+train_app = typer.Typer(help="Fine-tune a model to call tools (SFT with MAE and PKT; RL).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("sft")
+def train_sft_command(
+    config: ConfigOption = None,
+    overrides: OverridesArg = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in output_dir.")] = False,
+) -> None:
+    """Supervised fine-tuning with MAE (erroneous turns masked) and PKT (key tokens up-weighted)."""
+    from qwen_tool.config import SFTTrainingConfig, load_config
+    from qwen_tool.sft.trainer import train_sft
+
+    cfg = load_config(SFTTrainingConfig, config, overrides or [])
+    final = train_sft(cfg, resume=resume)
+    out.print(f"trained model: {final}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:
