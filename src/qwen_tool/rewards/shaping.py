@@ -1,0 +1,54 @@
+"""Shaping rewards of the Qwen-Tool design (REFERENCE §2): format, call timing, execution, multi-step coherence,
+efficiency. Feedback categories are the tools room's taxonomy; a call that failed through tool instability (the
+environment's fault) never lowers a reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from qwen_tool.rewards.types import RewardResult
+from qwen_tool.tools import FeedbackCategory
+
+
+def is_model_error(category: str) -> bool:
+    """True for feedback the model caused (anything but ok and tool_instability)."""
+    return FeedbackCategory(category).is_model_error
+
+
+def format_reward(*, parse_error: bool, truncated: bool = False) -> RewardResult:
+    """R = 1 when the turn parsed cleanly and ended on its own (not cut at the token limit), else 0."""
+    value = 0.0 if parse_error or truncated else 1.0
+    return RewardResult(value, {"format": value})
+
+
+def call_timing_reward(*, called: bool, call_due: bool) -> RewardResult:
+    """R = 0 when the turn calls exactly when a call is due; −1 for a call where none was needed, or no call where
+    one was."""
+    unneeded = called and not call_due
+    missed = call_due and not called
+    value = -1.0 if unneeded or missed else 0.0
+    return RewardResult(value, {"timing": value, "unneeded_call": float(unneeded), "missed_call": float(missed)})
+
+
+def execution_reward(categories: Sequence[str]) -> RewardResult:
+    """R = (#ok − #model errors) / (#ok + #model errors) over the executed calls; instability excluded; 0 for none."""
+    ok = sum(c == FeedbackCategory.OK for c in categories)
+    errors = sum(is_model_error(c) for c in categories)
+    value = (ok - errors) / (ok + errors) if ok + errors else 0.0
+    return RewardResult(value, {"execution": value})
+
+
+def coherence_reward(*, end_state_reached: bool, step_categories: Iterable[Sequence[str]],
+                     error_penalty: float = 0.25) -> RewardResult:
+    """R = 1[end state reached] − error_penalty · #calls with a model error, summed over the episode's steps."""
+    errors = sum(is_model_error(c) for step in step_categories for c in step)
+    value = float(end_state_reached) - error_penalty * errors
+    return RewardResult(value, {"coherence": value, "end_state": float(end_state_reached), "error_calls": errors})
+
+
+def efficiency_reward(*, calls: int, gold_calls: int, penalty: float = 0.1) -> RewardResult:
+    """R = −penalty · max(0, calls − gold_calls): only calls beyond what the gold needed cost anything."""
+    extra = max(0, calls - gold_calls)
+    value = -penalty * extra
+    return RewardResult(value, {"efficiency": value, "extra_calls": float(extra)})
