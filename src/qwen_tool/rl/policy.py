@@ -1,0 +1,80 @@
+"""The policy and critic forward passes on a rollout batch: per-token log-probs, entropy and values.
+
+Layout (as TRL's): prompts left-padded to P columns, completions right-padded to C columns, so every completion token
+sits at the same column in every row and the LM head runs only on the C + 1 last positions (`logits_to_keep`).
+Completion tokens include environment-inserted ones (tool results); the action mask says which the policy sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from qwen_tool.rl.algorithms import entropy_from_logits, token_logprobs
+
+
+@dataclass
+class ForwardOut:
+    logprobs_BC: torch.Tensor
+    entropy_BC: torch.Tensor | None = None
+    hidden_BCH: torch.Tensor | None = None
+    """Last hidden state at the position that predicts each completion token (the state a value is estimated in)."""
+
+
+def positions(mask_BT: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding: 0 at each row's first real token (the same as at sampling time)."""
+    return (mask_BT.cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: torch.Tensor,
+                       completion_ids_BC: torch.Tensor, completion_mask_BC: torch.Tensor, *,
+                       temperature: float = 1.0, with_entropy: bool = False, with_hidden: bool = False
+                       ) -> ForwardOut:
+    """log π(c_t | prompt, c_<t) / τ-tempered, for every completion column (padding columns hold junk; mask them)."""
+    input_ids_BT = torch.cat([prompt_ids_BP, completion_ids_BC], dim=1)
+    mask_BT = torch.cat([prompt_mask_BP, completion_mask_BC], dim=1)
+    width_C = completion_ids_BC.shape[1]
+    out = model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions(mask_BT),
+                logits_to_keep=width_C + 1, output_hidden_states=with_hidden, use_cache=False)
+    logits_BCV = out.logits[:, :-1].float()
+    logprobs_BC = token_logprobs(logits_BCV, completion_ids_BC, temperature)
+    entropy_BC = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy_BC = entropy_from_logits(logits_BCV.detach(), temperature)
+    hidden_BCH = out.hidden_states[-1][:, -width_C - 1:-1] if with_hidden else None
+    return ForwardOut(logprobs_BC, entropy_BC, hidden_BCH)
+
+
+class ValueHead(nn.Module):
+    """V(s_t) = w · h_t + b on a transformer's last hidden state (on the policy's trunk, or a separate critic's)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden_BCH: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden_BCH.float()).squeeze(-1)
+
+
+class SeparateCritic(nn.Module):
+    """A critic with its own (usually smaller) transformer: values from its last hidden state through a value head."""
+
+    def __init__(self, backbone: Any) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = ValueHead(backbone.config.hidden_size)
+
+    def forward(self, prompt_ids_BP: torch.Tensor, prompt_mask_BP: torch.Tensor, completion_ids_BC: torch.Tensor,
+                completion_mask_BC: torch.Tensor) -> torch.Tensor:
+        input_ids_BT = torch.cat([prompt_ids_BP, completion_ids_BC], dim=1)
+        mask_BT = torch.cat([prompt_mask_BP, completion_mask_BC], dim=1)
+        out = self.backbone(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions(mask_BT),
+                            output_hidden_states=True, logits_to_keep=1, use_cache=False)
+        width_C = completion_ids_BC.shape[1]
+        return self.head(out.hidden_states[-1][:, -width_C - 1:-1])

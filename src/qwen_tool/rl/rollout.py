@@ -1,0 +1,501 @@
+"""Rollouts, token-in/token-out: sample assistant turns, step the environment, append its reply as token ids.
+
+The growing conversation is never re-tokenised. Each episode keeps the prompt's ids and appends, turn by turn, the
+ids the policy sampled (action mask 1, with the log-probs recorded at sampling time) and the ids of the environment's
+reply (tool results, follow-up user turns, the next generation prompt: action mask 0), tokenised piece by piece. The
+reply's text comes from our prefix-stable chat template: everything it renders after the assistant turn's end.
+
+Two kinds of episode: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn, from a
+synthesised trajectory; nothing is executed, calls are only validated against the schemas) and `ToolEnvEpisode`
+(a multi-turn `ToolEnv` task whose calls run).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from qwen_tool import QwenToolError
+from qwen_tool.codec import get_codec
+from qwen_tool.codec.chat import markup_for, render_conversation
+from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.env import ToolEnv
+from qwen_tool.env.task import Task
+from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, turn_reward
+from qwen_tool.tools import Executor, Tool
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>")
+
+
+# ---------------------------------------------------------------- sampling backends
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]
+    """Sampled ids, the stop token included when the turn ended on one."""
+    logprobs: list[float]
+    """log π_old of each sampled id under the sampling distribution (temperature applied)."""
+    finished: bool
+    """Ended at a stop token (False: cut at max_new_tokens)."""
+
+
+class Sampler(Protocol):
+    """Continues token-id prompts; the transformers and vLLM backends, and scripted fakes in tests."""
+
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]: ...
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """EOS plus every known end-of-turn token in the vocabulary."""
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+    if isinstance(tokenizer.eos_token_id, int):
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise QwenToolError("the tokenizer has no EOS or end-of-turn token, so sampling cannot stop; "
+                            "fix: set tokenizer.eos_token")
+    return sorted(ids)
+
+
+class TransformersSampler:
+    """Batched temperature sampling with a KV cache; finished rows leave the batch (CPU default backend).
+
+    temperature 0 is greedy decoding (log-probs then come from the untempered distribution).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, temperature: float = 1.0, batch_size: int = 64,
+                 generator: torch.Generator | None = None) -> None:
+        self.model = model
+        self.temperature = temperature
+        self.batch_size = batch_size
+        self.stop_ids = stop_token_ids(tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if isinstance(pad, int) else self.stop_ids[0]
+        self.generator = generator
+
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+        out: list[Sample] = []
+        for start in range(0, len(prompts), self.batch_size):
+            out.extend(self._sample_batch(prompts[start:start + self.batch_size], max_new_tokens))
+        return out
+
+    @torch.no_grad()
+    def _sample_batch(self, rows: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+        from transformers import DynamicCache
+
+        model = self.model
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        width = max(len(r) for r in rows)
+        ids_BT = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
+            ids_BT[b, width - len(row):] = torch.tensor(list(row))
+            mask_BT[b, width - len(row):] = 1
+        ids_BT, mask_BT = ids_BT.to(device), mask_BT.to(device)
+        position_B = mask_BT.sum(-1) - 1
+        stop_ids = torch.tensor(self.stop_ids, device=device)
+        tokens: list[list[int]] = [[] for _ in rows]
+        logprobs: list[list[float]] = [[] for _ in rows]
+        finished = [False] * len(rows)
+        active = list(range(len(rows)))
+        cache = DynamicCache()
+        logits_BV = model(input_ids=ids_BT, attention_mask=mask_BT, position_ids=(mask_BT.cumsum(-1) - 1).clamp(min=0),
+                          past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        for step in range(max_new_tokens):
+            if self.temperature > 0:
+                logp_BV = torch.log_softmax(logits_BV / self.temperature, dim=-1)
+                next_B = torch.multinomial(logp_BV.exp(), 1, generator=self.generator).squeeze(-1)
+            else:
+                logp_BV = torch.log_softmax(logits_BV, dim=-1)
+                next_B = logp_BV.argmax(-1)
+            picked_B = logp_BV.gather(-1, next_B[:, None]).squeeze(-1)
+            done_B = torch.isin(next_B, stop_ids)
+            for b, (token, logp) in enumerate(zip(next_B.tolist(), picked_B.tolist(), strict=True)):
+                tokens[active[b]].append(token)
+                logprobs[active[b]].append(logp)
+            for b in done_B.nonzero().flatten().tolist():
+                finished[active[b]] = True
+            if step == max_new_tokens - 1 or bool(done_B.all()):
+                break
+            if bool(done_B.any()):  # drop finished rows, KV cache included
+                keep_B = (~done_B).nonzero().flatten()
+                cache.batch_select_indices(keep_B)
+                mask_BT, next_B, position_B = mask_BT[keep_B], next_B[keep_B], position_B[keep_B]
+                active = [active[b] for b in keep_B.tolist()]
+            mask_BT = torch.cat([mask_BT, mask_BT.new_ones((mask_BT.shape[0], 1))], dim=1)
+            position_B = position_B + 1
+            logits_BV = model(input_ids=next_B[:, None], attention_mask=mask_BT, position_ids=position_B[:, None],
+                              past_key_values=cache, use_cache=True).logits[:, -1].float()
+        model.train(was_training)
+        return [Sample(t, lp, f) for t, lp, f in zip(tokens, logprobs, finished, strict=True)]
+
+
+class VLLMSampler:
+    """Sampling with vLLM on a GPU; the policy's weights are pushed into the engine after every update.
+
+    Imported lazily (vLLM is optional) and not exercised by the CPU test suite.
+    """
+
+    def __init__(self, model_path: str, tokenizer: Any, temperature: float = 1.0, gpu_memory_utilization: float = 0.3,
+                 seed: int = 0) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise QwenToolError("backend 'vllm' needs the vllm package; fix: pip install vllm (GPU machines), or use "
+                                "backend=transformers") from err
+        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
+                       enable_prefix_caching=True)
+        self.temperature = temperature
+        self.stop_ids = stop_token_ids(tokenizer)
+
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(temperature=self.temperature, max_tokens=max_new_tokens, logprobs=0,
+                                stop_token_ids=self.stop_ids)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        samples = []
+        for output in outputs:
+            completion = output.outputs[0]
+            ids = list(completion.token_ids)
+            logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids, strict=True)]
+            samples.append(Sample(ids, logprobs, completion.finish_reason == "stop"))
+        return samples
+
+    def sync_weights(self, model: Any) -> None:
+        """Load the trained policy's weights into the engine (call after every optimiser step)."""
+        state = model.state_dict().items()
+        self.llm.collective_rpc(lambda worker: worker.model_runner.model.load_weights(weights=state))
+        self.llm.reset_prefix_cache()
+
+
+# ---------------------------------------------------------------- episodes
+
+
+@dataclass
+class StepReport:
+    """What one assistant turn did in its episode."""
+
+    new_messages: list[dict[str, Any]]
+    reward: RewardResult
+    done: bool
+    categories: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+class Episode(Protocol):
+    task_id: str
+
+    def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+
+    def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport: ...
+
+    def finish(self) -> RewardResult: ...
+
+
+class SingleTurnEpisode:
+    """One assistant turn against the gold calls of a trajectory's first assistant turn; calls are validated against
+    the tools' schemas (structural feedback categories) but never executed."""
+
+    def __init__(self, prompt: list[dict[str, Any]], tools: list[dict[str, Any]], gold: list[dict[str, Any]],
+                 weights: Mapping[str, float], task_id: str = "") -> None:
+        self.prompt, self.tools, self.gold, self.weights, self.task_id = prompt, tools, gold, weights, task_id
+        self._tools = {t.name: t for t in (Tool.from_schema(s) for s in tools)}
+
+    @classmethod
+    def from_trajectory(cls, record: Mapping[str, Any], weights: Mapping[str, float]) -> SingleTurnEpisode:
+        """Prompt = the messages before the first assistant turn; gold = that turn's calls (none: an answer)."""
+        messages = record["messages"]
+        first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
+        if first is None:
+            raise QwenToolError(f"trajectory {record.get('meta', {}).get('id', '?')} has no assistant turn; "
+                                "fix: filter such records out of the RL data")
+        gold = [{"name": c.name, "arguments": c.arguments} for c in as_calls(messages[first].get("tool_calls"))]
+        return cls(copy.deepcopy(messages[:first]), record.get("tools") or [], gold, weights,
+                   str(record.get("meta", {}).get("id", "")))
+
+    def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self.prompt, self.tools
+
+    def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport:
+        executor = Executor()
+        categories = []
+        for call in parsed.tool_calls:
+            rejected = executor.reject(ToolCall(call.name, call.arguments), self._tools)
+            categories.append("ok" if rejected is None else rejected.category.value)
+        turn = Turn(parsed.tool_calls, self.gold, self.tools, parse_error=parsed.error is not None,
+                    truncated=truncated, categories=categories)
+        return StepReport([], turn_reward(turn, self.weights), True, categories, len(parsed.tool_calls))
+
+    def finish(self) -> RewardResult:
+        return RewardResult(0.0, {})
+
+
+class ToolEnvEpisode:
+    """A multi-turn `ToolEnv` task: per-turn rewards against the gold calls of that step, episode-level terms at the
+    end (end state reached; calls beyond the gold count)."""
+
+    def __init__(self, task: Task, weights: Mapping[str, float], env: ToolEnv | None = None,
+                 error_penalty: float = 0.25, extra_call_penalty: float = 0.1) -> None:
+        self.task, self.weights, self.task_id = task, weights, task.id
+        self.env = env or ToolEnv()
+        self.error_penalty, self.extra_call_penalty = error_penalty, extra_call_penalty
+        self.step_categories: list[list[str]] = []
+        self.ok_calls: Counter[tuple[str, str]] = Counter()
+
+    def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        observation = self.env.reset(self.task)
+        self.step_categories, self.ok_calls = [], Counter()
+        return copy.deepcopy(observation.messages), observation.tools
+
+    def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport:
+        gold = self.env.present_gold(self.env.step_index).tool_calls
+        before = len(self.env.messages)
+        result = self.env.step(parsed)
+        categories = [o.category.value for o in result.feedback if o.call is not None]
+        self.step_categories.append(categories)
+        for outcome in result.feedback:
+            if outcome.call is not None and outcome.category.value == "ok":
+                self.ok_calls[_key(outcome.call)] += 1
+        turn = Turn(parsed.tool_calls, gold, self.env.tool_schemas(), parse_error=parsed.error is not None,
+                    truncated=truncated, categories=categories)
+        new = copy.deepcopy(self.env.messages[before + 1:])  # after the assistant message the env appended
+        return StepReport(new, turn_reward(turn, self.weights), result.done, categories, len(parsed.tool_calls))
+
+    def end_state_reached(self) -> bool:
+        """The suite's gold state when the task has one; else: ended on an answer with every gold call made
+        successfully (as presented, multiset)."""
+        end = self.env.end_state or {}
+        if end.get("state_match") is not None:
+            return bool(end["state_match"])
+        if self.env.termination != "final_answer":
+            return False
+        gold = Counter(_key(c) for step in range(len(self.task.gold_calls))
+                       for c in self.env.present_gold(step).tool_calls)
+        return not gold - self.ok_calls
+
+    def finish(self) -> RewardResult:
+        gold_count = sum(len(step) for step in self.task.gold_calls)
+        calls = sum(len(step) for step in self.step_categories)
+        return episode_reward(end_state_reached=self.end_state_reached(), step_categories=self.step_categories,
+                              calls=calls, gold_calls=gold_count, weights=self.weights,
+                              error_penalty=self.error_penalty, extra_call_penalty=self.extra_call_penalty)
+
+
+def _key(call: Any) -> tuple[str, str]:
+    import json
+
+    return call.name, json.dumps(call.arguments, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------- the rollout loop
+
+
+@dataclass
+class Rollout:
+    """One finished episode as token ids, masks and rewards."""
+
+    task_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int] = field(default_factory=list)
+    action_mask: list[int] = field(default_factory=list)
+    """1 at ids the policy sampled, 0 at ids the environment inserted."""
+    old_logprobs: list[float] = field(default_factory=list)
+    turn_ends: list[int] = field(default_factory=list)
+    """Index in `completion_ids` of the last sampled id of each assistant turn (where its reward lands)."""
+    turn_rewards: list[float] = field(default_factory=list)
+    episode_reward: float = 0.0
+    components: dict[str, float] = field(default_factory=dict)
+    """Turn components averaged over the turns, plus the episode components."""
+    call_categories: list[str] = field(default_factory=list)
+    turns_with_calls: int = 0
+    truncated_turns: int = 0
+    texts: list[str] = field(default_factory=list)
+    ended_by: str = ""
+
+    @property
+    def reward(self) -> float:
+        """The episode's return: Σ turn rewards + episode-level reward."""
+        return sum(self.turn_rewards) + self.episode_reward
+
+    @property
+    def turns(self) -> int:
+        return len(self.turn_rewards)
+
+    @property
+    def sampled_tokens(self) -> int:
+        return sum(self.action_mask)
+
+
+def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], fmt: str,
+                      ended_on_stop: bool) -> str:
+    """The text our template renders after the last assistant turn's end: the environment's reply and the next
+    generation prompt. A turn cut at the token limit never wrote its end marker, so the piece starts with it."""
+    rendered = render_conversation(tokenizer, messages, tools, fmt, add_generation_prompt=True,
+                                   use_model_template=False)
+    last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    end = max(s.end for s in rendered.segments if s.message_index == last_assistant and s.trainable)
+    piece = rendered.text[end:]
+    return piece if ended_on_stop else markup_for(tokenizer).end + piece
+
+
+def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
+                 max_new_tokens: int = 64, max_total_tokens: int = 4096) -> list[Rollout]:
+    """Play every episode to its end, sampling the active ones together turn by turn."""
+    codec = get_codec(fmt)
+    states: list[tuple[Episode, Rollout, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    for episode in episodes:
+        messages, tools = episode.reset()
+        messages = copy.deepcopy(messages)
+        text = render_conversation(tokenizer, messages, tools, fmt, add_generation_prompt=True,
+                                   use_model_template=False).text
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        states.append((episode, Rollout(episode.task_id, prompt_ids), messages, tools))
+    active = list(range(len(states)))
+    while active:
+        samples = sampler.sample([states[i][1].prompt_ids + states[i][1].completion_ids for i in active],
+                                 max_new_tokens)
+        still_active = []
+        for index, sample in zip(active, samples, strict=True):
+            episode, rollout, messages, tools = states[index]
+            rollout.completion_ids += sample.token_ids
+            rollout.action_mask += [1] * len(sample.token_ids)
+            rollout.old_logprobs += sample.logprobs
+            rollout.turn_ends.append(len(rollout.completion_ids) - 1)
+            text = tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+            rollout.texts.append(text)
+            parsed = codec.parse(text, tools)
+            report = episode.step(parsed, truncated=not sample.finished)
+            rollout.turn_rewards.append(report.reward.total)
+            for key, value in report.reward.components.items():
+                rollout.components[key] = rollout.components.get(key, 0.0) + value
+            rollout.call_categories += report.categories
+            rollout.turns_with_calls += report.calls > 0
+            rollout.truncated_turns += not sample.finished
+            messages.append(_assistant_message(parsed))
+            messages.extend(report.new_messages)
+            if report.done:
+                rollout.ended_by = "done"
+                continue
+            piece = environment_piece(tokenizer, messages, tools, fmt, sample.finished)
+            piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            if len(rollout.prompt_ids) + len(rollout.completion_ids) + len(piece_ids) + max_new_tokens \
+                    > max_total_tokens:
+                rollout.ended_by = "context"
+                continue
+            rollout.completion_ids += piece_ids
+            rollout.action_mask += [0] * len(piece_ids)
+            rollout.old_logprobs += [0.0] * len(piece_ids)
+            still_active.append(index)
+        active = still_active
+    for episode, rollout, _, _ in states:
+        for key in rollout.components:
+            rollout.components[key] /= max(1, rollout.turns)
+        final = episode.finish()
+        rollout.episode_reward = final.total
+        rollout.components.update(final.components)
+    return [state[1] for state in states]
+
+
+def _assistant_message(parsed: ParsedOutput) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": parsed.content or ""}
+    if parsed.tool_calls:
+        message["tool_calls"] = [c.to_openai() for c in parsed.tool_calls]
+    return message
+
+
+# ---------------------------------------------------------------- batching
+
+
+@dataclass
+class RolloutBatch:
+    """Rollouts as padded tensors in the policy layout (left-padded prompts, right-padded completions)."""
+
+    prompt_ids_BP: torch.Tensor
+    prompt_mask_BP: torch.Tensor
+    completion_ids_BC: torch.Tensor
+    completion_mask_BC: torch.Tensor
+    """1 at every real completion id (sampled or inserted): what attention sees."""
+    action_mask_BC: torch.Tensor
+    """1 only at sampled ids: what receives loss."""
+    old_logprobs_BC: torch.Tensor
+    scores_BC: torch.Tensor
+    """Each turn's reward at its last sampled id, the episode reward added at the final one (PPO's sparse reward)."""
+    returns_B: torch.Tensor
+
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        return RolloutBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    def select(self, rows: Sequence[int] | torch.Tensor) -> RolloutBatch:
+        """A micro-batch, trimmed to its own widest prompt and completion."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        parts = {k: v[rows] for k, v in self.__dict__.items()}
+        keep_P = parts["prompt_mask_BP"].sum(0) > 0
+        keep_C = parts["completion_mask_BC"].sum(0) > 0
+        for key in ("prompt_ids_BP", "prompt_mask_BP"):
+            parts[key] = parts[key][:, keep_P]
+        for key in ("completion_ids_BC", "completion_mask_BC", "action_mask_BC", "old_logprobs_BC", "scores_BC"):
+            parts[key] = parts[key][:, keep_C]
+        return RolloutBatch(**parts)
+
+
+def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
+    """Pad rollouts into a `RolloutBatch`."""
+    B = len(rollouts)
+    P = max(len(r.prompt_ids) for r in rollouts)
+    C = max(1, max(len(r.completion_ids) for r in rollouts))
+    prompt_ids = torch.full((B, P), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((B, P), dtype=torch.long)
+    completion_ids = torch.full((B, C), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((B, C), dtype=torch.long)
+    action_mask = torch.zeros((B, C), dtype=torch.long)
+    old_logprobs = torch.zeros((B, C))
+    scores = torch.zeros((B, C))
+    for b, r in enumerate(rollouts):
+        prompt_ids[b, P - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+        prompt_mask[b, P - len(r.prompt_ids):] = 1
+        n = len(r.completion_ids)
+        if n:
+            completion_ids[b, :n] = torch.tensor(r.completion_ids)
+            completion_mask[b, :n] = 1
+            action_mask[b, :n] = torch.tensor(r.action_mask)
+            old_logprobs[b, :n] = torch.tensor(r.old_logprobs)
+            for end, reward in zip(r.turn_ends, r.turn_rewards, strict=True):
+                scores[b, end] += reward
+            scores[b, r.turn_ends[-1]] += r.episode_reward
+    returns = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+    return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, action_mask, old_logprobs, scores,
+                        returns)
+
+
+# ---------------------------------------------------------------- logged statistics
+
+
+def rollout_stats(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """Per-step logs: mean reward and components, call and failure rates, error-category rates, lengths."""
+    n = max(1, len(rollouts))
+    calls = [c for r in rollouts for c in r.call_categories]
+    turns = sum(r.turns for r in rollouts)
+    stats: dict[str, float] = {
+        "reward": sum(r.reward for r in rollouts) / n,
+        "calls_per_episode": len(calls) / n,
+        "call_rate": sum(r.turns_with_calls for r in rollouts) / max(1, turns),
+        "failure_rate": sum(c not in ("ok", "tool_instability") for c in calls) / max(1, len(calls)),
+        "turns_per_episode": turns / n,
+        "response_length": sum(r.sampled_tokens for r in rollouts) / max(1, turns),
+        "truncated_rate": sum(r.truncated_turns for r in rollouts) / max(1, turns),
+    }
+    for category, count in Counter(calls).items():
+        stats[f"category/{category}"] = count / max(1, len(calls))
+    keys = sorted({k for r in rollouts for k in r.components})
+    for key in keys:
+        stats[f"reward/{key}"] = sum(r.components.get(key, 0.0) for r in rollouts) / n
+    return stats

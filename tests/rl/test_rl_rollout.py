@@ -1,0 +1,121 @@
+"""The rollout loop with a scripted policy (a valid call, a call with a wrong argument name, no call) and with the
+tiny random model: logged rates, token-in/token-out and the tool-result mask."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from qwen_tool.env.suites import get_suite
+from qwen_tool.rl.rollout import Sample, SingleTurnEpisode, ToolEnvEpisode, collate, rollout_stats, run_episodes
+from qwen_tool.testing import tiny_model, tiny_tokenizer
+
+VALID = '<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Lisbon", "unit": "fahrenheit"}}\n' \
+        '</tool_call>'
+WRONG_NAME = '<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"town": "Lisbon"}}\n</tool_call>'
+ANSWER = "Lisbon is warmer."
+WEIGHTS = {"irm": 1.0}
+
+
+class ScriptedSampler:
+    """Returns scripted texts: the script is chosen by a marker in the prompt, the turn by how many assistant turns
+    the prompt already holds."""
+
+    def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
+        self.tokenizer, self.scripts = tokenizer, scripts
+        self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def sample(self, prompts, max_new_tokens):
+        out = []
+        for prompt in prompts:
+            text = self.tokenizer.decode(prompt)
+            marker = next(m for m in self.scripts if f"[{m}]" in text)
+            turn = text.count("<|im_start|>assistant") - 1
+            ids = self.tokenizer(self.scripts[marker][turn], add_special_tokens=False)["input_ids"] + [self.stop_id]
+            out.append(Sample(ids, [-0.5] * len(ids), True))
+        return out
+
+
+def weather_task(marker: str):
+    task = get_suite("weather").tasks()[0]
+    messages = [dict(m) for m in task.messages]
+    messages[-1]["content"] += f" [{marker}]"
+    return dataclasses.replace(task, id=f"weather-{marker}", messages=messages)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def test_scripted_policy_rates_are_exact(tokenizer):
+    scripts = {"A": [VALID, ANSWER], "B": [WRONG_NAME, ANSWER], "C": [ANSWER]}
+    episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
+    rollouts = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes)
+    stats = rollout_stats(rollouts)
+    # Calls: A one (ok), B one (town is not a parameter → parameter_hallucination), C none. Turns: 2 + 2 + 1 = 5.
+    assert [r.call_categories for r in rollouts] == [["ok"], ["parameter_hallucination"], []]
+    assert stats["calls_per_episode"] == pytest.approx(2 / 3)
+    assert stats["call_rate"] == pytest.approx(2 / 5)
+    assert stats["failure_rate"] == pytest.approx(1 / 2)
+    assert stats["category/ok"] == stats["category/parameter_hallucination"] == pytest.approx(1 / 2)
+    assert stats["turns_per_episode"] == pytest.approx(5 / 3)
+    # IRM per turn against the gold of that step (gold step 0: Lisbon and Oslo in fahrenheit; step 1: answer).
+    # A: one of two gold calls exact (+1), the other missing (−1.5) → −0.25; then answering when due: +1.
+    # B: town is hallucinated, unit and city missing → −1.3 paired with Lisbon, Oslo missing −1.5 → −1.4; then +1.
+    # C: no call when two were due → two missing → −1.5.
+    assert [r.turn_rewards for r in rollouts] == [pytest.approx([-0.25, 1.0]), pytest.approx([-1.4, 1.0]),
+                                                  pytest.approx([-1.5])]
+
+
+def test_tool_results_are_inserted_tokens_and_masked(tokenizer):
+    scripts = {"A": [VALID, ANSWER]}
+    (rollout,) = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes",
+                              [ToolEnvEpisode(weather_task("A"), WEIGHTS)])
+    ids = torch.tensor(rollout.completion_ids)
+    mask = torch.tensor(rollout.action_mask).bool()
+    sampled = tokenizer.decode(ids[mask])
+    inserted = tokenizer.decode(ids[~mask])
+    assert sampled == VALID + "<|im_end|>" + ANSWER + "<|im_end|>"
+    assert inserted.startswith("\n<|im_start|>user\n<tool_response>") and inserted.endswith("<|im_start|>assistant\n")
+    assert "Lisbon" in inserted  # the tool's result
+    assert rollout.old_logprobs == [-0.5 if m else 0.0 for m in rollout.action_mask]
+    assert rollout.turn_ends == [mask.nonzero()[i].item() for i in (len(tokenizer(VALID)["input_ids"]),
+                                                                    int(mask.sum()) - 1)]
+
+
+def test_single_turn_episode_from_trajectory(tokenizer):
+    record = {
+        "tools": [{"type": "function", "function": {"name": "fetch_current_conditions", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"]}}}],
+        "messages": [{"role": "user", "content": "Weather in Lisbon? [A]"},
+                     {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "type": "function", "function": {
+                         "name": "fetch_current_conditions",
+                         "arguments": '{"city": "Lisbon", "unit": "fahrenheit"}'}}]}],
+        "meta": {"id": "t0"},
+    }
+    episode = SingleTurnEpisode.from_trajectory(record, {"irm": 1.0, "format": 1.0})
+    (rollout,) = run_episodes(ScriptedSampler(tokenizer, {"A": [VALID]}), tokenizer, "hermes", [episode])
+    assert rollout.reward == pytest.approx(2.0)  # IRM exact +1, format +1
+    assert rollout.action_mask == [1] * len(rollout.completion_ids) and rollout.call_categories == ["ok"]
+
+
+def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):
+    """Old log-probs recorded while sampling equal a fresh forward pass over the appended ids."""
+    from qwen_tool.rl.policy import completion_forward
+    from qwen_tool.rl.rollout import TransformersSampler
+
+    model = tiny_model()
+    sampler = TransformersSampler(model, tokenizer, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in "AB"]
+    rollouts = run_episodes(sampler, tokenizer, "hermes", episodes, max_new_tokens=6)
+    batch = collate(rollouts, tokenizer.pad_token_id)
+    with torch.no_grad():
+        out = completion_forward(model, batch.prompt_ids_BP, batch.prompt_mask_BP, batch.completion_ids_BC,
+                                 batch.completion_mask_BC)
+    mask = batch.action_mask_BC.bool()
+    assert mask.sum() == sum(r.sampled_tokens for r in rollouts) > 0
+    assert torch.allclose(out.logprobs_BC[mask], batch.old_logprobs_BC[mask], atol=1e-4)
