@@ -97,10 +97,12 @@ def clipped_policy_loss(logprobs_BT: torch.Tensor, old_logprobs_BT: torch.Tensor
 def grpo_loss(logprobs_BT: torch.Tensor, old_logprobs_BT: torch.Tensor, advantages_B: torch.Tensor,
               mask_BT: torch.Tensor, *, ref_logprobs_BT: torch.Tensor | None = None, kl_coef: float = 0.0,
               clip_low: float = 0.2, clip_high: float | None = None, aggregation: Aggregation = "token",
-              normalizer: float | torch.Tensor | None = None, max_length: int | None = None
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """GRPO: L = agg_m[ −min(ρ Â, clip(ρ) Â) + β · k3(π ‖ π_ref) ], the KL as a loss term (TRL's formulation).
+              normalizer: float | torch.Tensor | None = None, max_length: int | None = None,
+              kl_importance_weighted: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GRPO: L = agg_m[ −min(ρ Â, clip(ρ) Â) + β · ρ · k3(π ‖ π_ref) ], the KL as a loss term (TRL's formulation).
 
+    The KL term is weighted by the importance ratio ρ (DeepSeek-V3.2's correction, TRL's default), which makes its
+    gradient the unbiased reverse-KL gradient even off-policy; `kl_importance_weighted=False` drops ρ there.
     With TRL's defaults (aggregation "token", β = 0, ε = 0.2) this equals TRL's `GRPOTrainer` loss on the same batch.
     Returns the loss and detached statistics (clip fraction, mean KL).
     """
@@ -111,7 +113,8 @@ def grpo_loss(logprobs_BT: torch.Tensor, old_logprobs_BT: torch.Tensor, advantag
         if ref_logprobs_BT is None:
             raise ValueError("kl_coef is set but no ref_logprobs_BT were given")
         kl_BT = kl_estimate(logprobs_BT, ref_logprobs_BT, "k3")
-        per_token_BT = per_token_BT + kl_coef * kl_BT
+        weight_BT = torch.exp(logprobs_BT - old_logprobs_BT) if kl_importance_weighted else 1.0
+        per_token_BT = per_token_BT + kl_coef * weight_BT * kl_BT
         stats["kl"] = masked_mean(kl_BT, mask_BT).detach()
     loss = aggregate(per_token_BT, mask_BT, aggregation, normalizer, max_length)
     return loss, stats
