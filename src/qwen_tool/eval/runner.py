@@ -1,0 +1,175 @@
+"""Benchmark runners: prompt with the model's own tool format, generate (cached), parse with the codec, score.
+
+`run_bfcl` writes `outcomes.jsonl` (every example: id, category, prompt hash, raw output, parsed calls, verdict, error
+category) and `metrics.json` into the run directory, and returns the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qwen_tool import QwenToolError
+from qwen_tool.codec import Codec, get_codec
+from qwen_tool.codec.chat import render_prompt
+from qwen_tool.eval import bfcl, metrics
+from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
+from qwen_tool.log import logger
+
+DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
+"""Caps per category kind: one call fits in ~100 tokens of JSON; parallel answers hold several."""
+
+
+def max_new_tokens_for(category: str) -> int:
+    return DEFAULT_MAX_NEW_TOKENS["parallel" if "parallel" in category else "default"]
+
+
+@dataclass
+class Outcome:
+    """One scored example, as written to outcomes.jsonl."""
+
+    id: str
+    category: str
+    prompt_hash: str
+    raw_output: str
+    parsed_calls: list[dict[str, Any]]
+    valid: bool
+    error_category: str
+    """Empty when valid; else BFCL's error type (e.g. `type_error`, `parallel:wrong_count`) or `prompt_error`."""
+    error: str = ""
+    parse_error: str | None = None
+    new_tokens: int = 0
+    finish_reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def score_bfcl_output(example: bfcl.BfclExample, text: str, codec: Codec, tools: list[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], bfcl.Verdict, str | None]:
+    """(decoded calls as `[{name: args}]`, verdict, parse error). Malformed calls are dropped and the well-formed
+    ones scored, as BFCL's own handler for Hermes-style models does; any text at all is scored, never raised on."""
+    try:
+        parsed = codec.parse(text, tools)
+        calls = [{call.name: call.arguments} for call in parsed.tool_calls]
+        parse_error = parsed.error
+    except Exception as exc:  # noqa: BLE001 - model output is data: a parser bug must not end the run
+        calls, parse_error = [], f"{type(exc).__name__}: {exc}"
+    return calls, bfcl.check_ast(example.category, example.functions, calls, example.gold), parse_error
+
+
+def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, Any]:
+    by_category = metrics.accuracy_by_category((o.category, o.valid) for o in outcomes)
+    per_category: dict[str, Any] = {}
+    for category in categories:
+        rows = [o for o in outcomes if o.category == category]
+        if not rows:
+            continue
+        per_category[category] = {
+            "accuracy": by_category[category],
+            "n": len(rows),
+            "valid": sum(o.valid for o in rows),
+            "error_categories": dict(Counter(o.error_category for o in rows if not o.valid).most_common()),
+            "parse_errors": sum(o.parse_error is not None for o in rows),
+            "truncated": sum(o.finish_reason == "length" for o in rows),
+            "average_calls": metrics.average_calls([len(o.parsed_calls) for o in rows]),
+        }
+    ast = [by_category[c] for c in per_category if c in bfcl.AST_CATEGORIES]
+    irrelevance = [by_category[c] for c in per_category if c in bfcl.IRRELEVANCE_CATEGORIES]
+    timing = metrics.call_timing([bool(o.parsed_calls) for o in outcomes],
+                                 [o.category not in bfcl.IRRELEVANCE_CATEGORIES for o in outcomes])
+    return {
+        "categories": per_category,
+        "summary": {
+            "overall_accuracy_unweighted": metrics.unweighted_mean(by_category.values()),
+            "ast_accuracy_unweighted": metrics.unweighted_mean(ast),
+            "irrelevance_accuracy_unweighted": metrics.unweighted_mean(irrelevance),
+            "examples": len(outcomes),
+            "valid": sum(o.valid for o in outcomes),
+            "call_timing_precision": timing["precision"],
+            "call_timing_recall": timing["recall"],
+            "call_timing_abstain_recall": timing["abstain_recall"],
+        },
+    }
+
+
+def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | None = None,
+             out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
+             tool_format: str | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
+             cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate `model` on BFCL single-turn categories and write outcomes.jsonl and metrics.json into `out_dir`.
+
+    `limit` keeps the first `limit` entries of each category in id order (a fixed subset). `backend`, `tokenizer`,
+    `tool_format` default to the model's own (from the registry); tests pass scripted ones. Generations are cached in
+    `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by model, prompt and settings.
+    """
+    from qwen_tool.models import load_tokenizer, tool_format_for
+
+    categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
+    unknown = [c for c in categories if c not in bfcl.SINGLE_TURN_CATEGORIES]
+    if unknown:
+        choices = ", ".join(bfcl.SINGLE_TURN_CATEGORIES)
+        raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices} "
+                            "(multi_turn_base is not run yet)")
+    if limit is not None and limit < 1:
+        raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
+    tool_format = tool_format or tool_format_for(model)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+    codec = get_codec(tool_format)
+    started = time.perf_counter()
+    if backend is None:
+        backend = load_backend(model)
+    outcomes: list[Outcome] = []
+    generated_tokens = 0
+    generation_seconds = 0.0
+    for category in categories:
+        examples = bfcl.load_category(category, limit)
+        prompts: list[str | None] = []
+        tools_per_example = []
+        for example in examples:
+            tools = bfcl.functions_to_tools(example.functions)
+            tools_per_example.append(tools)
+            try:
+                prompts.append(render_prompt(tokenizer, example.messages, tools, codec))
+            except QwenToolError as exc:
+                logger.warning("%s: cannot render the prompt (%s); scored as an error", example.id, exc)
+                prompts.append(None)
+        settings = GenerationSettings(max_new_tokens=max_new_tokens or max_new_tokens_for(category),
+                                      batch_size=batch_size)
+        tick = time.perf_counter()
+        renderable = [p for p in prompts if p is not None]
+        generations = iter(generate_all(backend, renderable, settings, cache, progress=progress,
+                                        description=f"BFCL {category}"))
+        generation_seconds += time.perf_counter() - tick
+        for example, prompt, tools in zip(examples, prompts, tools_per_example, strict=True):
+            if prompt is None:
+                outcomes.append(Outcome(example.id, category, "", "", [], False, "prompt_error"))
+                continue
+            generation = next(generations)
+            generated_tokens += generation.new_tokens
+            calls, verdict, parse_error = score_bfcl_output(example, generation.text, codec, tools)
+            outcomes.append(Outcome(
+                id=example.id, category=category, prompt_hash=prompt_hash(prompt), raw_output=generation.text,
+                parsed_calls=calls, valid=verdict.valid, error_category=verdict.error_type, error=verdict.error,
+                parse_error=parse_error, new_tokens=generation.new_tokens, finish_reason=generation.finish_reason,
+            ))
+        acc = sum(o.valid for o in outcomes if o.category == category) / max(1, len(examples))
+        logger.info("BFCL %s: %.1f%% of %d", category, 100 * acc, len(examples))
+    result = _summarise(outcomes, categories)
+    result.update({
+        "suite": "bfcl", "model": model, "tool_format": tool_format, "limit": limit,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "generation": {"new_tokens": generated_tokens, "seconds": round(generation_seconds, 2),
+                       "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id},
+    })
+    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
+        for outcome in outcomes:
+            fh.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result

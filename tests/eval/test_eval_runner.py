@@ -1,0 +1,118 @@
+"""The BFCL runner end to end with scripted backends: garbage, empty and runaway outputs are scored, never raised on;
+the gold answer rendered in the model's format scores 100%; an interrupted run resumes from its cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from qwen_tool.codec import ToolCall, get_codec
+from qwen_tool.eval import bfcl
+from qwen_tool.eval.generation import Generation, GenerationSettings
+from qwen_tool.eval.runner import run_bfcl
+from qwen_tool.testing import tiny_tokenizer
+
+CATEGORIES = ["simple_python", "parallel", "live_multiple", "irrelevance"]
+LIMIT = 3
+
+
+class FixedBackend:
+    """Answers every prompt with `answer(prompt)`; records what it decoded; can stop after some batches."""
+
+    def __init__(self, answer, fail_after_batches: int | None = None) -> None:
+        self.model_id = "fixed"
+        self.answer = answer
+        self.decoded: list[str] = []
+        self.batches = 0
+        self.fail_after_batches = fail_after_batches
+
+    def token_length(self, prompt: str) -> int:
+        return len(prompt)
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+        if self.fail_after_batches is not None and self.batches >= self.fail_after_batches:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.decoded.extend(prompts)
+        texts = [self.answer(p) for p in prompts]
+        return [Generation(t, len(t.split()) + 1, "stop") for t in texts]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def _run(tmp_path, backend, tokenizer, name="run", categories=CATEGORIES):
+    return run_bfcl("scripted", categories, LIMIT, tmp_path / name, backend=backend, tokenizer=tokenizer,
+                    tool_format="hermes", batch_size=2, cache_dir=tmp_path / "cache", progress=False)
+
+
+def _first_accepted(accepted: list) -> object:
+    """The first non-optional accepted value; dict values hold accepted lists per key one level down."""
+    value = next(v for v in accepted if v != "")
+    if isinstance(value, dict):
+        return {k: _first_accepted(vals) for k, vals in value.items() if any(v != "" for v in vals)}
+    return value
+
+
+def _gold_answers() -> dict[str, str]:
+    """User message → the gold calls rendered as Hermes text (first accepted value of each argument)."""
+    codec = get_codec("hermes")
+    answers = {}
+    for category in CATEGORIES:
+        for example in bfcl.load_category(category, LIMIT):
+            calls = []
+            for gold_call in example.gold or []:
+                name, accepted = next(iter(gold_call.items()))
+                calls.append(ToolCall(name, {k: _first_accepted(vals) for k, vals in accepted.items()
+                                             if any(v != "" for v in vals)}))
+            answers[example.messages[-1]["content"]] = codec.render_calls(calls).text if calls else "No tool fits."
+    return answers
+
+
+def test_gold_answers_score_everything(tmp_path, tokenizer) -> None:
+    answers = _gold_answers()
+
+    def answer(prompt: str) -> str:
+        return next(text for question, text in answers.items() if question in prompt)
+
+    result = _run(tmp_path, FixedBackend(answer), tokenizer)
+    assert {c: r["accuracy"] for c, r in result["categories"].items()} == {c: 1.0 for c in CATEGORIES}
+    assert result["summary"]["call_timing_precision"] == 1.0 and result["summary"]["call_timing_abstain_recall"] == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()]
+    assert len(rows) == len(CATEGORIES) * LIMIT
+    assert {"id", "category", "prompt_hash", "raw_output", "parsed_calls", "valid", "error_category"} <= set(rows[0])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"]["valid"] == len(rows)
+
+
+@pytest.mark.parametrize("text", ["", "\x00\x01 garbage {{{ <tool_call> {\"name\": ", "na " * 5000,
+                                  "<tool_call>\n{\"name\": \"f\", \"arguments\": [1, 2]}\n</tool_call>"])
+def test_bad_outputs_are_scored_as_errors(tmp_path, tokenizer, text) -> None:
+    result = _run(tmp_path, FixedBackend(lambda prompt: text), tokenizer)
+    for category in CATEGORIES:
+        expected = 1.0 if category == "irrelevance" else 0.0  # no call made: only irrelevance passes
+        assert result["categories"][category]["accuracy"] == expected
+
+
+def test_interrupted_run_resumes_from_cache(tmp_path, tokenizer) -> None:
+    first = FixedBackend(lambda prompt: "no call", fail_after_batches=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, first, tokenizer)
+    second = FixedBackend(lambda prompt: "no call")
+    _run(tmp_path, second, tokenizer)
+    assert len(first.decoded) == 5  # simple_python in batches of 2 + 1, then one batch of parallel
+    assert len(second.decoded) == len(CATEGORIES) * LIMIT - 5
+    assert not set(first.decoded) & set(second.decoded)
+
+
+def test_unknown_category_and_bad_limit_are_user_errors(tmp_path, tokenizer) -> None:
+    from qwen_tool import QwenToolError
+
+    with pytest.raises(QwenToolError, match="unknown BFCL categories"):
+        _run(tmp_path, FixedBackend(str), tokenizer, categories=["simple_cobol"])
+    with pytest.raises(QwenToolError, match="--limit"):
+        run_bfcl("scripted", ["simple_python"], 0, tmp_path, backend=FixedBackend(str), tokenizer=tokenizer,
+                 tool_format="hermes")
