@@ -1,0 +1,184 @@
+"""The evaluation report: `report.md` and `report.html` with tables and PNG charts, one or several runs side by side
+(baseline vs trained), plus `metrics.json` and `outcomes.jsonl` gathering every number and every example."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qwen_tool import QwenToolError
+
+SUMMARY_ROWS = [
+    ("overall_accuracy_unweighted", "Overall accuracy (mean over categories)"),
+    ("ast_accuracy_unweighted", "AST accuracy (mean over AST categories)"),
+    ("irrelevance_accuracy_unweighted", "Irrelevance accuracy (mean)"),
+    ("call_timing_precision", "Call timing precision"),
+    ("call_timing_recall", "Call timing recall"),
+    ("call_timing_abstain_recall", "Abstained when no call was due"),
+]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _categories(results: dict[str, dict[str, Any]]) -> list[str]:
+    seen: list[str] = []
+    for metrics in results.values():
+        seen.extend(c for c in metrics.get("categories", {}) if c not in seen)
+    return seen
+
+
+def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of every table, shared by the Markdown and HTML renderings."""
+    labels = list(results)
+    delta = len(labels) == 2
+    header = ["category", "n", *labels] + ([f"Δ ({labels[1]} − {labels[0]})"] if delta else [])
+    rows = []
+    for category in _categories(results):
+        values = [results[label].get("categories", {}).get(category, {}).get("accuracy") for label in labels]
+        n = next((results[label]["categories"][category]["n"] for label in labels
+                  if category in results[label].get("categories", {})), 0)
+        row = [category, str(n), *[_pct(v) for v in values]]
+        if delta:
+            row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
+        rows.append(row)
+    summary_header = ["metric", *labels] + (["Δ"] if delta else [])
+    summary = []
+    for key, title in SUMMARY_ROWS:
+        values = [results[label].get("summary", {}).get(key) for label in labels]
+        row = [title, *[_pct(v) for v in values]]
+        if delta:
+            row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
+        summary.append(row)
+    errors_header = ["run", "category", "most frequent error categories"]
+    errors = []
+    for label in labels:
+        for category, stats in results[label].get("categories", {}).items():
+            top = list(stats.get("error_categories", {}).items())[:3]
+            if top:
+                errors.append([label, category, ", ".join(f"{name} ({count})" for name, count in top)])
+    runs_header = ["run", "model", "examples", "limit", "wall time (s)", "new tokens"]
+    runs = [[label, str(m.get("model", "")), str(m.get("summary", {}).get("examples", "")), str(m.get("limit")),
+             str(m.get("wall_seconds", "")), str(m.get("generation", {}).get("new_tokens", ""))]
+            for label, m in results.items()]
+    return [
+        ("Runs", runs_header, runs),
+        ("BFCL accuracy per category (%)", header, rows),
+        ("Summary (%)", summary_header, summary),
+        ("Errors", errors_header, errors),
+    ]
+
+
+def _category_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = _categories(results)
+    labels = list(results)
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(categories)), 4.0))
+    for i, label in enumerate(labels):
+        values = [100 * results[label].get("categories", {}).get(c, {}).get("accuracy", 0.0) for c in categories]
+        positions = [x + (i - (len(labels) - 1) / 2) * width for x in range(len(categories))]
+        ax.bar(positions, values, width, label=label)
+    ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("BFCL accuracy per category")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(title: str, tables: list[tuple[str, list[str], list[list[str]]]], charts: list[str]) -> str:
+    lines = [f"# {title}", ""]
+    for chart in charts:
+        lines += [f"![{chart}]({chart})", ""]
+    for name, header, rows in tables:
+        if not rows:
+            continue
+        lines += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html(title: str, tables: list[tuple[str, list[str], list[list[str]]]], charts: list[str]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>",
+             f"</head><body><h1>{html.escape(title)}</h1>"]
+    parts += [f"<img src='{html.escape(chart)}' alt='{html.escape(chart)}'>" for chart in charts]
+    for name, header, rows in tables:
+        if not rows:
+            continue
+        parts.append(f"<h2>{html.escape(name)}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, title: str = "Evaluation report",
+                 outcomes: dict[str, str | Path] | None = None) -> Path:
+    """Write report.md, report.html and bfcl_categories.png into `run_dir`; return the path of report.md.
+
+    `results` maps a run label (e.g. "baseline", "trained") to the metrics `run_bfcl` returned. `metrics.json`
+    gets `{"runs": results}`, except for a single run reported in its own directory, whose metrics.json is kept.
+    `outcomes` (label → outcomes.jsonl path) are gathered into one outcomes.jsonl with a `run` field per line.
+    """
+    if not results:
+        raise QwenToolError("write_report got no results; fix: pass at least one run's metrics")
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.json"
+    if not (len(results) == 1 and metrics_path.is_file()):
+        metrics_path.write_text(json.dumps({"runs": results}, indent=2, ensure_ascii=False))
+    if outcomes:
+        gathered = out / "outcomes.jsonl"
+        sources = {label: Path(path) for label, path in outcomes.items()}
+        if not (len(sources) == 1 and next(iter(sources.values())).resolve() == gathered.resolve()):
+            with open(gathered.with_suffix(".tmp"), "w", encoding="utf-8") as fh:
+                for label, path in sources.items():
+                    for line in path.read_text(encoding="utf-8").splitlines():
+                        fh.write(json.dumps({"run": label, **json.loads(line)}, ensure_ascii=False) + "\n")
+            shutil.move(gathered.with_suffix(".tmp"), gathered)
+    charts = []
+    if _categories(results):
+        _category_chart(results, out / "bfcl_categories.png")
+        charts.append("bfcl_categories.png")
+    tables = _tables(results)
+    (out / "report.html").write_text(_html(title, tables, charts), encoding="utf-8")
+    report = out / "report.md"
+    report.write_text(_markdown(title, tables, charts), encoding="utf-8")
+    return report
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """The metrics.json of one run directory."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise QwenToolError(f"{path} does not exist; fix: pass a directory written by `qwen-tool eval --out DIR`")
+    data = json.loads(path.read_text())
+    if "runs" in data:
+        raise QwenToolError(f"{path} is a comparison report, not a single run; fix: pass the run directories")
+    return data
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path) -> Path:
+    """Side-by-side report of two runs (A as the reference, B as the new one) in `out_dir`."""
+    label_a, label_b = Path(run_a).name, Path(run_b).name
+    if label_a == label_b:
+        label_a, label_b = f"A:{label_a}", f"B:{label_b}"
+    results = {label_a: load_run(run_a), label_b: load_run(run_b)}
+    outcomes = {label: Path(run) / "outcomes.jsonl" for label, run in ((label_a, run_a), (label_b, run_b))
+                if (Path(run) / "outcomes.jsonl").is_file()}
+    return write_report(out_dir, results, title=f"{label_b} vs {label_a}", outcomes=outcomes)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qwen_tool import QwenToolError
+from qwen_tool.eval.report import compare_runs, write_report
+
+
+def _metrics(simple: float, parallel: float) -> dict:
+    return {
+        "model": "m", "limit": 10, "wall_seconds": 1.0, "generation": {"new_tokens": 5},
+        "categories": {
+            "simple_python": {"accuracy": simple, "n": 10, "error_categories": {"type_error": 3}},
+            "parallel": {"accuracy": parallel, "n": 10, "error_categories": {}},
+        },
+        "summary": {"overall_accuracy_unweighted": (simple + parallel) / 2, "examples": 20},
+    }
+
+
+def test_report_side_by_side(tmp_path) -> None:
+    report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": _metrics(0.55, 0.1)})
+    text = report.read_text()
+    # simple_python: 55.0 − 30.0 = +25.0 points; overall: (0.55+0.1)/2 − (0.3+0.1)/2 = 0.125 → +12.5
+    assert "| simple_python | 10 | 30.0 | 55.0 | +25.0 |" in text
+    assert "| Overall accuracy (mean over categories) | 20.0 | 32.5 | +12.5 |" in text
+    assert "type_error (3)" in text
+    assert (tmp_path / "bfcl_categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<td>+25.0</td>" in (tmp_path / "report.html").read_text()
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["runs"]) == {"baseline", "trained"}
+
+
+def test_compare_runs_gathers_outcomes(tmp_path) -> None:
+    for name, acc in (("base", 0.2), ("sft", 0.4)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps(_metrics(acc, acc)))
+        (run / "outcomes.jsonl").write_text(json.dumps({"id": f"{name}_0", "valid": True}) + "\n")
+    report = compare_runs(tmp_path / "base", tmp_path / "sft", tmp_path / "cmp")
+    assert "| parallel | 10 | 20.0 | 40.0 | +20.0 |" in report.read_text()
+    lines = [json.loads(line) for line in (tmp_path / "cmp" / "outcomes.jsonl").read_text().splitlines()]
+    assert [(row["run"], row["id"]) for row in lines] == [("base", "base_0"), ("sft", "sft_0")]
+    with pytest.raises(QwenToolError, match="metrics.json"):
+        compare_runs(tmp_path / "nothing", tmp_path / "sft", tmp_path / "cmp2")
