@@ -431,6 +431,75 @@ def train_sft_command(
     out.print(f"trained model: {final}")
 
 
+# ---------------------------------------------------------------- eval (room: eval/)
+eval_app = typer.Typer(help="Evaluate a model (BFCL) and compare runs.", invoke_without_command=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback()
+def eval_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="Built-in name, local directory or hub id.")] = (
+        "smollm2-135m-instruct"),
+    suite: Annotated[str, typer.Option("--suite", help="Benchmark suite (bfcl).")] = "bfcl",
+    categories: Annotated[str | None, typer.Option(
+        "--categories", help="Comma-separated BFCL categories (default: every single-turn category).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N entries (id order) per category.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default results/<model>-<suite>).")
+                       ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together.")] = 8,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        "--max-new-tokens", help="Cap per answer (default 160, 384 for parallel categories).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, transformers or vllm.")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Run a benchmark suite and write outcomes.jsonl, metrics.json, report.md/.html into the run directory."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from qwen_tool.eval.generation import load_backend
+    from qwen_tool.eval.report import write_report
+    from qwen_tool.eval.runner import run_bfcl
+
+    if suite != "bfcl":
+        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl (internal and robustness are not "
+                            "available yet)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    label = Path(model).name or model
+    run_dir = out_dir or Path("results") / f"{label}-{suite}"
+    chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    metrics = run_bfcl(model, chosen, limit, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+                       max_new_tokens=max_new_tokens)
+    report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",
+                          outcomes={label: run_dir / "outcomes.jsonl"})
+    table = Table(title=f"{label}: BFCL accuracy")
+    for column in ("category", "n", "accuracy %"):
+        table.add_column(column)
+    for category, stats in metrics["categories"].items():
+        table.add_row(category, str(stats["n"]), f"{100 * stats['accuracy']:.1f}")
+    table.add_row("mean", str(metrics["summary"]["examples"]),
+                  f"{100 * metrics['summary']['overall_accuracy_unweighted']:.1f}")
+    out.print(table)
+    out.print(f"report: {report}")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_a: Annotated[Path, typer.Argument(help="Reference run directory (e.g. the baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="Run directory to compare with it (e.g. the trained model).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the comparison report goes.")] = None,
+) -> None:
+    """Side-by-side report of two runs, with per-category deltas."""
+    from qwen_tool.eval.report import compare_runs
+
+    target = out_dir or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
+    report = compare_runs(run_a, run_b, target)
+    out.print(report.read_text(), markup=False, highlight=False)
+    out.print(f"report: {report}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:

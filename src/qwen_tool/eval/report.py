@@ -128,12 +128,14 @@ def _html(title: str, tables: list[tuple[str, list[str], list[list[str]]]], char
 
 
 def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, title: str = "Evaluation report",
-                 outcomes: dict[str, str | Path] | None = None) -> Path:
+                 outcomes: dict[str, str | Path] | None = None,
+                 stage_seconds: dict[str, float] | None = None) -> Path:
     """Write report.md, report.html and bfcl_categories.png into `run_dir`; return the path of report.md.
 
     `results` maps a run label (e.g. "baseline", "trained") to the metrics `run_bfcl` returned. `metrics.json`
     gets `{"runs": results}`, except for a single run reported in its own directory, whose metrics.json is kept.
     `outcomes` (label → outcomes.jsonl path) are gathered into one outcomes.jsonl with a `run` field per line.
+    `stage_seconds` (stage → wall seconds, from the pipeline) becomes a table of its own.
     """
     if not results:
         raise QwenToolError("write_report got no results; fix: pass at least one run's metrics")
@@ -156,6 +158,9 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
         _category_chart(results, out / "bfcl_categories.png")
         charts.append("bfcl_categories.png")
     tables = _tables(results)
+    if stage_seconds:
+        tables.append(("Stage wall times", ["stage", "seconds"],
+                       [[stage, f"{seconds:.1f}"] for stage, seconds in stage_seconds.items()]))
     (out / "report.html").write_text(_html(title, tables, charts), encoding="utf-8")
     report = out / "report.md"
     report.write_text(_markdown(title, tables, charts), encoding="utf-8")
