@@ -304,23 +304,56 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Seed (same seed, same bytes).")] = 0,
     mix: Annotated[str, typer.Option(help="Category weights, e.g. single=0.3,parallel=0.1 (default: built-in).")] = "",
     out_path: Annotated[Path, typer.Option("--out", help="Output .jsonl or .parquet.")] = Path("data/train.jsonl"),
-    held_out_tools: Annotated[float, typer.Option(help="Share of tool concepts reserved for an eval split.")] = 0.0,
+    suite_share: Annotated[float, typer.Option(help="Share built on the env's simulated suites (0: unseen tools only).")
+                           ] = 0.2,
+    held_out_tools: Annotated[float, typer.Option(help="Share of tool concepts and suites reserved for an eval split.")
+                              ] = 0.0,
     eval_out: Annotated[Path | None, typer.Option(help="Where to write the held-out eval split.")] = None,
     eval_n: Annotated[int, typer.Option(help="Size of the held-out eval split.")] = 200,
+    eval_tasks_out: Annotated[Path | None, typer.Option(
+        help="Also write multi-turn eval tasks (env.Task JSON lines) on the held-out suites (all suites without "
+             "--held-out-tools).")] = None,
+    eval_tasks_n: Annotated[int, typer.Option(help="Number of multi-turn eval tasks.")] = 200,
+    max_length: Annotated[int, typer.Option(help="Drop records longer than this (characters, or tokens with "
+                                                 "--tokenizer); 0: no limit.")] = 0,
+    tokenizer: Annotated[str, typer.Option(help="Model name whose tokenizer measures --max-length (default: "
+                                                "characters).")] = "",
 ) -> None:
-    """Synthesise trajectories (gold calls executed) in the requested category mix."""
-    from qwen_tool.data.schema import write_any
-    from qwen_tool.data.synth import held_out_stems, mix_of, synthesize
+    """Synthesise trajectories (gold calls executed) in the requested category mix, filtered, with a drop report."""
+    from collections import Counter
 
-    held = held_out_stems(held_out_tools, seed) if held_out_tools > 0 else None
-    records = synthesize(n, seed=seed, mix=mix or None, held_out=held)
+    from qwen_tool.data.filters import filter_records
+    from qwen_tool.data.schema import write_any
+    from qwen_tool.data.suite_synth import synthesize_eval_tasks
+    from qwen_tool.data.synth import held_out_split, mix_of, synthesize
+
+    held = held_out_split(held_out_tools, seed) if held_out_tools > 0 else None
+    measure = None
+    if tokenizer:
+        from qwen_tool.models import load_tokenizer
+
+        measure = load_tokenizer(tokenizer)
+    records = synthesize(n, seed=seed, mix=mix or None, held_out=held, suite_share=suite_share)
+    records, report = filter_records(records, max_length=max_length or None, tokenizer=measure)
     write_any(records, out_path)
-    out.print(f"{len(records)} trajectories → {out_path}; mix: "
+    out.print(report.summary(), highlight=False)
+    for reason, examples in sorted(report.examples.items()):
+        for example in examples:
+            out.print(f"  {reason}: {example}", highlight=False)
+    sources = ", ".join(f"{k}={v}" for k, v in sorted(Counter(r["meta"].get("source") for r in records).items()))
+    out.print(f"{len(records)} trajectories → {out_path}; sources: {sources}; mix: "
               + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
     if held and eval_out is not None:
-        evals = synthesize(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval")
+        evals = synthesize(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval", suite_share=suite_share)
+        evals, eval_report = filter_records(evals, max_length=max_length or None, tokenizer=measure)
         write_any(evals, eval_out)
-        out.print(f"{len(evals)} held-out trajectories ({len(held)} unseen tool concepts) → {eval_out}")
+        out.print(f"{len(evals)} held-out trajectories ({len(held)} unseen tool concepts and suites) → {eval_out}; "
+                  + eval_report.summary(), highlight=False)
+    if eval_tasks_out is not None:
+        tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed, held_out=held)
+        eval_tasks_out.parent.mkdir(parents=True, exist_ok=True)
+        eval_tasks_out.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), encoding="utf-8")
+        out.print(f"{len(tasks)} multi-turn eval tasks (env.Task) → {eval_tasks_out}", highlight=False)
 
 
 @data_app.command("validate")

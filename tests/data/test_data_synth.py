@@ -12,7 +12,8 @@ import pytest
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, name_variants
 from qwen_tool.data.schema import to_jsonl_line, validate_trajectory
-from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, parse_mix, synthesize
+from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, held_out_split, parse_mix, synthesize
+from qwen_tool.env.suites import SUITES
 from qwen_tool.tools import Executor, Tool
 
 
@@ -56,6 +57,7 @@ def test_no_tool_name_or_query_comes_from_bfcl(records: list[dict]) -> None:
     bfcl_names, bfcl_questions = _bfcl_names_and_questions()
     assert len(bfcl_names) > 1000 and len(bfcl_questions) > 1000  # the check really read BFCL
     every_possible_name = {name for concept in CONCEPTS for name in name_variants(concept)}
+    every_possible_name |= {tool.name for suite in SUITES.values() for tool in suite.tool_specs()}
     assert not every_possible_name & bfcl_names
     used_names = {tool["function"]["name"] for r in records for tool in r["tools"]}
     assert not used_names & bfcl_names
@@ -65,6 +67,9 @@ def test_no_tool_name_or_query_comes_from_bfcl(records: list[dict]) -> None:
     sentences = {q for q in queries if len(q.split()) >= 4}
     assert len(sentences) > 400
     assert not sentences & bfcl_questions
+    suite_sentences = {_normalise(m["content"]) for r in records if r["meta"]["source"] == "suite"
+                       for m in r["messages"] if m["role"] == "user" and len(m["content"].split()) >= 4}
+    assert len(suite_sentences) > 80  # the suite queries are really part of the check
 
 
 def test_same_seed_same_bytes_and_different_seed_differs() -> None:
@@ -107,8 +112,11 @@ def _replay(record: dict) -> list[tuple[bool, dict]]:
 
 
 def test_gold_calls_execute_and_error_turns_carry_their_category(records: list[dict]) -> None:
+    """Unseen-tool records replayed on their schemas (suite records replay in ToolEnv: test_data_suite_synth)."""
     seen_error_categories = set()
     for record in records:
+        if record["meta"]["source"] != "unseen":
+            continue
         for ok, message, outcome in _replay(record):
             if message.get("erroneous"):
                 assert not ok
@@ -146,9 +154,12 @@ def test_held_out_split_shares_no_tool_concept() -> None:
     held = {c.stem for c in CONCEPTS[::7]}
     train = synthesize(150, seed=0, held_out=held, split="train")
     test = synthesize(60, seed=0, held_out=held, split="eval", mix="single=1")
+    assert {r["meta"]["source"] for r in test} == {"unseen"}  # no suite is held out, so eval takes none
     def stems(data: list[dict]) -> set[str]:
         found = set()
         for record in data:
+            if record["meta"]["source"] != "unseen":
+                continue
             for tool in record["tools"]:
                 name = tool["function"]["name"]
                 found |= {c.stem for c in CONCEPTS if c.stem in name or _camel(c.stem) in name.lower()}
@@ -159,3 +170,32 @@ def test_held_out_split_shares_no_tool_concept() -> None:
 
 def _camel(stem: str) -> str:
     return stem.replace("_", "")
+
+
+def test_held_out_split_with_suites_shares_no_tool_name() -> None:
+    held = held_out_split(0.25, seed=0)
+    held_suites = held & set(SUITES)
+    assert 1 <= len(held_suites) < len(SUITES) and held - held_suites
+    train = synthesize(300, seed=0, held_out=held, split="train")
+    test = synthesize(150, seed=0, held_out=held, split="eval")
+    assert {r["meta"]["suite"] for r in test if r["meta"]["source"] == "suite"} == held_suites
+    assert not {r["meta"]["suite"] for r in train if r["meta"]["source"] == "suite"} & held_suites
+    def names(data: list[dict]) -> set[str]:
+        return {tool["function"]["name"] for record in data for tool in record["tools"]}
+    assert not names(train) & names(test)
+
+
+def test_suite_share_zero_is_the_unseen_generator_alone_and_share_sets_the_sources() -> None:
+    alone = synthesize(100, seed=2, suite_share=0)
+    assert {r["meta"]["source"] for r in alone} == {"unseen"}
+    mixed = synthesize(100, seed=2, suite_share=0.3)
+    assert sum(r["meta"]["source"] == "suite" for r in mixed) == 30
+    assert [r["meta"]["category"] for r in sorted(alone, key=lambda r: r["meta"]["category"])] == \
+        [r["meta"]["category"] for r in sorted(mixed, key=lambda r: r["meta"]["category"])]
+
+
+def test_a_suite_whose_tool_a_held_out_concept_could_name_stays_out_of_train() -> None:
+    assert "fetch_stock_quote" in name_variants(next(c for c in CONCEPTS if c.stem == "stock_quote"))
+    train = synthesize(200, seed=0, held_out={"stock_quote"})
+    suites = {r["meta"]["suite"] for r in train if r["meta"]["source"] == "suite"}
+    assert suites and "finance" not in suites

@@ -1,9 +1,13 @@
 """Synthesise training trajectories: one builder per category, gold calls executed, a requested category mix.
 
+Two sources. The unseen-tool generator (`meta.source = "unseen"`, most of the data: it teaches generalisation to
+functions never seen) runs gold calls through the tools room's `Executor`; the suite generator (`data.suite_synth`,
+`meta.source = "suite"`, a `suite_share` of the examples) plays them in the env's `ToolEnv` on its stateful suites.
+Either way tool messages hold what was really returned, and the deliberate wrong calls of `error_recovery` carry the
+category the executor assigned (`erroneous: true` on the assistant turn, for MAE).
+
 Every example has its own `random.Random(f"{seed}:{category}:{index}")`, so the same seed gives the same bytes and
-one category's count never shifts another's draws. Gold calls run through the tools room's `Executor` (schema
-validation, then the handler): tool messages hold what the executor returned, and the deliberate wrong calls of
-`error_recovery` carry the category the executor assigned (`erroneous: true` on the assistant turn, for MAE).
+one category's count never shifts another's draws; with `suite_share=0` the output is exactly the unseen generator's.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.data.catalog import CONCEPTS, Concept
+from qwen_tool.data.catalog import CONCEPTS, Concept, name_variants
 from qwen_tool.data.curriculum import difficulty
 from qwen_tool.data.kinds import Int, Money, Num
 from qwen_tool.data.schema import validate_trajectory
+from qwen_tool.data.suite_synth import SUITE_CATEGORIES, build_suite_record, new_env, suites_for
 from qwen_tool.data.unseen import (
     DrawnTool,
     NameStyle,
@@ -37,6 +42,7 @@ from qwen_tool.data.unseen import (
     refusal,
     state_arguments,
 )
+from qwen_tool.env.suites import SUITES
 from qwen_tool.tools import Executor, Tool
 
 CATEGORIES = (
@@ -478,26 +484,68 @@ BUILDERS: dict[str, Callable[[Builder], dict[str, Any]]] = {
 }
 
 
+DEFAULT_SUITE_SHARE = 0.2
+"""Share of the examples built on the env's suites (modest: the unseen-tool generator teaches generalisation)."""
+
+
+def suite_allocation(counts: dict[str, int], share: float) -> dict[str, int]:
+    """How many examples of each category the suites build: round(share·n), spread over the categories the suites
+    know in proportion to their counts, never more than a category's count (the rest come from unseen tools)."""
+    if not 0 <= share <= 1:
+        raise SynthError(f"suite share must be between 0 and 1, got {share}")
+    eligible = {c: k for c, k in counts.items() if c in SUITE_CATEGORIES and k > 0}
+    wanted = min(round(share * sum(counts.values())), sum(eligible.values()))
+    if wanted == 0:
+        return {}
+    spread = allocate(wanted, {c: k / sum(eligible.values()) for c, k in eligible.items()})
+    return {c: min(k, eligible[c]) for c, k in spread.items() if k > 0}
+
+
 def synthesize(n: int, seed: int = 0, mix: str | dict[str, float] | None = None,
-               held_out: set[str] | None = None, split: str = "train") -> list[dict[str, Any]]:
+               held_out: set[str] | None = None, split: str = "train",
+               suite_share: float = DEFAULT_SUITE_SHARE) -> list[dict[str, Any]]:
     """`n` trajectories in the requested category mix, deterministic in `seed`.
 
-    held_out: concept stems reserved for evaluation; `split="train"` never uses them, `split="eval"` uses only them.
+    held_out: concept stems and suite names reserved for evaluation (see `held_out_split`); `split="train"` never uses
+        them, `split="eval"` uses only them (an eval split without held-out suites takes no suite examples).
+    suite_share: share of examples built on the env's simulated suites (0 gives the unseen generator alone).
     """
     weights = parse_mix(mix)
     counts = allocate(n, weights)
     pool = concept_pool(held_out, keep_held_out=(split == "eval"))
     if len(pool) < 6:
         raise SynthError(f"only {len(pool)} concepts left for split {split!r}; fix: hold out fewer tools")
+    suites = [name for name in suites_for(held_out, split) if _suite_fits_split(name, held_out, split)]
+    from_suites = suite_allocation(counts, suite_share if suites else 0.0)
     executor = Executor(timeout_s=5.0, concurrent=False)
     records = []
     for category in CATEGORIES:
-        for index in range(counts.get(category, 0)):
+        for index in range(counts.get(category, 0) - from_suites.get(category, 0)):
             records.append(_build_one(category, index, seed, split, pool, executor))
+    if from_suites:
+        env, seen = new_env(), set()
+        for category in SUITE_CATEGORIES:
+            for index in range(from_suites.get(category, 0)):
+                record = build_suite_record(category, index, seed, split, suites, env, seen)
+                records.append(_finish(record, category, index, split))
     random.Random(f"{seed}:order").shuffle(records)
     for position, record in enumerate(records):
         record["meta"]["id"] = f"{split}-{seed}-{position:06d}"
     return records
+
+
+def _linked_stems(suite_name: str) -> set[str]:
+    """Concepts that can be named like one of the suite's tools (stock_quote → fetch_stock_quote)."""
+    names = {tool.name for tool in SUITES[suite_name].tool_specs()}
+    return {concept.stem for concept in CONCEPTS if names & set(name_variants(concept))}
+
+
+def _suite_fits_split(suite_name: str, held_out: set[str] | None, split: str) -> bool:
+    """A suite whose tool names a concept of the other split can take stays out, so no tool name crosses splits."""
+    if held_out is None:
+        return True
+    linked = _linked_stems(suite_name)
+    return not (linked - held_out if split == "eval" else linked & held_out)
 
 
 def _build_one(category: str, index: int, seed: int, split: str, pool: list[Concept],
@@ -509,10 +557,14 @@ def _build_one(category: str, index: int, seed: int, split: str, pool: list[Conc
             record = BUILDERS[category](builder)
         except _Retry:
             continue
-        record["meta"]["split"] = split
-        record["meta"]["difficulty"] = difficulty(record)
-        return validate_trajectory(record, f"synthesized {category} #{index}")
+        return _finish(record, category, index, split)
     raise RuntimeError(f"could not build a {category} example after 20 attempts")
+
+
+def _finish(record: dict[str, Any], category: str, index: int, split: str) -> dict[str, Any]:
+    record["meta"]["split"] = split
+    record["meta"]["difficulty"] = difficulty(record)
+    return validate_trajectory(record, f"synthesized {category} #{index}")
 
 
 def held_out_stems(fraction: float, seed: int = 0) -> set[str]:
@@ -521,6 +573,23 @@ def held_out_stems(fraction: float, seed: int = 0) -> set[str]:
         raise SynthError(f"held-out share must be between 0 and 1, got {fraction}")
     stems = sorted(c.stem for c in CONCEPTS)
     return set(random.Random(f"{seed}:held-out").sample(stems, max(1, round(fraction * len(stems)))))
+
+
+def held_out_split(fraction: float, seed: int = 0) -> set[str]:
+    """Concept stems and whole suites reserved for the eval split: `fraction` of each (at least one suite).
+
+    A concept that can be named like one of a suite's tools (stock_quote → fetch_stock_quote) goes to the same side
+    as that suite, so no tool name is shared between the splits.
+    """
+    held = held_out_stems(fraction, seed)
+    names = sorted(SUITES)
+    held |= set(random.Random(f"{seed}:held-out-suites").sample(names, max(1, round(fraction * len(names)))))
+    for concept in CONCEPTS:
+        variants = set(name_variants(concept))
+        for suite_name, suite in SUITES.items():
+            if variants & {tool.name for tool in suite.tool_specs()} and held & {concept.stem, suite_name}:
+                held |= {concept.stem, suite_name}
+    return held
 
 
 class _Retry(Exception):
