@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,12 @@ def respond(prompt: str) -> str:
     return SCRIPTS["chat"]
 
 
+@functools.lru_cache(maxsize=1)
+def shared_tokenizer() -> object:
+    """One tokenizer for every test server (loading it costs about a second)."""
+    return tiny_tokenizer()
+
+
 @dataclass
 class Served:
     url: str
@@ -65,7 +72,7 @@ class Served:
 @contextmanager
 def scripted_server(respond_fn: Callable[[str], str] = respond, *, token_delay_s: float = 0.0, max_batch: int = 8,
                     max_queue: int = 64, **settings: object) -> Iterator[Served]:
-    tokenizer = tiny_tokenizer()
+    tokenizer = shared_tokenizer()
     model = ScriptedStepModel(tokenizer, respond_fn, token_delay_s=token_delay_s)
     engine = BatchingEngine(model, tokenizer, max_batch=max_batch, max_queue=max_queue)
     app = create_app(engine, tokenizer, ServeSettings(MODEL, "hermes", **settings))  # type: ignore[arg-type]

@@ -63,10 +63,14 @@ class ChatMessage(_Strict):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    id: str | None = None
+    """Qwen-Agent's raw-API mode names a tool message's call `id` instead of `tool_call_id`; taken as that."""
     reasoning_content: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            self.tool_call_id = self.id
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs `tool_call_id` (the id of the call it answers)")
         if self.role == "assistant" and self.content is None and not self.tool_calls:
