@@ -282,10 +282,10 @@ def optional_clause(name: str, value: Any, rng: random.Random) -> str:
 def summarise(value: Any, limit: int = 3) -> str:
     """A short, faithful summary of a tool result for a final answer."""
     if isinstance(value, dict):
-        items = [(k, v) for k, v in value.items() if not isinstance(v, (dict, list))][:limit]
-        if not items:
-            items = list(value.items())[:limit]
-        return ", ".join(f"{k.replace('_', ' ')} {summarise(v, 2)}" for k, v in items) or "nothing"
+        flat = [(k, v) for k, v in value.items() if not isinstance(v, dict)
+                and not (isinstance(v, list) and any(isinstance(item, (dict, list)) for item in v))]
+        items = (flat or list(value.items()))[:limit]
+        return ", ".join(f"{k.replace('_', ' ')} {summarise(v, 2)}" for k, v in items) or "nothing yet"
     if isinstance(value, list):
         if not value:
             return "no results"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import difflib
 import random
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,8 +243,6 @@ def _placeholder(value: Any) -> bool:
 
 
 def _slots(template: str) -> list[str]:
-    import string
-
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
