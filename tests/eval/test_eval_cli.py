@@ -1,0 +1,76 @@
+"""`qwen-tool eval` end to end on a tiny random model saved as a local directory, and the oracle on its recordings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen_tool.cli import main
+from qwen_tool.eval import bfcl
+from qwen_tool.testing import save_tiny_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bfcl_oracle import load_oracle, oracle_verdict  # noqa: E402
+
+
+def _cli(args: list[str]) -> None:
+    """Run the CLI as the console script does; typer ends a successful command with SystemExit(0)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    model_dir = save_tiny_model(root / "tiny")
+    runs = []
+    for name, categories in (("a", ",".join(bfcl.AST_CATEGORIES) + ",irrelevance"), ("b", "simple_python")):
+        run = root / name
+        _cli(["eval", "--model", str(model_dir), "--categories", categories, "--limit", "1", "--max-new-tokens",
+              "8", "--backend", "transformers", "--threads", "1", "--out", str(run)])
+        runs.append(run)
+    return runs[0], runs[1]
+
+
+def test_eval_writes_run_directory(tiny_runs) -> None:
+    run, _ = tiny_runs
+    assert {"outcomes.jsonl", "metrics.json", "report.md", "report.html", "bfcl_categories.png"} <= {
+        p.name for p in run.iterdir()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["categories"]) == {*bfcl.AST_CATEGORIES, "irrelevance"}
+    assert metrics["summary"]["examples"] == (len(bfcl.AST_CATEGORIES) + 1)
+    assert metrics["generation"]["new_tokens"] > 0
+
+
+def test_recorded_tiny_model_verdicts_agree_with_bfcl(tiny_runs) -> None:
+    checker, language = load_oracle()
+    run, _ = tiny_runs
+    examples = {e.id: e for c in bfcl.AST_CATEGORIES for e in bfcl.load_category(c, 1)}
+    compared = 0
+    for line in (run / "outcomes.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["category"] not in bfcl.AST_CATEGORIES:
+            continue
+        example = examples[row["id"]]
+        assert row["valid"] == oracle_verdict(checker, language, row["category"], example.functions,
+                                              row["parsed_calls"], example.gold)
+        compared += 1
+    assert compared == len(bfcl.AST_CATEGORIES)
+
+
+def test_eval_compare(tiny_runs, capsys) -> None:
+    run_a, run_b = tiny_runs
+    _cli(["eval", "compare", str(run_a), str(run_b), "--out", str(run_b.parent / "cmp")])
+    printed = capsys.readouterr().out
+    assert "simple_python" in printed and "Δ (b − a)" in printed
+    assert (run_b.parent / "cmp" / "report.html").is_file()
+
+
+def test_unknown_suite_is_a_user_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--suite", "nonsense", "--limit", "1"])
+    assert exit_info.value.code == 1
