@@ -43,9 +43,9 @@ def test_single_turn_scores_hand_derived() -> None:
 
 def test_de_ce_hand_derived() -> None:
     # 8 calls: 2 ok, 1 instability (nobody's error), 1 tool_hallucination + 1 parameter_missing (DE: 2),
-    # 2 tool_call_failure + 1 "other" (CE: 3). DE = 2/8 = 0.25, CE = 3/8 = 0.375.
+    # 2 call_failure + 1 "other" (CE: 3). DE = 2/8 = 0.25, CE = 3/8 = 0.375.
     cats = ["ok", "ok", "tool_instability", "tool_hallucination", "parameter_missing",
-            "tool_call_failure", "tool_call_failure", "other"]
+            "call_failure", "call_failure", "other"]
     assert m.documentation_error_rate(cats) == 0.25
     assert m.call_error_rate(cats) == 0.375
     assert m.documentation_error_rate([]) == 0.0

@@ -20,7 +20,8 @@ def _metrics(simple: float, parallel: float) -> dict:
 
 
 def test_report_side_by_side(tmp_path) -> None:
-    report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": _metrics(0.55, 0.1)},
+    trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5}}}
+    report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": trained},
                           stage_seconds={"sft": 12.34})
     text = report.read_text()
     # simple_python: 55.0 − 30.0 = +25.0 points; overall: (0.55+0.1)/2 − (0.3+0.1)/2 = 0.125 → +12.5
@@ -28,6 +29,7 @@ def test_report_side_by_side(tmp_path) -> None:
     assert "| Overall accuracy (mean over categories) | 20.0 | 32.5 | +12.5 |" in text
     assert "type_error (3)" in text
     assert "| sft | 12.3 |" in text
+    assert "| TS: tool selection | – | 90.0 | – |" in text
     assert (tmp_path / "bfcl_categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<td>+25.0</td>" in (tmp_path / "report.html").read_text()
     assert set(json.loads((tmp_path / "metrics.json").read_text())["runs"]) == {"baseline", "trained"}

@@ -116,3 +116,46 @@ def test_unknown_category_and_bad_limit_are_user_errors(tmp_path, tokenizer) -> 
     with pytest.raises(QwenToolError, match="--limit"):
         run_bfcl("scripted", ["simple_python"], 0, tmp_path, backend=FixedBackend(str), tokenizer=tokenizer,
                  tool_format="hermes")
+
+
+def _internal_records() -> list[dict]:
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather forecast.",
+                                               "parameters": {"type": "object", "properties": {
+                                                   "city": {"type": "string"}, "days": {"type": "integer"}},
+                                                   "required": ["city"]}}}]
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris", "days": 3})}}
+    return [
+        {"tools": tools, "messages": [
+            {"role": "user", "content": "Weather in Paris for 3 days?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny-data"},
+            {"role": "assistant", "content": "Sunny."}]},
+        {"tools": tools, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]},
+    ]
+
+
+def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
+    from qwen_tool.eval.runner import run_internal
+
+    path = tmp_path / "held.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _internal_records()))
+    wrong_days = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n</tool_call>'
+
+    def answer(prompt: str) -> str:
+        if "sunny-data" in prompt:
+            return wrong_days  # calls again where the gold answers
+        return wrong_days if "Paris" in prompt else "Hello!"
+
+    result = run_internal("scripted", path, tmp_path / "internal", backend=FixedBackend(answer), tokenizer=tokenizer,
+                          tool_format="hermes", cache_dir=tmp_path / "cache", progress=False)
+    # decisions: (get_weather days=2 vs gold days=3): TS PI, not CF; (call vs no call): none; (no call vs none): all.
+    # TS = PI = 2/3, CF = 1/3; timing: called [T, T, F], gold [T, F, F] → precision 1/2, recall 1, abstain 1/2;
+    # parameter accuracy: gold arguments city (right) and days (wrong) → 1/2.
+    summary = result["summary"]
+    assert result["decisions"] == 3
+    assert summary["TS"] == pytest.approx(2 / 3) and summary["PI"] == pytest.approx(2 / 3)
+    assert summary["CF"] == pytest.approx(1 / 3)
+    assert (summary["call_timing_precision"], summary["call_timing_recall"]) == (0.5, 1.0)
+    assert summary["call_timing_abstain_recall"] == 0.5
+    assert summary["parameter_accuracy"] == 0.5

@@ -19,7 +19,7 @@ class CallLike(Protocol):
 # Per-call feedback categories (REFERENCE §1, TL-Training Fig. 3), strings the tools taxonomy maps onto.
 OK = "ok"
 TOOL_INSTABILITY = "tool_instability"
-TOOL_CALL_FAILURE = "tool_call_failure"
+TOOL_CALL_FAILURE = "call_failure"
 TOOL_HALLUCINATION = "tool_hallucination"
 PARAMETER_HALLUCINATION = "parameter_hallucination"
 PARAMETER_MISSING = "parameter_missing"

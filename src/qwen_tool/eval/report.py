@@ -21,6 +21,14 @@ SUMMARY_ROWS = [
 ]
 
 
+INTERNAL_ROWS = [
+    ("TS", "TS: tool selection"), ("PI", "PI: parameter identification"), ("CF", "CF: content filling"),
+    ("parameter_accuracy", "Parameter accuracy"), ("exact_match", "Exact match (all calls)"),
+    ("call_timing_precision", "Call timing precision"), ("call_timing_recall", "Call timing recall"),
+    ("call_timing_abstain_recall", "Abstained when no call was due"),
+]
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -54,6 +62,14 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
         if delta:
             row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
         summary.append(row)
+    internal = []
+    if any("internal" in m for m in results.values()):
+        for key, title in INTERNAL_ROWS:
+            values = [results[label].get("internal", {}).get("summary", {}).get(key) for label in labels]
+            row = [title, *[_pct(v) for v in values]]
+            if delta:
+                row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
+            internal.append(row)
     errors_header = ["run", "category", "most frequent error categories"]
     errors = []
     for label in labels:
@@ -69,6 +85,7 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
         ("Runs", runs_header, runs),
         ("BFCL accuracy per category (%)", header, rows),
         ("Summary (%)", summary_header, summary),
+        ("Internal held-out suite (%)", summary_header, internal),
         ("Errors", errors_header, errors),
     ]
 

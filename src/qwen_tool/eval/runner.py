@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from qwen_tool import QwenToolError
-from qwen_tool.codec import Codec, get_codec
+from qwen_tool.codec import Codec, ToolCall, get_codec
+from qwen_tool.codec.base import normalise_calls
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.eval import bfcl, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
@@ -171,5 +172,96 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | N
     with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
         for outcome in outcomes:
             fh.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+# ---------------------------------------------------------------- internal held-out suite (single-turn decisions)
+
+
+def _call_dicts(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [{"name": call.name, "arguments": call.arguments} for call in calls]
+
+
+def decision_points(record: dict[str, Any]) -> list[tuple[list[dict[str, Any]], list[ToolCall]]]:
+    """(conversation so far, gold calls) at every assistant turn of a trajectory, the gold history before it
+    (teacher forcing); turns marked `erroneous` (a failed call kept for context, MAE) are never gold."""
+    points = []
+    messages = record.get("messages") or []
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and not message.get("erroneous"):
+            points.append((messages[:index], normalise_calls(message.get("tool_calls"))))
+    return points
+
+
+def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
+                 tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
+                 max_new_tokens: int = 256, limit: int | None = None, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Score every assistant decision of held-out trajectories (`{"tools", "messages"}` JSON lines): TS/PI/CF on the
+    first call, parameter accuracy over all calls, call timing (call when the gold calls, abstain when it answers).
+
+    Writes outcomes.jsonl and metrics.json into `out_dir` and returns the metrics.
+    """
+    from qwen_tool.models import load_tokenizer, tool_format_for
+
+    path = Path(records_path)
+    if not path.is_file():
+        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth`")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = records[:limit] if limit is not None else records
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tool_format = tool_format or tool_format_for(model)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+    codec = get_codec(tool_format)
+    backend = backend or load_backend(model)
+    started = time.perf_counter()
+    items = []
+    for number, record in enumerate(records):
+        for turn, (history, gold) in enumerate(decision_points(record)):
+            prompt = render_prompt(tokenizer, history, record.get("tools"), codec)
+            items.append((f"{record.get('id', number)}#{turn}", record, prompt, gold))
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
+    generations = generate_all(backend, [item[2] for item in items], settings, cache, progress=progress,
+                               description="internal suite")
+    outcomes, pairs, argument_pairs, called, gold_called = [], [], [], [], []
+    for (item_id, record, prompt, gold), generation in zip(items, generations, strict=True):
+        try:
+            parsed = codec.parse(generation.text, record.get("tools"))
+            predicted, parse_error = parsed.tool_calls, parsed.error
+        except Exception as exc:  # noqa: BLE001 - model output is data: a parser bug must not end the run
+            predicted, parse_error = [], f"{type(exc).__name__}: {exc}"
+        first_pred, first_gold = (predicted[0] if predicted else None), (gold[0] if gold else None)
+        pairs.append((first_pred, first_gold))
+        argument_pairs.append((predicted, gold))
+        called.append(bool(predicted))
+        gold_called.append(bool(gold))
+        outcomes.append({
+            "id": item_id, "category": (record.get("meta") or {}).get("category", "internal"),
+            "prompt_hash": prompt_hash(prompt), "raw_output": generation.text,
+            "parsed_calls": _call_dicts(predicted), "gold_calls": _call_dicts(gold),
+            "valid": metrics.content_filling(first_pred, first_gold) and len(predicted) == len(gold),
+            "TS": metrics.tool_selection(first_pred, first_gold),
+            "PI": metrics.parameter_identification(first_pred, first_gold),
+            "parse_error": parse_error, "new_tokens": generation.new_tokens,
+            "finish_reason": generation.finish_reason,
+        })
+    timing = metrics.call_timing(called, gold_called)
+    result = {
+        "suite": "internal", "model": model, "records": len(records), "decisions": len(items),
+        "summary": {
+            **metrics.single_turn_scores(pairs),
+            "parameter_accuracy": metrics.parameter_accuracy(argument_pairs),
+            "call_timing_precision": timing["precision"], "call_timing_recall": timing["recall"],
+            "call_timing_abstain_recall": timing["abstain_recall"],
+            "exact_match": metrics.end_to_end_success([o["valid"] for o in outcomes]),
+            "average_calls": metrics.average_calls([len(o["parsed_calls"]) for o in outcomes]),
+        },
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in outcomes)
     (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
