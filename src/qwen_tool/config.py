@@ -240,3 +240,172 @@ __all__ = [
     "ConfigError", "GenerateConfig", "LoraSettings", "SFTTrainingConfig",
     "config", "field", "field_docs", "from_dict", "load_config", "to_dict",
 ]
+
+
+# --- reinforcement learning (issue 8) -------------------------------------------------------------------------------
+
+
+@config
+class RewardWeights:
+    """Weights of the composite reward (`qwen_tool.rewards.composite`); 0 leaves a term out."""
+
+    irm: float = 1.0
+    """TL-Training's error-category reward per turn (−2 … +1)."""
+    toolrl: float = 0.0
+    """ToolRL's fine-grained reward per turn (−3 … +4)."""
+    tool_n1: float = 0.0
+    """Tool-N1's binary exact-match reward per turn."""
+    format: float = 0.2
+    """1 when the turn parsed cleanly and ended on its own (the well-formed-call bonus that prevents collapse)."""
+    timing: float = 0.0
+    """−1 for a call where none was due, or none where one was."""
+    execution: float = 0.0
+    """(ok − model errors) / executed calls; tool instability excluded."""
+    coherence: float = 1.0
+    """Multi-turn episodes: 1[end state reached] − error_penalty · model-error calls."""
+    efficiency: float = 0.0
+    """Multi-turn episodes: −extra_call_penalty · calls beyond the gold count."""
+
+
+@config
+class CurriculumSettings:
+    """Stages single call → parallel/choice (and no-call) → multi-step chains; each stage keeps the earlier ones."""
+
+    enabled: bool = True
+    """Off: draw from every stage from the first step."""
+    promotion: Literal["success", "schedule"] = "success"
+    """success: move on when the success rate over `window` steps reaches `success_threshold`; schedule: every
+    `steps_per_stage` steps."""
+    success_threshold: float = 0.5
+    """Share of episodes that must succeed (exact calls; multi-turn: end state reached)."""
+    window: int = 3
+    """Steps averaged for the success rate."""
+    steps_per_stage: int = 10
+    """Steps per stage (schedule), and the most any stage lasts (success)."""
+
+
+@config
+class RLTrainingConfig:
+    """Reinforcement learning over the tool environment, GRPO or PPO (`qwen-tool train rl`)."""
+
+    model: str = "smollm2-135m-instruct"
+    """Policy to start from: built-in name, local directory (e.g. the SFT run's `final`) or hub id."""
+    reference_model: str | None = None
+    """KL reference (the SFT model); default: `model`."""
+    data: str = ""
+    """Trajectories (JSONL) for single-turn tasks: prompt = messages before the first assistant turn."""
+    suites: list[str] = field(default_factory=lambda: ["weather", "finance", "calendar", "messaging", "filesystem",
+                                                       "math_units", "shopping", "travel"])
+    """Built-in ToolEnv suites whose tasks are the multi-turn (stage 3) episodes; [] for none."""
+    multi_turn_share: float = 0.25
+    """Share of each step's prompts drawn from multi-turn tasks once the curriculum reaches them."""
+    output_dir: str = "runs/rl"
+    """Checkpoints, logs and the final model (`<output_dir>/final`)."""
+    tool_format: str | None = None
+    """Wire format; default: the one the model registry records for `model`."""
+    algo: Literal["grpo", "ppo"] = "grpo"
+    """GRPO (group-normalised advantages, no critic) or PPO (critic, GAE)."""
+    steps: int = 30
+    """Policy updates (each on freshly sampled episodes)."""
+    prompts_per_step: int = 4
+    """Distinct tasks per step."""
+    samples_per_prompt: int = 4
+    """Episodes per task (the GRPO group size)."""
+    max_new_tokens: int = 64
+    """Cap on tokens sampled per assistant turn."""
+    max_total_tokens: int = 2048
+    """Cap on a whole episode (prompt + turns + tool results); longer episodes end early."""
+    max_turns: int = 4
+    """Assistant turns per user turn in multi-turn episodes."""
+    temperature: float = 1.0
+    """Sampling temperature (the log-probs of the loss use the same)."""
+    learning_rate: float = 1e-5
+    """Policy learning rate (AdamW, constant)."""
+    critic_learning_rate: float = 1e-4
+    """Value head / critic learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    epochs_per_step: int = 1
+    """Passes over each step's episodes (PPO epochs; GRPO's μ)."""
+    episodes_per_forward: int = 4
+    """Micro-batch: episodes per forward/backward pass (gradients accumulate over the step)."""
+    clip_low: float = 0.2
+    """Ratio clip ε (lower side)."""
+    clip_high: float | None = None
+    """Upper-side ε (DAPO's clip-higher, e.g. 0.28); default: clip_low."""
+    advantage_scale: Literal["std", "none"] = "std"
+    """GRPO: divide by the group's std ("std"), or not (Dr. GRPO: "none")."""
+    loss_aggregation: Literal["token", "sequence", "constant"] = "token"
+    """token (DAPO, TRL's default), sequence (original GRPO) or constant (Dr. GRPO: Σ / (episodes · max_new_tokens))."""
+    kl_coef: float = 0.02
+    """β of the KL to the reference; 0 skips the reference model."""
+    kl_in_reward: bool = False
+    """Subtract β·KL (estimator `kl_estimator`) from the per-token reward, as TL-Training's PPO does, instead of
+    adding β·k3 to the loss."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    """KL estimator when the KL is in the reward."""
+    reward_clip: float | None = 5.0
+    """Clip each turn's score to ±this before it enters the return."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    gamma: float = 1.0
+    """PPO discount."""
+    lam: float = 0.95
+    """PPO GAE λ."""
+    value_clip: float = 0.2
+    """PPO value clip."""
+    value_coef: float = 0.5
+    """Weight of the value loss when the value head shares the policy's trunk."""
+    whiten_advantages: bool = True
+    """PPO: normalise advantages over the batch."""
+    critic: Literal["value_head", "separate"] = "value_head"
+    """PPO critic: a value head on the policy's trunk, or a separate model (`critic_model`)."""
+    critic_model: str | None = None
+    """Separate critic's model (same tokenizer); default: `model`."""
+    value_pretrain_steps: int = 0
+    """PPO: steps that fit only the critic on fresh episodes before any policy update (seed 000)."""
+    rewards: RewardWeights = field(default_factory=RewardWeights)
+    """Composite reward weights."""
+    error_penalty: float = 0.25
+    """Coherence: cost of each model-error call in an episode."""
+    extra_call_penalty: float = 0.1
+    """Efficiency: cost of each call beyond the gold count."""
+    curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
+    """Curriculum settings."""
+    env_noise: Literal["clean", "slight", "medium", "heavy", "union"] = "clean"
+    """RoTBench noise on the tools of multi-turn episodes."""
+    instability_rate: float = 0.0
+    """Probability that a valid multi-turn call fails with a simulated 503/timeout (never penalised)."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """LoRA (the reference is then the policy with adapters off, so no second model is loaded)."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """Sampling backend; vllm needs a GPU and the vllm package."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that supports it, else fp32."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory."""
+    logging_steps: int = 1
+    """Steps between log lines."""
+    save_steps: int = 10
+    """Steps between checkpoints (resume with --resume)."""
+    save_total_limit: int = 2
+    """Checkpoints kept."""
+    seed: int = 0
+    """Seed of task draws, sampling and initialisation."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "samples_per_prompt", "max_new_tokens", "epochs_per_step",
+                     "episodes_per_forward", "logging_steps", "save_steps", "max_turns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.critic_learning_rate <= 0:
+            raise ValueError("learning rates must be positive")
+        if not 0 <= self.multi_turn_share <= 1:
+            raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive for sampling, got {self.temperature}")
+
+
+__all__ += ["CurriculumSettings", "RLTrainingConfig", "RewardWeights"]

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from qwen_tool.env.suites import get_suite
+from qwen_tool.rl.algorithms import grpo_loss
+from qwen_tool.rl.policy import completion_forward
 from qwen_tool.rl.rollout import Sample, SingleTurnEpisode, ToolEnvEpisode, collate, rollout_stats, run_episodes
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
@@ -119,3 +121,32 @@ def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):
     mask = batch.action_mask_BC.bool()
     assert mask.sum() == sum(r.sampled_tokens for r in rollouts) > 0
     assert torch.allclose(out.logprobs_BC[mask], batch.old_logprobs_BC[mask], atol=1e-4)
+
+
+def test_tool_result_tokens_get_zero_gradient():
+    """Through the real forward pass: the loss's gradient at the logits predicting inserted ids is exactly zero."""
+    tokenizer = tiny_tokenizer()
+    scripts = {"A": ['<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Oslo"}}\n</tool_call>',
+                     "Done."]}
+    rollouts = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes",
+                            [ToolEnvEpisode(weather_task("A"), {"irm": 1.0})])
+    batch = collate(rollouts, tokenizer.pad_token_id)
+    model = tiny_model()
+    captured = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured["logits"] = output
+
+    model.lm_head.register_forward_hook(keep)
+    out = completion_forward(model, batch.prompt_ids_BP, batch.prompt_mask_BP, batch.completion_ids_BC,
+                             batch.completion_mask_BC)
+    loss, _ = grpo_loss(out.logprobs_BC, out.logprobs_BC.detach() - 0.05, torch.tensor([1.0]), batch.action_mask_BC,
+                        ref_logprobs_BT=out.logprobs_BC.detach() + 0.1, kl_coef=0.1)
+    loss.backward()
+    grad_BCV = captured["logits"].grad[:, :-1]  # column j predicts completion id j
+    per_position = grad_BCV.abs().sum(-1)[0]
+    inserted = batch.action_mask_BC[0] == 0
+    assert inserted.sum() > 20  # the tool result and the next generation prompt
+    assert torch.all(per_position[inserted] == 0)
+    assert torch.all(per_position[~inserted] > 0)

@@ -156,13 +156,6 @@ def kl_shaped_rewards(scores_BT: torch.Tensor, kl_BT: torch.Tensor, mask_BT: tor
     return (scores_BT - kl_coef * kl_BT) * mask_BT.to(scores_BT.dtype)
 
 
-def whiten(values_BT: torch.Tensor, mask_BT: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x − mean_m x) / sqrt(var_m x + eps) over the masked entries (PPO's advantage normalisation)."""
-    mean = masked_mean(values_BT, mask_BT)
-    variance = masked_mean((values_BT - mean).square(), mask_BT)
-    return (values_BT - mean) * torch.rsqrt(variance + eps) * mask_BT.to(values_BT.dtype)
-
-
 def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(z / τ)[token] per position, via logsumexp so the (B, T, V) log-softmax is never materialised."""
     logits_BTV = logits_BTV / temperature if temperature != 1.0 else logits_BTV

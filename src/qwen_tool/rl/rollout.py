@@ -26,7 +26,7 @@ from qwen_tool.codec.chat import markup_for, render_conversation
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
-from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, turn_reward
+from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, tool_n1_reward, turn_reward
 from qwen_tool.tools import Executor, Tool
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>")
@@ -200,6 +200,10 @@ class Episode(Protocol):
 
     def finish(self) -> RewardResult: ...
 
+    def succeeded(self) -> bool:
+        """Whether the episode did what the gold asks (for the curriculum's success rate)."""
+        ...
+
 
 class SingleTurnEpisode:
     """One assistant turn against the gold calls of a trajectory's first assistant turn; calls are validated against
@@ -209,6 +213,7 @@ class SingleTurnEpisode:
                  weights: Mapping[str, float], task_id: str = "") -> None:
         self.prompt, self.tools, self.gold, self.weights, self.task_id = prompt, tools, gold, weights, task_id
         self._tools = {t.name: t for t in (Tool.from_schema(s) for s in tools)}
+        self.exact = False
 
     @classmethod
     def from_trajectory(cls, record: Mapping[str, Any], weights: Mapping[str, float]) -> SingleTurnEpisode:
@@ -233,10 +238,14 @@ class SingleTurnEpisode:
             categories.append("ok" if rejected is None else rejected.category.value)
         turn = Turn(parsed.tool_calls, self.gold, self.tools, parse_error=parsed.error is not None,
                     truncated=truncated, categories=categories)
+        self.exact = parsed.error is None and tool_n1_reward(parsed.tool_calls, self.gold).total == 1.0
         return StepReport([], turn_reward(turn, self.weights), True, categories, len(parsed.tool_calls))
 
     def finish(self) -> RewardResult:
         return RewardResult(0.0, {})
+
+    def succeeded(self) -> bool:
+        return self.exact
 
 
 class ToolEnvEpisode:
@@ -282,6 +291,9 @@ class ToolEnvEpisode:
                        for c in self.env.present_gold(step).tool_calls)
         return not gold - self.ok_calls
 
+    def succeeded(self) -> bool:
+        return self.end_state_reached()
+
     def finish(self) -> RewardResult:
         gold_count = sum(len(step) for step in self.task.gold_calls)
         calls = sum(len(step) for step in self.step_categories)
@@ -320,6 +332,7 @@ class Rollout:
     truncated_turns: int = 0
     texts: list[str] = field(default_factory=list)
     ended_by: str = ""
+    success: bool = False
 
     @property
     def reward(self) -> float:
@@ -402,6 +415,7 @@ def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[
         final = episode.finish()
         rollout.episode_reward = final.total
         rollout.components.update(final.components)
+        rollout.success = episode.succeeded()
     return [state[1] for state in states]
 
 
@@ -486,6 +500,7 @@ def rollout_stats(rollouts: Sequence[Rollout]) -> dict[str, float]:
     turns = sum(r.turns for r in rollouts)
     stats: dict[str, float] = {
         "reward": sum(r.reward for r in rollouts) / n,
+        "success_rate": sum(r.success for r in rollouts) / n,
         "calls_per_episode": len(calls) / n,
         "call_rate": sum(r.turns_with_calls for r in rollouts) / max(1, turns),
         "failure_rate": sum(c not in ("ok", "tool_instability") for c in calls) / max(1, len(calls)),

@@ -1,0 +1,90 @@
+"""Curriculum for RL: single calls first, then parallel calls / choosing among tools / knowing when not to call, then
+multi-step chains. Each stage's pool holds its own tasks and every earlier stage's, so skills are not forgotten.
+Promotion by success rate (over a window of steps) or by schedule; a stage lasts at most `steps_per_stage` steps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SINGLE_CALL, PARALLEL_OR_CHOICE, MULTI_STEP = 0, 1, 2
+STAGE_NAMES = ("single call", "parallel/choice", "multi-step")
+
+
+def stage_of_trajectory(record: Mapping[str, Any]) -> int:
+    """0: one call in one turn with one tool offered; 2: calls in several assistant turns (a chain); 1: the rest
+    (parallel calls, a choice among tools, or no call due)."""
+    turns = [m for m in record["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    if len(turns) > 1:
+        return MULTI_STEP
+    if len(turns) == 1 and len(turns[0]["tool_calls"]) == 1 and len(record.get("tools") or []) == 1:
+        return SINGLE_CALL
+    return PARALLEL_OR_CHOICE
+
+
+@dataclass
+class Curriculum:
+    """Which stage the run is in, and draws of task indices from its pool.
+
+    `stages[k]` lists the single-turn task indices of stage k; `multi_turn` the multi-turn task indices (stage 2).
+    """
+
+    stages: Sequence[Sequence[int]]
+    multi_turn: Sequence[int]
+    promotion: str = "success"
+    threshold: float = 0.5
+    window: int = 3
+    steps_per_stage: int = 10
+    enabled: bool = True
+    stage: int = 0
+    steps_in_stage: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            self.stage = MULTI_STEP
+        self._skip_empty()
+
+    def _skip_empty(self) -> None:
+        while self.stage < MULTI_STEP and not self.single_pool() and not (self.stage + 1 == MULTI_STEP
+                                                                         and self.multi_turn):
+            self.stage += 1
+
+    def single_pool(self) -> list[int]:
+        return [i for k in range(self.stage + 1) for i in self.stages[k]] if self.stages else []
+
+    def draw(self, count: int, multi_turn_share: float, rng: random.Random) -> list[tuple[str, int]]:
+        """`count` (kind, index) pairs, kind "single" or "multi"; multi-turn only in the last stage."""
+        single = self.single_pool()
+        multi = list(self.multi_turn) if self.stage == MULTI_STEP else []
+        n_multi = round(count * multi_turn_share) if multi and single else (count if multi else 0)
+        picks = [("multi", rng.choice(multi)) for _ in range(n_multi)]
+        picks += [("single", rng.choice(single)) for _ in range(count - n_multi)] if single else []
+        return picks
+
+    def update(self, success_rate: float) -> bool:
+        """Record one step's success rate; returns True when the stage changed."""
+        self.history.append(success_rate)
+        self.steps_in_stage += 1
+        if self.stage >= MULTI_STEP:
+            return False
+        recent = self.history[-self.window:]
+        ready = len(recent) == self.window and sum(recent) / len(recent) >= self.threshold
+        due = self.steps_in_stage >= self.steps_per_stage
+        if due or (self.promotion == "success" and ready):
+            self.stage += 1
+            self.steps_in_stage = 0
+            self.history.clear()
+            self._skip_empty()
+            return True
+        return False
+
+    def state(self) -> dict[str, Any]:
+        return {"stage": self.stage, "steps_in_stage": self.steps_in_stage, "history": list(self.history)}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.stage, self.steps_in_stage = state["stage"], state["steps_in_stage"]
+        self.history = list(state["history"])

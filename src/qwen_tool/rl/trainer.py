@@ -1,0 +1,478 @@
+"""The RL loop on accelerate: draw tasks → roll out episodes → one GRPO or PPO update → log → checkpoint.
+
+One process by default; `accelerate launch --config_file configs/accelerate/<zero2|zero3|fsdp>.yaml` runs the same code
+on several GPUs (each process rolls out its own episodes; gradients are averaged). Read `train_rl` top to bottom: one
+step is `_rollout` then `grpo_update` or `ppo_update`, each a few calls into `algorithms`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qwen_tool import QwenToolError
+from qwen_tool.config import RLTrainingConfig, to_dict
+from qwen_tool.env import ToolEnv
+from qwen_tool.env.task import Task
+from qwen_tool.log import console, logger
+from qwen_tool.rl.algorithms import (
+    aggregate,
+    clipped_policy_loss,
+    clipped_value_loss,
+    gae,
+    group_advantages,
+    grpo_loss,
+    kl_estimate,
+    kl_shaped_rewards,
+    masked_mean,
+)
+from qwen_tool.rl.curriculum import STAGE_NAMES, Curriculum, stage_of_trajectory
+from qwen_tool.rl.policy import SeparateCritic, ValueHead, completion_forward
+from qwen_tool.rl.rollout import (
+    Episode,
+    RolloutBatch,
+    SingleTurnEpisode,
+    ToolEnvEpisode,
+    TransformersSampler,
+    VLLMSampler,
+    collate,
+    rollout_stats,
+    run_episodes,
+)
+
+STATE_FILE = "rl_state.json"
+
+
+@dataclass
+class Models:
+    """What a run trains and consults: the policy, the KL reference (None without KL), the critic (PPO only)."""
+
+    policy: Any
+    reference: Any | None
+    critic: torch.nn.Module | None
+    shared_trunk: bool
+    """The critic is a value head on the policy's last hidden state."""
+
+
+# ---------------------------------------------------------------- updates
+
+
+def _micro_batches(size: int, per_forward: int) -> list[list[int]]:
+    return [list(range(s, min(s + per_forward, size))) for s in range(0, size, per_forward)]
+
+
+def _reference_logprobs(models: Models, mb: RolloutBatch, temperature: float) -> torch.Tensor:
+    with torch.no_grad():
+        if models.reference is None:  # LoRA: the reference is the policy with its adapters switched off
+            with _unwrap(models.policy).disable_adapter():
+                return _forward(models.policy, mb, temperature).logprobs_BC
+        return _forward(models.reference, mb, temperature).logprobs_BC
+
+
+def _forward(model: Any, mb: RolloutBatch, temperature: float, **kwargs: Any) -> Any:
+    return completion_forward(model, mb.prompt_ids_BP, mb.prompt_mask_BP, mb.completion_ids_BC, mb.completion_mask_BC,
+                              temperature=temperature, **kwargs)
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)
+
+
+def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: RolloutBatch, cfg: RLTrainingConfig,
+                accelerator: Any) -> dict[str, float]:
+    """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference)."""
+    advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.advantage_scale)
+    size = batch.returns_B.shape[0]
+    micro = _micro_batches(size, cfg.episodes_per_forward)
+    total_tokens = batch.action_mask_BC.sum()
+    width = batch.completion_ids_BC.shape[1]
+    use_kl = cfg.kl_coef != 0.0
+    references = [_reference_logprobs(models, batch.select(rows), cfg.temperature) if use_kl else None
+                  for rows in micro]
+    sums = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0}
+    for _ in range(cfg.epochs_per_step):
+        optimizer.zero_grad()
+        for rows, ref_BC in zip(micro, references, strict=True):
+            mb = batch.select(rows)
+            out = _forward(models.policy, mb, cfg.temperature, with_entropy=True)
+            # each micro-batch's share of the whole step's aggregate, so accumulated gradients equal one big batch
+            loss, stats = grpo_loss(out.logprobs_BC, mb.old_logprobs_BC, advantages_B[rows], mb.action_mask_BC,
+                                    ref_logprobs_BT=ref_BC, kl_coef=cfg.kl_coef, clip_low=cfg.clip_low,
+                                    clip_high=cfg.clip_high, aggregation=cfg.loss_aggregation,
+                                    normalizer=total_tokens, max_length=width)
+            if cfg.loss_aggregation != "token":
+                loss = loss * len(rows) / size
+            if cfg.entropy_coef:
+                loss = loss - cfg.entropy_coef * _entropy_with_grad(models.policy, mb, cfg) * len(rows) / size
+            accelerator.backward(loss)
+            share = len(rows) / size / cfg.epochs_per_step
+            sums["loss"] += loss.item() / cfg.epochs_per_step
+            sums["clip_fraction"] += stats["clip_fraction"].item() * share
+            sums["kl"] += stats.get("kl", torch.tensor(0.0)).item() * share
+            sums["entropy"] += masked_mean(out.entropy_BC, mb.action_mask_BC).item() * share
+        sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
+        optimizer.step()
+    sums["advantage_abs"] = advantages_B.abs().mean().item()
+    return sums
+
+
+def _entropy_with_grad(policy: Any, mb: RolloutBatch, cfg: RLTrainingConfig) -> torch.Tensor:
+    from qwen_tool.rl.algorithms import entropy_from_logits
+
+    input_ids = torch.cat([mb.prompt_ids_BP, mb.completion_ids_BC], 1)
+    mask = torch.cat([mb.prompt_mask_BP, mb.completion_mask_BC], 1)
+    logits = policy(input_ids=input_ids, attention_mask=mask, logits_to_keep=mb.completion_ids_BC.shape[1] + 1,
+                    use_cache=False).logits[:, :-1].float()
+    return masked_mean(entropy_from_logits(logits, cfg.temperature), mb.action_mask_BC)
+
+
+def _values(models: Models, mb: RolloutBatch, hidden_BCH: torch.Tensor | None) -> torch.Tensor:
+    if models.shared_trunk:
+        assert models.critic is not None and hidden_BCH is not None
+        return models.critic(hidden_BCH)
+    assert isinstance(_unwrap(models.critic), SeparateCritic)
+    return models.critic(mb.prompt_ids_BP, mb.prompt_mask_BP, mb.completion_ids_BC, mb.completion_mask_BC)
+
+
+def ppo_update(models: Models, optimizer: torch.optim.Optimizer, critic_optimizer: torch.optim.Optimizer,
+               batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any, critic_only: bool = False
+               ) -> dict[str, float]:
+    """Token rewards (turn scores at turn ends, −β·KL per token when the KL is in the reward), GAE over the action
+    tokens, then clipped policy + clipped value losses. `critic_only` fits the value function alone (pre-training)."""
+    size = batch.returns_B.shape[0]
+    micro = _micro_batches(size, cfg.episodes_per_forward)
+    prepared = []
+    with torch.no_grad():
+        for rows in micro:
+            mb = batch.select(rows)
+            out = _forward(models.policy, mb, cfg.temperature, with_hidden=models.shared_trunk)
+            values_BC = _values(models, mb, out.hidden_BCH)
+            ref_BC = _reference_logprobs(models, mb, cfg.temperature) if cfg.kl_coef else None
+            kl_BC = kl_estimate(mb.old_logprobs_BC, ref_BC, cfg.kl_estimator) if ref_BC is not None else None
+            in_reward = cfg.kl_coef if cfg.kl_in_reward and kl_BC is not None else 0.0
+            rewards_BC = kl_shaped_rewards(mb.scores_BC, kl_BC if kl_BC is not None else torch.zeros_like(values_BC),
+                                           mb.action_mask_BC, in_reward, cfg.reward_clip)
+            advantages_BC, returns_BC = gae(rewards_BC, values_BC, mb.action_mask_BC, cfg.gamma, cfg.lam)
+            prepared.append((rows, mb, values_BC, returns_BC, advantages_BC, ref_BC))
+    if cfg.whiten_advantages:  # over the whole step's action tokens
+        # (Â − mean) / std over every action token of the step, not per micro-batch
+        flat = torch.cat([p[4][p[1].action_mask_BC.bool()] for p in prepared])
+        mean = flat.mean()
+        std = flat.std().clamp(min=1e-8) if flat.numel() > 1 else torch.ones(())
+        prepared = [(r, mb, v, ret, (a - mean) / std * mb.action_mask_BC, ref) for r, mb, v, ret, a, ref in prepared]
+    total_tokens = batch.action_mask_BC.sum()
+    sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0}
+    for _ in range(cfg.epochs_per_step):
+        optimizer.zero_grad()
+        critic_optimizer.zero_grad()
+        for rows, mb, old_values_BC, returns_BC, advantages_BC, ref_BC in prepared:
+            share = len(rows) / size / cfg.epochs_per_step
+            context = torch.no_grad() if critic_only and models.shared_trunk else nullcontext()
+            with context:
+                out = _forward(models.policy, mb, cfg.temperature, with_hidden=models.shared_trunk,
+                               with_entropy=not critic_only)
+            values_BC = _values(models, mb, out.hidden_BCH)
+            value_loss = clipped_value_loss(values_BC, old_values_BC, returns_BC, mb.action_mask_BC, cfg.value_clip)
+            loss = cfg.value_coef * value_loss * len(rows) / size
+            if not critic_only:
+                per_token_BC, clipped_BC = clipped_policy_loss(out.logprobs_BC, mb.old_logprobs_BC, advantages_BC,
+                                                               mb.action_mask_BC, cfg.clip_low, cfg.clip_high)
+                if ref_BC is not None and not cfg.kl_in_reward:
+                    kl_BC = kl_estimate(out.logprobs_BC, ref_BC, "k3")
+                    per_token_BC = per_token_BC + cfg.kl_coef * kl_BC
+                    sums["kl"] += masked_mean(kl_BC, mb.action_mask_BC).item() * share
+                elif ref_BC is not None:
+                    sums["kl"] += masked_mean(kl_estimate(mb.old_logprobs_BC, ref_BC, cfg.kl_estimator),
+                                              mb.action_mask_BC).item() * share
+                policy_loss = aggregate(per_token_BC, mb.action_mask_BC, "token", normalizer=total_tokens)
+                loss = loss + policy_loss
+                sums["policy_loss"] += policy_loss.item() / cfg.epochs_per_step
+                sums["clip_fraction"] += masked_mean(clipped_BC.float(), mb.action_mask_BC).item() * share
+                sums["entropy"] += masked_mean(out.entropy_BC, mb.action_mask_BC).item() * share
+            sums["value_loss"] += value_loss.item() * share
+            accelerator.backward(loss)
+        accelerator.clip_grad_norm_(models.critic.parameters(), cfg.max_grad_norm)
+        critic_optimizer.step()
+        if not critic_only:
+            sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
+            optimizer.step()
+    return sums
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def _precision(cfg: RLTrainingConfig) -> str:
+    if cfg.precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+
+
+def build_models(cfg: RLTrainingConfig, policy: Any | None = None, reference: Any | None = None) -> Models:
+    """Policy (optionally with LoRA), frozen reference (when β ≠ 0), critic (PPO). Models may be passed in (tests)."""
+    from qwen_tool.models import load_model
+
+    policy = policy if policy is not None else load_model(cfg.model)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        policy.config.use_cache = False
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                   lora_dropout=cfg.lora.dropout, task_type="CAUSAL_LM",
+                                                   target_modules=list(cfg.lora.target_modules)))
+    policy.train()
+    if cfg.kl_coef and not cfg.lora.enabled:
+        reference = reference if reference is not None else load_model(cfg.reference_model or cfg.model)
+        reference.eval().requires_grad_(False)
+    else:
+        reference = None
+    critic: torch.nn.Module | None = None
+    if cfg.algo == "ppo":
+        if cfg.critic == "value_head":
+            critic = ValueHead(_unwrap(policy).config.hidden_size)
+        else:
+            critic = SeparateCritic(load_model(cfg.critic_model or cfg.model)).train()
+    return Models(policy, reference, critic, cfg.algo == "ppo" and cfg.critic == "value_head")
+
+
+def load_trajectories(path: str) -> list[dict[str, Any]]:
+    """Trajectories from a JSONL file (one `{"tools", "messages", "meta"}` object per line)."""
+    file = Path(path)
+    if not file.is_file():
+        raise QwenToolError(f"RL data {path!r} does not exist; fix: point data= at a JSONL file of trajectories "
+                            "(e.g. from `qwen-tool data synth`)")
+    records = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                message = f"{path}:{number}: not a JSON object ({err.msg}); fix: one trajectory per line"
+                raise QwenToolError(message) from None
+    return records
+
+
+def env_tasks(suites: Sequence[str]) -> list[Task]:
+    """The built-in suites' multi-turn tasks."""
+    from qwen_tool.env.suites import get_suite
+
+    return [task for name in suites for task in get_suite(name).tasks()]
+
+
+class TaskPool:
+    """The episodes a step can draw: single-turn tasks (from trajectories) and multi-turn ToolEnv tasks."""
+
+    def __init__(self, cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
+        self.cfg = cfg
+        self.trajectories = [t for t in trajectories if any(m["role"] == "assistant" for m in t["messages"])]
+        self.tasks = list(tasks)
+        if not self.trajectories and not self.tasks:
+            raise QwenToolError("no RL tasks: give data=PATH (trajectories) and/or suites=[...] (built-in suites)")
+        stages: list[list[int]] = [[], [], []]
+        for index, record in enumerate(self.trajectories):
+            stages[stage_of_trajectory(record)].append(index)
+        settings = cfg.curriculum
+        self.curriculum = Curriculum(stages, list(range(len(self.tasks))), settings.promotion,
+                                     settings.success_threshold, settings.window, settings.steps_per_stage,
+                                     settings.enabled)
+
+    def episodes(self, rng: random.Random) -> list[Episode]:
+        """`prompts_per_step` tasks, each repeated `samples_per_prompt` times (consecutive: one GRPO group)."""
+        weights = to_dict(self.cfg.rewards)
+        out: list[Episode] = []
+        for kind, index in self.curriculum.draw(self.cfg.prompts_per_step, self.cfg.multi_turn_share, rng):
+            for _ in range(self.cfg.samples_per_prompt):
+                if kind == "single":
+                    out.append(SingleTurnEpisode.from_trajectory(self.trajectories[index], weights))
+                else:
+                    env = ToolEnv(noise=self.cfg.env_noise, instability_rate=self.cfg.instability_rate,
+                                  max_turns=self.cfg.max_turns)
+                    out.append(ToolEnvEpisode(self.tasks[index], weights, env, self.cfg.error_penalty,
+                                              self.cfg.extra_call_penalty))
+        return out
+
+
+# ---------------------------------------------------------------- logging and checkpoints
+
+
+class StepLogger:
+    """A rich table line per logged step, `metrics.jsonl`, and TensorBoard when it is installed."""
+
+    COLUMNS = {"reward": "reward", "success_rate": "success", "call_rate": "call", "failure_rate": "fail",
+               "kl": "kl", "entropy": "entropy", "clip_fraction": "clip", "response_length": "length",
+               "calls_per_episode": "calls/ep", "seconds": "s"}
+
+    def __init__(self, output_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = output_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+            except ImportError:
+                logger.debug("tensorboard is not installed; logging to metrics.jsonl only")
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.file.open("a") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for column in ("step", "stage", *self.COLUMNS.values()):
+            table.add_column(column, justify="right")
+        table.add_row(str(step), str(int(metrics.get("stage", 0))),
+                      *(f"{metrics[c]:.3g}" if c in metrics else "-" for c in self.COLUMNS))
+        console.print(table)
+        errors = {k.removeprefix("category/"): v for k, v in metrics.items() if k.startswith("category/")}
+        parts = {k.removeprefix("reward/"): v for k, v in metrics.items() if k.startswith("reward/")}
+        console.print(f"  categories {json.dumps({k: round(v, 3) for k, v in errors.items()})}", highlight=False)
+        console.print(f"  reward parts {json.dumps({k: round(v, 3) for k, v in parts.items()})}", highlight=False)
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _save_checkpoint(accelerator: Any, output_dir: Path, step: int, state: dict[str, Any], keep: int) -> None:
+    path = output_dir / f"checkpoint-{step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / STATE_FILE).write_text(json.dumps(state, indent=1))
+        for old in _checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence[dict[str, Any]] | None = None,
+             tasks: Sequence[Task] | None = None, policy: Any | None = None, reference: Any | None = None,
+             tokenizer: Any | None = None) -> Path:
+    """Train and save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format; return that path.
+
+    trajectories: single-turn tasks (default: read from `cfg.data` when set); tasks: multi-turn tasks (default: the
+    built-in suites named in `cfg.suites`); policy/reference/tokenizer: already loaded models (default: loaded from
+    `cfg.model` / `cfg.reference_model`).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from qwen_tool.models import TRAINED_META, load_tokenizer, resolve
+
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=_precision(cfg))
+    set_seed(cfg.seed + accelerator.process_index)
+    rng = random.Random(f"{cfg.seed}:{accelerator.process_index}")
+    fmt = cfg.tool_format or resolve(cfg.model).tool_format
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
+    if trajectories is None:
+        trajectories = load_trajectories(cfg.data) if cfg.data else []
+    pool = TaskPool(cfg, trajectories, env_tasks(cfg.suites) if tasks is None else tasks)
+    models = build_models(cfg, policy, reference)
+    optimizer = torch.optim.AdamW([p for p in models.policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    if models.critic is not None:
+        critic_optimizer = torch.optim.AdamW(models.critic.parameters(), lr=cfg.critic_learning_rate)
+        models.policy, optimizer, models.critic, critic_optimizer = accelerator.prepare(
+            models.policy, optimizer, models.critic, critic_optimizer)
+    else:
+        critic_optimizer = None
+        models.policy, optimizer = accelerator.prepare(models.policy, optimizer)
+    if models.reference is not None:
+        models.reference = models.reference.to(accelerator.device)
+
+    start, value_done = 0, 0
+    checkpoints = _checkpoints(output_dir)
+    if resume and checkpoints:
+        accelerator.load_state(str(checkpoints[-1]))
+        saved = json.loads((checkpoints[-1] / STATE_FILE).read_text())
+        start, value_done = saved["step"], saved["value_pretrain_done"]
+        pool.curriculum.load(saved["curriculum"])
+        rng.setstate(_tuple_state(saved["rng"]))
+        logger.info("Resumed from %s (step %d)", checkpoints[-1], start)
+    elif resume:
+        logger.warning("--resume given but %s has no checkpoint; starting from the beginning", output_dir)
+
+    if cfg.backend == "vllm":
+        sampler: Any = VLLMSampler(cfg.model, tokenizer, cfg.temperature, seed=cfg.seed)
+    else:
+        sampler = TransformersSampler(_unwrap(models.policy), tokenizer, cfg.temperature,
+                                      batch_size=cfg.prompts_per_step * cfg.samples_per_prompt)
+    step_logger = StepLogger(output_dir, accelerator.is_main_process)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s",
+                cfg.algo, len(pool.trajectories), len(pool.tasks), cfg.steps, cfg.prompts_per_step,
+                cfg.samples_per_prompt, fmt)
+
+    def rollout() -> tuple[RolloutBatch, dict[str, float]]:
+        episodes = pool.episodes(rng)
+        rollouts = run_episodes(sampler, tokenizer, fmt, episodes, max_new_tokens=cfg.max_new_tokens,
+                                max_total_tokens=cfg.max_total_tokens)
+        return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
+
+    if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
+        for k in range(value_done, cfg.value_pretrain_steps):
+            batch, stats = rollout()
+            update = ppo_update(models, optimizer, critic_optimizer, batch, cfg, accelerator, critic_only=True)
+            logger.info("value pre-training %d/%d: value loss %.4f, reward %.3f", k + 1, cfg.value_pretrain_steps,
+                        update["value_loss"], stats["reward"])
+            value_done = k + 1
+
+    for step in range(start, cfg.steps):
+        started = time.perf_counter()
+        batch, stats = rollout()
+        if cfg.algo == "grpo":
+            update = grpo_update(models, optimizer, batch, cfg, accelerator)
+        else:
+            update = ppo_update(models, optimizer, critic_optimizer, batch, cfg, accelerator)
+        if cfg.backend == "vllm":
+            sampler.sync_weights(_unwrap(models.policy))
+        stage = pool.curriculum.stage
+        if pool.curriculum.update(stats["success_rate"]):
+            logger.info("curriculum: stage %d (%s) → %d (%s)", stage, STAGE_NAMES[stage], pool.curriculum.stage,
+                        STAGE_NAMES[pool.curriculum.stage])
+        metrics = {**stats, **update, "stage": stage, "seconds": time.perf_counter() - started}
+        if (step + 1) % cfg.logging_steps == 0 or step + 1 == cfg.steps:
+            step_logger.log(step + 1, metrics)
+        if (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.steps:
+            _save_checkpoint(accelerator, output_dir, step + 1,
+                             {"step": step + 1, "value_pretrain_done": value_done,
+                              "curriculum": pool.curriculum.state(), "rng": rng.getstate()}, cfg.save_total_limit)
+
+    final = output_dir / "final"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        trained = accelerator.unwrap_model(models.policy)
+        if cfg.lora.enabled:
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        (final / TRAINED_META).write_text(json.dumps({"tool_format": fmt, "base_model": cfg.model,
+                                                    "rl": to_dict(cfg)}, indent=2))
+        logger.info("Saved the RL-trained model to %s", final)
+    return final
+
+
+def _tuple_state(state: Any) -> Any:
+    """JSON turned random.getstate()'s tuples into lists; turn them back."""
+    return tuple(_tuple_state(s) for s in state) if isinstance(state, list) else state
