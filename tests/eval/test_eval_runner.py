@@ -159,3 +159,33 @@ def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
     assert (summary["call_timing_precision"], summary["call_timing_recall"]) == (0.5, 1.0)
     assert summary["call_timing_abstain_recall"] == 0.5
     assert summary["parameter_accuracy"] == 0.5
+
+
+def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:
+    """Gold calls replayed step by step pass BFCL's end-state check; silence and hallucinated tools fail it."""
+    from qwen_tool.env.bfcl import load_bfcl_tasks
+
+    tasks = load_bfcl_tasks("multi_turn_base", 2)
+    codec = get_codec("hermes")
+
+    def gold_player(prompt: str) -> str:
+        task = next(t for t in tasks if t.messages[-1]["content"] in prompt)
+        step = prompt.count("<|im_start|>assistant") - 1
+        calls = [ToolCall(c["name"], c["arguments"]) for c in task.gold_calls[step]]
+        return codec.render_calls(calls).text if calls else "Done."
+
+    def run(answer, name):
+        return run_bfcl("scripted", ["multi_turn_base"], 2, tmp_path / name, backend=FixedBackend(answer),
+                        tokenizer=tokenizer, tool_format="hermes", cache_dir=tmp_path / name / "cache",
+                        progress=False)  # one cache per scripted "model": they share a model_id
+
+    gold = run(gold_player, "gold")["categories"]["multi_turn_base"]
+    assert gold["accuracy"] == 1.0 and gold["DE"] == 0.0 and gold["VA"] == 1.0
+    silent = run(lambda prompt: "I cannot help.", "silent")["categories"]["multi_turn_base"]
+    assert silent["accuracy"] == 0.0 and silent["average_calls"] == 0.0
+    assert set(silent["error_categories"]) == {"multi_turn:empty_turn_model_response"}
+    ghost = '<tool_call>\n{"name": "teleport", "arguments": {}}\n</tool_call>'
+    hallucinating = run(lambda prompt: ghost, "ghost")["categories"]["multi_turn_base"]
+    # every call names a tool that is not offered: DE = 1, and each episode stops at 20 steps in its first turn
+    assert hallucinating["DE"] == 1.0 and hallucinating["CE"] == 0.0 and hallucinating["VA"] == 0.0
+    assert hallucinating["accuracy"] == 0.0 and hallucinating["average_calls"] == 20.0

@@ -26,6 +26,11 @@ DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
 """Caps per category kind: one call fits in ~100 tokens of JSON; parallel answers hold several."""
 
 
+MULTI_TURN_CATEGORIES = ("multi_turn_base",)
+MULTI_TURN_MAX_STEPS = 20
+"""Assistant steps allowed per user turn; BFCL's own limit (its runner force-terminates after 20)."""
+
+
 def max_new_tokens_for(category: str) -> int:
     return DEFAULT_MAX_NEW_TOKENS["parallel" if "parallel" in category else "default"]
 
@@ -78,10 +83,17 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
             "truncated": sum(o.finish_reason == "length" for o in rows),
             "average_calls": metrics.average_calls([len(o.parsed_calls) for o in rows]),
         }
+        if category in MULTI_TURN_CATEGORIES:
+            call_categories = [c for o in rows for c in o.extra.get("call_categories", [])]
+            per_category[category]["DE"] = metrics.documentation_error_rate(call_categories)
+            per_category[category]["CE"] = metrics.call_error_rate(call_categories)
+            per_category[category]["VA"] = metrics.valid_answer_rate(
+                [o.extra.get("termination") == "final_answer" for o in rows])
     ast = [by_category[c] for c in per_category if c in bfcl.AST_CATEGORIES]
     irrelevance = [by_category[c] for c in per_category if c in bfcl.IRRELEVANCE_CATEGORIES]
-    timing = metrics.call_timing([bool(o.parsed_calls) for o in outcomes],
-                                 [o.category not in bfcl.IRRELEVANCE_CATEGORIES for o in outcomes])
+    single = [o for o in outcomes if o.category in bfcl.SINGLE_TURN_CATEGORIES]
+    timing = metrics.call_timing([bool(o.parsed_calls) for o in single],
+                                 [o.category not in bfcl.IRRELEVANCE_CATEGORIES for o in single])
     return {
         "categories": per_category,
         "summary": {
@@ -97,6 +109,58 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
     }
 
 
+
+def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, tokenizer: Any, codec: Codec,
+                        settings: GenerationSettings, cache: Path, progress: bool = True) -> list[Outcome]:
+    """BFCL multi-turn entries played through ToolEnv (the env room checks BFCL's end state and responses).
+
+    All episodes advance together: at each step the unfinished ones are prompted in one batched, cached call, so an
+    interrupted run replays the finished steps from the cache. Per-call feedback categories give DE and CE.
+    """
+    from qwen_tool.env.bfcl import load_bfcl_tasks
+    from qwen_tool.env.env import ToolEnvBatch
+
+    tasks = sorted(load_bfcl_tasks(category), key=lambda t: bfcl.natural_key(t.id))
+    tasks = tasks[:limit] if limit is not None else tasks
+    batch = ToolEnvBatch(len(tasks), fmt=codec.name, max_turns=MULTI_TURN_MAX_STEPS)
+    batch.reset(tasks)
+    texts: list[list[str]] = [[] for _ in tasks]
+    tokens = [0] * len(tasks)
+    truncated = [0] * len(tasks)
+    first_prompt = [""] * len(tasks)
+    step = 0
+    while active := batch.active:
+        prompts = [render_prompt(tokenizer, batch.envs[i].messages, batch.envs[i].tool_schemas(), codec)
+                   for i in active]
+        generations = generate_all(backend, prompts, settings, cache, progress=progress,
+                                   description=f"BFCL {category} step {step} ({len(active)} episodes)")
+        outputs: list[str | None] = [None] * len(tasks)
+        for i, prompt, generation in zip(active, prompts, generations, strict=True):
+            first_prompt[i] = first_prompt[i] or prompt
+            outputs[i] = generation.text
+            texts[i].append(generation.text)
+            tokens[i] += generation.new_tokens
+            truncated[i] += generation.finish_reason == "length"
+        batch.step(outputs)
+        step += 1
+    outcomes = []
+    for i, trajectory in enumerate(batch.trajectories()):
+        meta = trajectory["meta"]
+        verdict = meta["end_state"] or {"valid": False, "error_type": "multi_turn:no_verdict"}
+        calls = [{c["function"]["name"]: json.loads(c["function"]["arguments"])}
+                 for m in trajectory["messages"] if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
+        outcomes.append(Outcome(
+            id=tasks[i].id, category=category, prompt_hash=prompt_hash(first_prompt[i]),
+            raw_output="\n\n--- next step ---\n\n".join(texts[i]), parsed_calls=calls, valid=bool(verdict["valid"]),
+            error_category="" if verdict["valid"] else verdict.get("error_type", ""),
+            error=str(verdict.get("error_message", "")), new_tokens=tokens[i],
+            finish_reason="length" if truncated[i] else "stop",
+            extra={"steps": meta["steps"], "termination": meta["termination"],
+                   "call_categories": [c for a in meta["annotations"] for c in a["categories"]]},
+        ))
+    return outcomes
+
+
 def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | None = None,
              out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
              tool_format: str | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
@@ -110,11 +174,10 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | N
     from qwen_tool.models import load_tokenizer, tool_format_for
 
     categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
-    unknown = [c for c in categories if c not in bfcl.SINGLE_TURN_CATEGORIES]
+    unknown = [c for c in categories if c not in (*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES)]
     if unknown:
-        choices = ", ".join(bfcl.SINGLE_TURN_CATEGORIES)
-        raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices} "
-                            "(multi_turn_base is not run yet)")
+        choices = ", ".join((*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES))
+        raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices}")
     if limit is not None and limit < 1:
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
     out = Path(out_dir)
@@ -130,6 +193,15 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | N
     generated_tokens = 0
     generation_seconds = 0.0
     for category in categories:
+        if category in MULTI_TURN_CATEGORIES:
+            settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
+                                          batch_size=batch_size)
+            tick = time.perf_counter()
+            episodes = run_bfcl_multi_turn(category, limit, backend, tokenizer, codec, settings, cache, progress)
+            generation_seconds += time.perf_counter() - tick
+            generated_tokens += sum(o.new_tokens for o in episodes)
+            outcomes.extend(episodes)
+            continue
         examples = bfcl.load_category(category, limit)
         prompts: list[str | None] = []
         tools_per_example = []
