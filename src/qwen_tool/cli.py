@@ -476,7 +476,8 @@ def eval_command(
         "smollm2-135m-instruct"),
     suite: Annotated[str, typer.Option("--suite", help="Benchmark suite (bfcl).")] = "bfcl",
     categories: Annotated[str | None, typer.Option(
-        "--categories", help="Comma-separated BFCL categories (default: every single-turn category).")] = None,
+        "--categories", help="Comma-separated BFCL categories (default: every single-turn category; "
+        "multi_turn_base runs through ToolEnv).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First N entries (id order) per category.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory (default results/<model>-<suite>).")
                        ] = None,
