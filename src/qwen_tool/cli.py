@@ -534,6 +534,30 @@ def eval_compare(
     out.print(f"report: {report}")
 
 
+# --- serve: OpenAI-compatible server (issue 9) ----------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Built-in name, local model directory or hub id.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Environment variable holding the API key clients must send as a Bearer token.")] = None,
+    backend: Annotated[str, typer.Option(help="auto (vLLM when installed with a GPU), transformers or vllm.")] = "auto",
+    max_batch: Annotated[int, typer.Option(help="Requests decoded together.")] = 8,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting beyond the batch before 503 + Retry-After.")] = 64,
+    request_timeout: Annotated[float, typer.Option(help="Seconds per request, queue wait included.")] = 300.0,
+    device: Annotated[str | None, typer.Option(help="Torch device for the transformers backend.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
+    from qwen_tool.serve.server import serve
+
+    serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
+          max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: typer handles usage errors; user-fixable errors become one line and exit code 1."""
     try:

@@ -222,10 +222,14 @@ class BackgroundServer:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
           backend: str = "auto", max_batch: int = 8, max_queue: int = 64, request_timeout_s: float = 300.0,
-          device: str | None = None) -> None:
-    """Load `model` and serve it until interrupted (what `qwen-tool serve` runs)."""
+          device: str | None = None, threads: int | None = None) -> None:
+    """Load `model` and serve it until interrupted (what `qwen-tool serve` runs).
+
+    `threads` caps torch's CPU threads (on a shared or small machine, fewer threads than cores is often faster).
+    """
     import os
 
+    import torch
     import uvicorn
 
     from qwen_tool.models import load_tokenizer, tool_format_for
@@ -236,6 +240,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise QwenToolError(f"--api-key-env names ${api_key_env}, which is unset or empty; fix: export it")
+    if threads:
+        torch.set_num_threads(threads)
     engine = load_engine(model, backend, device=device, max_batch=max_batch, max_queue=max_queue)
     settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), api_key=api_key,
                              request_timeout_s=request_timeout_s)
