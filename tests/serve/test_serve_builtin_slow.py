@@ -23,7 +23,8 @@ WEATHER_TOOL = {"type": "function", "function": {
 @pytest.mark.slow
 def test_builtin_model_forced_call_stream_and_non_stream() -> None:
     engine = load_engine(DEFAULT_MODEL, "transformers")
-    app = create_app(engine, load_tokenizer(DEFAULT_MODEL), ServeSettings(DEFAULT_MODEL, tool_format_for(DEFAULT_MODEL)))
+    settings = ServeSettings(DEFAULT_MODEL, tool_format_for(DEFAULT_MODEL))
+    app = create_app(engine, load_tokenizer(DEFAULT_MODEL), settings)
     request = {"model": DEFAULT_MODEL, "temperature": 0, "max_tokens": 64, "tools": [WEATHER_TOOL],
                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
                "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
