@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import shared_tokenizer
+from serve_helpers import shared_tokenizer
 
 from qwen_tool.serve.engine import BatchingEngine, EngineBusy, Piece, SamplingParams, ScriptedStepModel
 from qwen_tool.testing import tiny_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MODEL, TIME_TOOL, WEATHER_TOOL, Served
 from openai import OpenAI
+from serve_helpers import MODEL, TIME_TOOL, WEATHER_TOOL, Served
 
 TOOLS = [WEATHER_TOOL, TIME_TOOL]
 

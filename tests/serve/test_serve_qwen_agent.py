@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("qwen_agent", reason="qwen-agent is a dev dependency: pip install -e '.[dev]'")
 
-from conftest import MODEL, hermes_call, scripted_server  # noqa: E402
 from qwen_agent.agents import Assistant  # noqa: E402
 from qwen_agent.tools.base import BaseTool, register_tool  # noqa: E402
+from serve_helpers import MODEL, hermes_call, scripted_server  # noqa: E402
 
 import qwen_tool.serve.qwen_agent_llm  # noqa: E402,F401 - registers model_type "qwen_tool_oai"
 

@@ -8,8 +8,8 @@ import time
 
 import httpx
 import pytest
-from conftest import MODEL, WEATHER_TOOL, Served, scripted_server
 from openai import AsyncOpenAI
+from serve_helpers import MODEL, WEATHER_TOOL, Served, scripted_server
 
 CHAT = "/v1/chat/completions"
 
