@@ -464,6 +464,32 @@ def train_sft_command(
     out.print(f"trained model: {final}")
 
 
+@train_app.command("rl")
+def train_rl_command(
+    config: ConfigOption = None,
+    overrides: OverridesArg = None,
+    algo: Annotated[str | None, typer.Option("--algo", help="grpo or ppo (overrides the config).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in output_dir.")] = False,
+    synth: Annotated[int, typer.Option("--synth", help="With no data=: synthesise N single-turn training tasks.")] = 0,
+) -> None:
+    """RL over the tool environment (GRPO or PPO) with IRM and shaping rewards; writes <output_dir>/final."""
+    from qwen_tool.config import RLTrainingConfig, load_config
+    from qwen_tool.rl.trainer import train_rl
+
+    cfg = load_config(RLTrainingConfig, config, [*(overrides or []), *([f"algo={algo}"] if algo else [])])
+    trajectories = None
+    if cfg.data:
+        from qwen_tool.data.schema import read_any
+
+        trajectories, _ = read_any(cfg.data)
+    elif synth:
+        from qwen_tool.data.synth import synthesize
+
+        trajectories = synthesize(synth, seed=cfg.seed)
+    final = train_rl(cfg, resume=resume, trajectories=trajectories)
+    out.print(f"trained model: {final}")
+
+
 # ---------------------------------------------------------------- eval (room: eval/)
 eval_app = typer.Typer(help="Evaluate a model (BFCL) and compare runs.", invoke_without_command=True)
 app.add_typer(eval_app, name="eval")

@@ -52,3 +52,12 @@ def test_train_resume_and_final_model(tmp_path, algo):
              tokenizer=tokenizer)
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(("path", "algo"), [("configs/grpo-smollm2-cpu.yaml", "grpo"),
+                                             ("configs/ppo-smollm2-cpu.yaml", "ppo")])
+def test_shipped_recipes_load(path, algo):
+    from pathlib import Path
+
+    cfg = load_config(RLTrainingConfig, Path(__file__).parents[2] / path)
+    assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 64
