@@ -1,7 +1,7 @@
 """Evaluation generation throughput: our greedy loop (length-sorted batches, finished rows dropped) against a plain
 batched `model.generate` loop on the same BFCL prompts, in the same process.
 
-    .venv/bin/python benchmarks/bench_generation.py --prompts 24 --batch-size 8 --max-new-tokens 64 --threads 1
+    .venv/bin/python benchmarks/bench_generation.py --prompts 30 --batch-size 8 --max-new-tokens 128 --threads 1
 
 Useful new tokens (up to and including each row's end-of-turn token) per second of wall time, for both.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -21,10 +22,17 @@ from qwen_tool.models import DEFAULT_MODEL, load_model, load_tokenizer
 
 
 def bfcl_prompts(tokenizer, count: int) -> list[str]:
-    """`count` prompts taken in turn from three categories of different prompt and answer lengths."""
-    per_category = [bfcl.load_category(c, count) for c in ("simple_python", "multiple", "parallel")]
-    examples = [e for group in zip(*per_category, strict=True) for e in group][:count]
-    return [render_prompt(tokenizer, e.messages, bfcl.functions_to_tools(e.functions), "hermes") for e in examples]
+    """`count` prompts spread evenly over every single-turn BFCL category, in category then id order (the order a
+    straightforward evaluation script would take them in)."""
+    categories = bfcl.SINGLE_TURN_CATEGORIES
+    per_category = max(1, count // len(categories))
+    examples = []
+    for category in categories:
+        entries = bfcl.load_category(category)
+        step = max(1, len(entries) // per_category)
+        examples.extend(entries[::step][:per_category])
+    return [render_prompt(tokenizer, e.messages, bfcl.functions_to_tools(e.functions), "hermes")
+            for e in examples[:count]]
 
 
 def plain_generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int) -> int:
@@ -46,9 +54,9 @@ def plain_generate(model, tokenizer, prompts: list[str], batch_size: int, max_ne
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=24)
+    parser.add_argument("--prompts", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     args = parser.parse_args()
     if args.threads:
@@ -60,13 +68,16 @@ def main() -> None:
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     backend.generate(prompts[:2], GenerationSettings(max_new_tokens=4, batch_size=2))  # warm-up
 
-    started = time.perf_counter()
-    ours = sum(g.new_tokens for g in backend.generate(prompts, settings))
-    ours_s = time.perf_counter() - started
-
+    load = {}
     started = time.perf_counter()
     plain = plain_generate(model, tokenizer, prompts, args.batch_size, args.max_new_tokens)
     plain_s = time.perf_counter() - started
+    load["plain_generate"] = round(os.getloadavg()[1], 2)
+
+    started = time.perf_counter()
+    ours = sum(g.new_tokens for g in backend.generate(prompts, settings))
+    ours_s = time.perf_counter() - started
+    load["ours"] = round(os.getloadavg()[1], 2)
 
     result = {
         "prompts": len(prompts), "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
@@ -75,6 +86,7 @@ def main() -> None:
         "plain_generate": {"new_tokens": plain, "seconds": round(plain_s, 1),
                            "tokens_per_s": round(plain / plain_s, 2)},
         "speedup": round((ours / ours_s) / (plain / plain_s), 2),
+        "load_average_5min_after": load,
     }
     print(json.dumps(result, indent=2))
 

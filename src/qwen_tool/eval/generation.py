@@ -2,8 +2,9 @@
 interface, and an on-disk cache so re-scoring is free and an interrupted run resumes where it stopped.
 
 The transformers backend runs its own greedy loop instead of `model.generate`, for speed on small machines: prompts
-are sorted by token length (little left padding), each row stops at its end-of-turn token, and finished rows leave the
-batch (their KV cache rows are dropped), so no compute is spent on text nobody reads.
+are sorted by token length, each prompt is prefilled alone (no padding computed; prefill dominates on CPU) and the
+caches are merged into one left-padded batch, each row stops at its end-of-turn token, and finished rows leave the
+batch (their KV cache rows are dropped), so no compute is spent on padding or on text nobody reads.
 """
 
 from __future__ import annotations
@@ -128,30 +129,62 @@ class TransformersBackend:
                                             len(tokens), "stop" if stopped else "length")
         return [r for r in results if r is not None]
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
-        """Greedy continuation of each row; returns (new token ids, ended at an end-of-turn token) per row."""
+    def _prefill(self, rows: list[list[int]]) -> tuple[Any, Any, Any, Any]:
+        """KV cache, attention mask (B, T), last position (B,) and first new token (B,) of left-padded rows.
+
+        Each row is prefilled alone (no padding tokens computed, causal attention without a mask), then the caches
+        are left-padded with zeros into one batch; the padding is masked out during decoding. Models whose cache
+        is not plain full attention (sliding windows, recurrent state) are prefilled as one padded batch instead.
+        """
         import torch
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         device = self.model.device
         width = max(len(r) for r in rows)
-        input_ids_BT = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
-            input_ids_BT[b, width - len(row):] = torch.tensor(row)
+        mask_BT = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for b, row in enumerate(rows):
             mask_BT[b, width - len(row):] = 1
-        input_ids_BT, mask_BT = input_ids_BT.to(device), mask_BT.to(device)
+        last_position_B = torch.tensor([len(r) - 1 for r in rows], device=device)
+        per_row_kv, first_tokens = [], []
+        for row in rows:
+            cache = DynamicCache()
+            logits = self.model(input_ids=torch.tensor([row], device=device), past_key_values=cache, use_cache=True,
+                                logits_to_keep=1).logits
+            if not all(type(layer) is DynamicLayer for layer in cache.layers):
+                break
+            per_row_kv.append([(layer.keys, layer.values) for layer in cache.layers])
+            first_tokens.append(logits[0, -1].argmax(-1))
+        else:
+            merged = []
+            for layer_kv in zip(*per_row_kv, strict=True):
+                keys_BHTD = layer_kv[0][0].new_zeros((len(rows), layer_kv[0][0].shape[1], width,
+                                                       layer_kv[0][0].shape[3]))
+                values_BHTD = torch.zeros_like(keys_BHTD)
+                for b, (keys, values) in enumerate(layer_kv):
+                    keys_BHTD[b, :, width - keys.shape[2]:] = keys[0]
+                    values_BHTD[b, :, width - values.shape[2]:] = values[0]
+                merged.append((keys_BHTD, values_BHTD))
+            return DynamicCache(ddp_cache_data=merged), mask_BT, last_position_B, torch.stack(first_tokens)
+        input_ids_BT = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=device)
+        for b, row in enumerate(rows):
+            input_ids_BT[b, width - len(row):] = torch.tensor(row, device=device)
         positions_BT = (mask_BT.cumsum(-1) - 1).clamp(min=0)
-        stop_ids = torch.tensor(self.stop_ids, device=device)
+        cache = DynamicCache()
+        logits = self.model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions_BT,
+                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        return cache, mask_BT, last_position_B, logits[:, -1].argmax(-1)
+
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
+        """Greedy continuation of each row; returns (new token ids, ended at an end-of-turn token) per row."""
+        import torch
+
+        stop_ids = torch.tensor(self.stop_ids, device=self.model.device)
         outputs: list[list[int]] = [[] for _ in rows]
         stopped = [False] * len(rows)
         active = list(range(len(rows)))  # original row index of each batch row
-        cache = DynamicCache()
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions_BT,
-                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-            next_B = logits[:, -1].argmax(-1)
-            last_position_B = positions_BT[:, -1]
+            cache, mask_BT, last_position_B, next_B = self._prefill(rows)
             for step in range(max_new_tokens):
                 done_B = torch.isin(next_B, stop_ids)
                 for b, token in enumerate(next_B.tolist()):
