@@ -38,7 +38,9 @@ def test_stop_tokens_include_chatml_end_of_turn() -> None:
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tokenizer)
 
 
-def test_batched_greedy_with_dropped_rows_equals_unbatched_generate(backend: TransformersBackend) -> None:
+@pytest.mark.parametrize("per_row_prefill", [True, False])
+def test_batched_greedy_with_dropped_rows_equals_unbatched_generate(backend: TransformersBackend,
+                                                                    per_row_prefill: bool) -> None:
     prompts = _prompts(backend.tokenizer)
     references = [_reference(backend, p, 12) for p in prompts]
     # Make a token that some rows emit early, and others never, the stop token: rows then finish at different steps
@@ -46,10 +48,12 @@ def test_batched_greedy_with_dropped_rows_equals_unbatched_generate(backend: Tra
     stop = references[0][2]
     original = backend.stop_ids
     backend.stop_ids = [stop]
+    backend.per_row_prefill = per_row_prefill
     try:
         generations = backend.generate(prompts, GenerationSettings(max_new_tokens=12, batch_size=3))
     finally:
         backend.stop_ids = original
+        backend.per_row_prefill = True
     finished_early = 0
     for reference, generation in zip(references, generations, strict=True):
         if stop in reference:

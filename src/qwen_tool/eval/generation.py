@@ -93,6 +93,9 @@ def model_fingerprint(path: str | os.PathLike[str]) -> str:
 class TransformersBackend:
     """Greedy decoding with a transformers causal LM: length-sorted batches, finished rows dropped from the batch."""
 
+    per_row_prefill = True
+    """Prefill prompts one by one and merge their caches (False: one padded batch, as `model.generate` does)."""
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_id: str) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -147,7 +150,7 @@ class TransformersBackend:
             mask_BT[b, width - len(row):] = 1
         last_position_B = torch.tensor([len(r) - 1 for r in rows], device=device)
         per_row_kv, first_tokens = [], []
-        for row in rows:
+        for row in rows if self.per_row_prefill else []:
             cache = DynamicCache()
             logits = self.model(input_ids=torch.tensor([row], device=device), past_key_values=cache, use_cache=True,
                                 logits_to_keep=1).logits
@@ -155,11 +158,11 @@ class TransformersBackend:
                 break
             per_row_kv.append([(layer.keys, layer.values) for layer in cache.layers])
             first_tokens.append(logits[0, -1].argmax(-1))
-        else:
+        if len(per_row_kv) == len(rows):
             merged = []
             for layer_kv in zip(*per_row_kv, strict=True):
-                keys_BHTD = layer_kv[0][0].new_zeros((len(rows), layer_kv[0][0].shape[1], width,
-                                                       layer_kv[0][0].shape[3]))
+                heads, dim = layer_kv[0][0].shape[1], layer_kv[0][0].shape[3]
+                keys_BHTD = layer_kv[0][0].new_zeros((len(rows), heads, width, dim))
                 values_BHTD = torch.zeros_like(keys_BHTD)
                 for b, (keys, values) in enumerate(layer_kv):
                     keys_BHTD[b, :, width - keys.shape[2]:] = keys[0]
