@@ -500,7 +500,9 @@ def eval_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Built-in name, local directory or hub id.")] = (
         "smollm2-135m-instruct"),
-    suite: Annotated[str, typer.Option("--suite", help="Benchmark suite (bfcl).")] = "bfcl",
+    suite: Annotated[str, typer.Option("--suite", help="bfcl, or internal (held-out trajectories, needs --data).")
+                     ] = "bfcl",
+    data: Annotated[Path | None, typer.Option("--data", help="Held-out JSONL for --suite internal.")] = None,
     categories: Annotated[str | None, typer.Option(
         "--categories", help="Comma-separated BFCL categories (default: every single-turn category; "
         "multi_turn_base runs through ToolEnv).")] = None,
@@ -518,17 +520,31 @@ def eval_command(
         return
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.report import write_report
-    from qwen_tool.eval.runner import run_bfcl
+    from qwen_tool.eval.runner import run_bfcl, run_internal
 
-    if suite != "bfcl":
-        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl (internal and robustness are not "
+    if suite not in ("bfcl", "internal"):
+        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl or --suite internal (robustness is not "
                             "available yet)")
+    if suite == "internal" and data is None:
+        raise QwenToolError("--suite internal needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
+                            "synth`")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     label = Path(model).name or model
     run_dir = out_dir or Path("results") / f"{label}-{suite}"
+    if suite == "internal":
+        summary = run_internal(model, data, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+                               limit=limit, max_new_tokens=max_new_tokens or 256)["summary"]
+        table = Table(title=f"{label}: internal held-out suite")
+        for column in ("metric", "%"):
+            table.add_column(column)
+        for key, value in summary.items():
+            table.add_row(key, f"{100 * value:.1f}" if key != "average_calls" else f"{value:.2f}")
+        out.print(table)
+        out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
+        return
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     metrics = run_bfcl(model, chosen, limit, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
                        max_new_tokens=max_new_tokens)

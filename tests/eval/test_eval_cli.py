@@ -74,3 +74,19 @@ def test_unknown_suite_is_a_user_error(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--suite", "nonsense", "--limit", "1"])
     assert exit_info.value.code == 1
+
+
+def test_internal_suite_from_the_cli(tiny_runs, tmp_path) -> None:
+    run, _ = tiny_runs
+    model_dir = run.parent / "tiny"
+    record = {"tools": [{"type": "function", "function": {"name": "ping", "parameters": {
+        "type": "object", "properties": {}}}}], "messages": [
+        {"role": "user", "content": "ping please"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "ping", "arguments": "{}"}}]}]}
+    data = tmp_path / "held.jsonl"
+    data.write_text(json.dumps(record) + "\n")
+    _cli(["eval", "--model", str(model_dir), "--suite", "internal", "--data", str(data), "--max-new-tokens", "4",
+          "--backend", "transformers", "--out", str(tmp_path / "internal")])
+    metrics = json.loads((tmp_path / "internal" / "metrics.json").read_text())
+    assert metrics["decisions"] == 1 and metrics["summary"]["call_timing_recall"] == 0.0  # random model: no call
