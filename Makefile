@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: run test setup assets lint bench clean-venv
 
 run: assets
-	$(VENV)/bin/qwen-tool run $(RUN_ARGS)
+	$(VENV)/bin/qwen-tool run --config configs/main-smollm2-cpu.yaml $(RUN_ARGS)
 
 # pytest exits 5 when it collected no test: that is a broken suite, so say so and fail.
 test: assets

@@ -52,15 +52,32 @@ def _global(
 
 
 @app.command()
-def run(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
-    """The main job on the built-in model (today: load it and answer a tool-free prompt)."""
+def run(
+    config: ConfigOption = None,
+    overrides: OverridesArg = None,
+) -> None:
+    """The main job: synthesize data, evaluate the base model, SFT (MAE+PKT), evaluate again, write the report.
+
+    Completed stages are skipped on a rerun (same run_dir), so an interrupted run continues where it stopped.
+    """
+    from qwen_tool.config import PipelineConfig, load_config
+    from qwen_tool.pipeline import run_pipeline
+
+    cfg = load_config(PipelineConfig, config, overrides or [])
+    report = run_pipeline(cfg)
+    out.print(f"report: {report}")
+
+
+@app.command()
+def generate(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
+    """Answer one tool-free prompt with a model (a smoke test of loading and generation)."""
     from qwen_tool.config import GenerateConfig, load_config
     from qwen_tool.pipeline import answer_prompt
 
     cfg = load_config(GenerateConfig, config, overrides or [])
     answer = answer_prompt(cfg)
     out.print(f"[bold]User:[/bold] {cfg.prompt}", highlight=False)
-    out.print(f"[bold]{cfg.model}:[/bold] {answer}", highlight=False, markup=True)
+    out.print(f"[bold]{cfg.model}:[/bold] {answer}", highlight=False)
 
 
 @models_app.command("list")
@@ -488,6 +505,25 @@ def train_rl_command(
         trajectories = synthesize(synth, seed=cfg.seed)
     final = train_rl(cfg, resume=resume, trajectories=trajectories)
     out.print(f"trained model: {final}")
+
+
+ablate_app = typer.Typer(help="Ablations of TL-Training's components on the same data and budget.",
+                         no_args_is_help=True)
+app.add_typer(ablate_app, name="ablate")
+
+
+@ablate_app.command("sft")
+def ablate_sft_command(
+    config: ConfigOption = None,
+    overrides: OverridesArg = None,
+    limit: Annotated[int, typer.Option("--limit", help="BFCL examples per category for each variant.")] = 50,
+) -> None:
+    """Standard SFT, +MAE, +PKT and +MAE+PKT on the same data: the comparison table goes into a report."""
+    from qwen_tool.config import PipelineConfig, load_config
+    from qwen_tool.pipeline import ablate_sft
+
+    cfg = load_config(PipelineConfig, config, overrides or [])
+    out.print(f"report: {ablate_sft(cfg, limit=limit)}")
 
 
 # ---------------------------------------------------------------- eval (room: eval/)

@@ -236,8 +236,70 @@ class SFTTrainingConfig:
             raise ValueError("epochs and learning_rate must be positive")
 
 
+@config
+class DataStageConfig:
+    """What the main job synthesizes (`qwen_tool.data.synth`)."""
+
+    n_train: int = 240
+    """Training trajectories (about 460 tokens each with the built-in model's prompt)."""
+    n_eval: int = 150
+    """Held-out single-turn evaluation trajectories (tools never seen in training)."""
+    n_eval_tasks: int = 40
+    """Held-out multi-turn tasks run through ToolEnv (suites never seen in training)."""
+    seed: int = 0
+    """Seed of the synthesizer (same seed, same bytes)."""
+    held_out_fraction: float = 0.2
+    """Share of the tool concepts reserved for the held-out set."""
+    mix: dict[str, float] | None = None
+    """Category mix of the training set (None: the synthesizer's default)."""
+    eval_mix: dict[str, float] | None = None
+    """Category mix of the held-out set (None: the synthesizer's default)."""
+    suite_share: float = 0.2
+    """Share of examples drawn from the built-in simulated suites (the rest from the unseen-tool generator)."""
+
+
+@config
+class EvalStageConfig:
+    """What the main job evaluates, before and after training."""
+
+    categories: list[str] = field(default_factory=lambda: ["simple_python", "multiple", "irrelevance"])
+    """BFCL categories."""
+    limits: dict[str, int] = field(default_factory=dict)
+    """Per-category cap on examples for the trained model (a fixed, id-sorted subset); absent means all."""
+    baseline_limit: int | None = 40
+    """Cap per BFCL category, and on held-out records, for the baseline (the untrained model writes until
+    max_new_tokens, so it is slow)."""
+    internal: bool = True
+    """Also score the held-out internal suite (TS/PI/CF)."""
+    batch_size: int = 8
+    """Prompts decoded together."""
+    max_new_tokens: int = 128
+    """Cap on generated tokens per answer."""
+
+
+@config
+class PipelineConfig:
+    """The main job (`qwen-tool run`): data → baseline eval → SFT → eval → report."""
+
+    model: str = "smollm2-135m-instruct"
+    """Model to train."""
+    run_dir: str = "runs/main"
+    """Where every stage writes; a rerun continues from the completed stages."""
+    data: DataStageConfig = field(default_factory=DataStageConfig)
+    """Data synthesis."""
+    sft: SFTTrainingConfig = field(default_factory=SFTTrainingConfig)
+    """SFT settings (model, data and output_dir are filled in by the pipeline)."""
+    eval: EvalStageConfig = field(default_factory=EvalStageConfig)
+    """Evaluation settings."""
+    rl_enabled: bool = False
+    """Run the RL stage after SFT (and evaluate its result). About 4 minutes per GRPO step on a 2-core CPU."""
+    rl: RLTrainingConfig = field(default_factory=lambda: RLTrainingConfig())
+    """RL settings (model, data and output_dir are filled in by the pipeline)."""
+
+
 __all__ = [
-    "ConfigError", "GenerateConfig", "LoraSettings", "SFTTrainingConfig",
+    "ConfigError", "DataStageConfig", "EvalStageConfig", "GenerateConfig", "LoraSettings", "PipelineConfig",
+    "SFTTrainingConfig",
     "config", "field", "field_docs", "from_dict", "load_config", "to_dict",
 ]
 

@@ -1,20 +1,25 @@
-"""The main job, `qwen-tool run`.
+"""The main job, `qwen-tool run`: synthesize data → baseline eval → SFT → eval → report.
 
-Stage 0 of the pipeline (until data synthesis, evaluation and training land): load the configured model and answer
-one tool-free prompt, proving the set-up end to end.
+Each stage writes its outputs into the run directory and a marker `stages/<name>.json` when it is complete; a rerun
+skips completed stages, and an interrupted stage resumes from what it left (cached generations, SFT checkpoints), so
+`make run` can be stopped and started again without losing work.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from qwen_tool.config import GenerateConfig
-from qwen_tool.log import logger
+from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
+from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
 
 
 def answer_prompt(cfg: GenerateConfig) -> str:
-    """Greedy answer of the model to `cfg.prompt`, rendered with the model's own chat template."""
+    """Greedy answer of the model to `cfg.prompt`, rendered with the model's own chat template (a smoke test)."""
     import torch
 
     started = time.perf_counter()
@@ -36,3 +41,148 @@ def answer_prompt(cfg: GenerateConfig) -> str:
     new_tokens = output[0, input_ids.shape[1]:]
     logger.info("Generated %d tokens in %.1f s", len(new_tokens), time.perf_counter() - started)
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+class Run:
+    """A run directory with completed-stage markers."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        (self.root / "stages").mkdir(parents=True, exist_ok=True)
+
+    def marker(self, stage: str) -> Path:
+        return self.root / "stages" / f"{stage}.json"
+
+    def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `work` unless the stage is already complete; record its result and wall time."""
+        marker = self.marker(name)
+        if marker.is_file():
+            logger.info("Stage %s: already complete (delete %s to redo it)", name, marker)
+            return json.loads(marker.read_text())["result"]
+        console.rule(f"[bold]{name}")
+        started = time.perf_counter()
+        result = work()
+        seconds = time.perf_counter() - started
+        marker.write_text(json.dumps({"result": result, "seconds": round(seconds, 1)}, indent=2))
+        logger.info("Stage %s done in %.1f min", name, seconds / 60)
+        return result
+
+    def seconds(self) -> dict[str, float]:
+        return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((self.root / "stages").glob("*.json"))}
+
+
+def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
+    """Training trajectories, a held-out single-turn set and held-out multi-turn tasks (tools and suites never seen in
+    training)."""
+    from qwen_tool.data.schema import write_jsonl
+    from qwen_tool.data.suite_synth import synthesize_eval_tasks
+    from qwen_tool.data.synth import held_out_split, mix_of, synthesize
+
+    held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
+    train = synthesize(cfg.data.n_train, seed=cfg.data.seed, mix=cfg.data.mix, held_out=held_out, split="train",
+                       suite_share=cfg.data.suite_share)
+    held = synthesize(cfg.data.n_eval, seed=cfg.data.seed + 1, mix=cfg.data.eval_mix, held_out=held_out,
+                      split="eval", suite_share=cfg.data.suite_share)
+    tasks = synthesize_eval_tasks(cfg.data.n_eval_tasks, seed=cfg.data.seed + 2, held_out=held_out)
+    data_dir = run.root / "data"
+    write_jsonl(train, data_dir / "train.jsonl")
+    write_jsonl(held, data_dir / "internal_eval.jsonl")
+    tasks_path = data_dir / "internal_tasks.jsonl"
+    tasks_path.write_text("".join(json.dumps(task, ensure_ascii=False) + "\n" for task in tasks))
+    return {"train": str(data_dir / "train.jsonl"), "internal_eval": str(data_dir / "internal_eval.jsonl"),
+            "internal_tasks": str(tasks_path), "n_train": len(train), "n_eval": len(held), "n_tasks": len(tasks),
+            "mix": mix_of(train)}
+
+
+def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
+             internal_eval: str | None, internal_limit: int | None = None) -> dict[str, Any]:
+    """BFCL categories (each with its own limit) and the internal held-out suite, merged into one metrics dict."""
+    from qwen_tool.eval.generation import load_backend
+    from qwen_tool.eval.runner import run_bfcl
+
+    backend = load_backend(model)
+    cache = out_dir.parent / ".generation-cache"
+    merged: dict[str, Any] = {"model": model, "categories": {}, "limits": limits}
+    groups: dict[int | None, list[str]] = {}
+    for category in cfg.eval.categories:
+        groups.setdefault(limits.get(category), []).append(category)
+    for limit, categories in groups.items():
+        result = run_bfcl(model, categories, limit, out_dir / f"bfcl-limit-{limit or 'all'}", backend=backend,
+                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache)
+        merged["categories"].update(result["categories"])
+    if internal_eval and cfg.eval.internal:
+        from qwen_tool.eval.runner import run_internal
+
+        merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
+                                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
+                                          limit=internal_limit, cache_dir=cache)
+    (out_dir / "metrics.json").write_text(json.dumps(merged, indent=2))
+    return merged
+
+
+def run_pipeline(cfg: PipelineConfig) -> Path:
+    """The main job; returns the report path."""
+    from dataclasses import replace
+
+    from qwen_tool.eval.report import write_report
+    from qwen_tool.sft.trainer import train_sft
+
+    run = Run(cfg.run_dir)
+    (run.root / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    data = run.stage("data", lambda: synthesize_data(cfg, run))
+    baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
+    baseline = run.stage("baseline_eval", lambda: evaluate(cfg.model, run.root / "eval" / "baseline", cfg,
+                                                           baseline_limits, data["internal_eval"],
+                                                           cfg.eval.baseline_limit))
+    sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(run.root / "sft"))
+    sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True))})
+    trained = run.stage("trained_eval", lambda: evaluate(sft["model"], run.root / "eval" / "trained", cfg,
+                                                         dict(cfg.eval.limits), data["internal_eval"]))
+    results = {"baseline": baseline, "trained (SFT)": trained}
+    if cfg.rl_enabled:
+        from qwen_tool.rl.trainer import train_rl
+
+        rl_cfg = replace(cfg.rl, model=sft["model"], data=data["train"], output_dir=str(run.root / "rl"))
+        rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))})
+        results["trained (SFT+RL)"] = run.stage(
+            "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
+                                        data["internal_eval"]))
+    report = write_report(run.root, results, stage_seconds=run.seconds())
+    logger.info("Report: %s", report)
+    return Path(report)
+
+
+SFT_ABLATION_VARIANTS = {
+    "standard SFT": {"mae": False, "pkt": False},
+    "+MAE": {"mae": True, "pkt": False},
+    "+PKT": {"mae": False, "pkt": True},
+    "+MAE+PKT": {"mae": True, "pkt": True},
+}
+"""The rows of TL-Training's Table 5 that SFT alone can produce (the paper's ablation)."""
+
+
+def ablate_sft(cfg: PipelineConfig, limit: int | None = 50) -> Path:
+    """Train every SFT variant on the same data and budget, evaluate each on the same BFCL subsets and the internal
+    held-out suite, and write the comparison into `<run_dir>/ablation-sft/report.md`."""
+    from dataclasses import replace
+
+    from qwen_tool.eval.report import write_report
+    from qwen_tool.sft.trainer import train_sft
+
+    run = Run(cfg.run_dir)
+    data = run.stage("data", lambda: synthesize_data(cfg, run))
+    ablation = Run(run.root / "ablation-sft")
+    results: dict[str, Any] = {}
+    limits = {c: limit for c in cfg.eval.categories}
+    for label, switches in SFT_ABLATION_VARIANTS.items():
+        slug = label.replace(" ", "-").replace("+", "plus-").strip("-").lower()
+        sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(ablation.root / slug),
+                          **switches)
+        trained = ablation.stage(f"sft-{slug}", lambda c=sft_cfg: {"model": str(train_sft(c, resume=True))})
+        results[label] = ablation.stage(
+            f"eval-{slug}",
+            lambda m=trained["model"], s=slug: evaluate(m, ablation.root / "eval" / s, cfg, limits,
+                                                        data["internal_eval"]),
+        )
+    return Path(write_report(ablation.root, results, stage_seconds=ablation.seconds(),
+                             title="SFT ablation: MAE and PKT"))

@@ -46,7 +46,7 @@ def run_cli(*args):
 def test_user_error_is_one_line_and_nonzero(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("promptt: hi\n")
-    result = run_cli("run", "--config", str(bad))
+    result = run_cli("generate", "--config", str(bad))
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

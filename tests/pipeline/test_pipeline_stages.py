@@ -1,0 +1,52 @@
+"""The main job on a tiny model: every stage runs, writes its outputs, and a rerun skips completed stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qwen_tool.config import PipelineConfig, load_config
+from qwen_tool.pipeline import Run, run_pipeline
+from qwen_tool.testing import save_tiny_model
+
+
+def test_run_skips_completed_stages(tmp_path):
+    run = Run(tmp_path / "run")
+    calls = []
+    first = run.stage("work", lambda: calls.append(1) or {"value": 3})
+    again = run.stage("work", lambda: calls.append(2) or {"value": 4})
+    assert first == again == {"value": 3}
+    assert calls == [1]
+    assert "work" in run.seconds()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
+    cfg = load_config(PipelineConfig, None, [
+        f"model={tiny_dir}", f"run_dir={tmp_path / 'run'}",
+        "data.n_train=6", "data.n_eval=4", "data.n_eval_tasks=2",
+        "sft.examples_per_device=2", "sft.gradient_accumulation=1", "sft.save_steps=1", "sft.logging_steps=1",
+        "eval.baseline_limit=2", "eval.limits={simple_python: 2, multiple: 2, irrelevance: 2}",
+        "eval.max_new_tokens=8", "eval.batch_size=4",
+    ])
+    report = run_pipeline(cfg)
+    root = tmp_path / "run"
+    assert report.is_file()
+    text = report.read_text()
+    assert "baseline" in text and "trained" in text
+    stages = sorted(p.stem for p in (root / "stages").glob("*.json"))
+    assert stages == ["baseline_eval", "data", "sft", "trained_eval"]
+    trained = json.loads((root / "stages" / "trained_eval.json").read_text())["result"]
+    assert set(trained["categories"]) == {"simple_python", "multiple", "irrelevance"}
+    assert all(c["n"] == 2 for c in trained["categories"].values())
+    assert (root / "sft" / "final" / "qwen_tool.json").is_file()
+
+    # A rerun finds every stage complete and only rewrites the report.
+    marker_times = {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
+    run_pipeline(cfg)
+    assert marker_times == {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
