@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -178,8 +178,9 @@ def env_play(
     instability: Annotated[float, typer.Option(help="Probability that a call fails with 503/timeout.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Episode seed (default: the task's).")] = None,
     save: Annotated[Path | None, typer.Option(help="Write the trajectory JSON here.")] = None,
+    model: Annotated[str | None, typer.Option(help="Let this model play (greedy) instead of the gold policy.")] = None,
 ) -> None:
-    """Play one task with the scripted gold policy and print the episode."""
+    """Play one task with the scripted gold policy (or a model) and print the episode."""
     from qwen_tool.env import ToolEnv, run_gold_episode
 
     if suite == "bfcl":
@@ -192,8 +193,11 @@ def env_play(
         tasks = get_suite(suite).tasks()
     if not 0 <= task < len(tasks):
         raise QwenToolError(f"--task {task} is out of range; suite '{suite}' has tasks 0..{len(tasks) - 1}")
-    env = ToolEnv(noise=noise, instability_rate=instability, max_turns=20 if suite == "bfcl" else 9)
-    trajectory = run_gold_episode(env, tasks[task], seed=seed)
+    if model is None:
+        env = ToolEnv(noise=noise, instability_rate=instability, max_turns=20 if suite == "bfcl" else 9)
+        trajectory = run_gold_episode(env, tasks[task], seed=seed)
+    else:
+        trajectory = _play_with_model(model, tasks[task], noise, instability, seed, 20 if suite == "bfcl" else 9)
     categories = {a["message_index"]: a["categories"] for a in trajectory["meta"]["annotations"]}
     out.print(f"[bold]{tasks[task].id}[/bold] ({len(trajectory['tools'])} tools, noise={noise})")
     tool_index = 0
@@ -217,6 +221,25 @@ def env_play(
     out.print(f"termination: {meta['termination']}, steps: {meta['steps']}, end state: {meta['end_state']}")
     if save is not None:
         save.write_text(json.dumps(trajectory, indent=1, default=str))
+
+
+def _play_with_model(model: str, task: Any, noise: str, instability: float, seed: int | None,
+                     max_turns: int) -> dict[str, Any]:
+    """One episode in which `model` answers every step (greedy, its own tool format)."""
+    from qwen_tool.codec.chat import render_prompt
+    from qwen_tool.env import ToolEnv
+    from qwen_tool.eval.generation import GenerationSettings, load_backend
+    from qwen_tool.models import load_tokenizer, tool_format_for
+
+    fmt = tool_format_for(model)
+    backend, tokenizer = load_backend(model), load_tokenizer(model)
+    env = ToolEnv(fmt=fmt, noise=noise, instability_rate=instability, max_turns=max_turns)
+    env.reset(task, seed)
+    settings = GenerationSettings(max_new_tokens=256, batch_size=1)
+    while not env.done:
+        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), fmt)
+        env.step(backend.generate([prompt], settings)[0].text)
+    return env.trajectory()
 
 
 @env_app.command("bfcl-replay")

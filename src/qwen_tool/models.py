@@ -293,6 +293,23 @@ def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
     )
 
 
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
+                      "<|return|>", "<|call|>")
+"""Tokens that end an assistant turn in the chat markups we know; those in a vocabulary stop generation."""
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS plus every known end-of-turn token of the vocabulary (what generation, sampling and serving stop at)."""
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[token] for token in END_OF_TURN_TOKENS if token in vocab}
+    if isinstance(tokenizer.eos_token_id, int):
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise QwenToolError("the tokenizer has no EOS and no known end-of-turn token, so generation cannot stop; "
+                            "fix: set tokenizer.eos_token")
+    return sorted(ids)
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Tokenizer of a model; pad token set (to EOS when the model has none) and padding on the left for generation."""
     from transformers import AutoTokenizer

@@ -10,8 +10,8 @@ from qwen_tool.eval.generation import (
     GenerationSettings,
     TransformersBackend,
     generate_all,
-    stop_token_ids,
 )
+from qwen_tool.models import stop_token_ids
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
 

@@ -165,7 +165,8 @@ def test_isolation_stops_unbounded_allocation_by_memory_limit():
 
 def test_isolation_stops_cpu_hog_and_returns_results():
     spinner = Tool.from_callable(spin, isolate=True)
-    outcome = Executor(timeout_s=10, cpu_limit_s=1).execute([ToolCall("spin", {})], {"spin": spinner})[0]
+    # A generous wall-clock timeout, so the 1 s CPU limit trips first even on a heavily loaded machine.
+    outcome = Executor(timeout_s=120, cpu_limit_s=1).execute([ToolCall("spin", {})], {"spin": spinner})[0]
     assert outcome.category is FeedbackCategory.TOOL_INSTABILITY
     assert outcome.error_type == "ResourceLimitExceeded" and "CPU" in outcome.error_message
     sandboxed = Executor(isolate=True).execute([ToolCall("get_temperature", {"city": "B"}),

@@ -19,14 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_tool import QwenToolError
 from qwen_tool.log import console, logger
+from qwen_tool.models import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
-                      "<|return|>", "<|call|>")
-"""Tokens that end an assistant turn in the chat markups we know; those present in a vocabulary stop generation."""
-
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -65,19 +61,6 @@ class Backend(Protocol):
     def token_length(self, prompt: str) -> int: ...
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]: ...
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS plus every known end-of-turn token the vocabulary has."""
-    vocab = tokenizer.get_vocab()
-    ids = {vocab[token] for token in END_OF_TURN_TOKENS if token in vocab}
-    eos = tokenizer.eos_token_id
-    if isinstance(eos, int):
-        ids.add(eos)
-    if not ids:
-        raise QwenToolError("the tokenizer has no EOS and no known end-of-turn token, so generation cannot stop; "
-                            "fix: set tokenizer.eos_token")
-    return sorted(ids)
 
 
 def model_fingerprint(path: str | os.PathLike[str]) -> str:

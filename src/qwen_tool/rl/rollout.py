@@ -26,11 +26,9 @@ from qwen_tool.codec.chat import markup_for, render_conversation
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
+from qwen_tool.models import stop_token_ids
 from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, tool_n1_reward, turn_reward
 from qwen_tool.tools import Executor, Tool
-
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>")
-
 
 # ---------------------------------------------------------------- sampling backends
 
@@ -51,16 +49,6 @@ class Sampler(Protocol):
     def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]: ...
 
 
-def stop_token_ids(tokenizer: Any) -> list[int]:
-    """EOS plus every known end-of-turn token in the vocabulary."""
-    vocab = tokenizer.get_vocab()
-    ids = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
-    if isinstance(tokenizer.eos_token_id, int):
-        ids.add(tokenizer.eos_token_id)
-    if not ids:
-        raise QwenToolError("the tokenizer has no EOS or end-of-turn token, so sampling cannot stop; "
-                            "fix: set tokenizer.eos_token")
-    return sorted(ids)
 
 
 class TransformersSampler:

@@ -24,14 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_tool import QwenToolError
 from qwen_tool.log import logger
+from qwen_tool.models import stop_token_ids
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
-                      "<|return|>", "<|call|>")
-"""Tokens that end an assistant turn in the chat markups we know; those in the vocabulary stop generation."""
 
 
 class EngineBusy(QwenToolError):
@@ -123,16 +120,6 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS plus every known end-of-turn token of the vocabulary."""
-    vocab = tokenizer.get_vocab()
-    ids = {vocab[token] for token in END_OF_TURN_TOKENS if token in vocab}
-    if isinstance(tokenizer.eos_token_id, int):
-        ids.add(tokenizer.eos_token_id)
-    if not ids:
-        raise QwenToolError("the tokenizer has no EOS and no known end-of-turn token, so generation cannot stop; "
-                            "fix: set tokenizer.eos_token")
-    return sorted(ids)
 
 
 def stop_holdback(text: str, stops: Sequence[str]) -> int:
