@@ -67,7 +67,8 @@ def main() -> None:
     lengths = [len(e["input_ids"]) for e in ours_examples]
     common = dict(per_device_train_batch_size=args.examples_per_device, gradient_accumulation_steps=args.accumulation,
                   max_steps=args.steps, report_to=[], save_strategy="no", logging_steps=1000,
-                  train_sampling_strategy="sequential", use_cpu=True, bf16=False, learning_rate=1e-5)
+                  train_sampling_strategy="sequential", use_cpu=True, bf16=False, learning_rate=1e-5,
+                  activation_checkpointing=False)  # TRL turns it on by default; the same setting for both
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(args.model)

@@ -96,20 +96,14 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
 
 def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
              internal_eval: str | None, internal_limit: int | None = None) -> dict[str, Any]:
-    """BFCL categories (each with its own limit) and the internal held-out suite, merged into one metrics dict."""
+    """BFCL categories (each with its own limit) and the internal held-out suite, in one metrics dict."""
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.runner import run_bfcl
 
     backend = load_backend(model)
     cache = out_dir.parent / ".generation-cache"
-    merged: dict[str, Any] = {"model": model, "categories": {}, "limits": limits}
-    groups: dict[int | None, list[str]] = {}
-    for category in cfg.eval.categories:
-        groups.setdefault(limits.get(category), []).append(category)
-    for limit, categories in groups.items():
-        result = run_bfcl(model, categories, limit, out_dir / f"bfcl-limit-{limit or 'all'}", backend=backend,
-                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache)
-        merged["categories"].update(result["categories"])
+    merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
+                      batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache)
     if internal_eval and cfg.eval.internal:
         from qwen_tool.eval.runner import run_internal
 

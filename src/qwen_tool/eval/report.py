@@ -48,9 +48,10 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
     rows = []
     for category in _categories(results):
         values = [results[label].get("categories", {}).get(category, {}).get("accuracy") for label in labels]
-        n = next((results[label]["categories"][category]["n"] for label in labels
-                  if category in results[label].get("categories", {})), 0)
-        row = [category, str(n), *[_pct(v) for v in values]]
+        # Runs may score different subsets (a capped baseline, say): show each run's n, once if they agree.
+        counts = [str(results[label].get("categories", {}).get(category, {}).get("n", "–")) for label in labels]
+        n = counts[0] if len(set(counts)) == 1 else " / ".join(counts)
+        row = [category, n, *[_pct(v) for v in values]]
         if delta:
             row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
         rows.append(row)

@@ -161,13 +161,14 @@ def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, toke
     return outcomes
 
 
-def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | None = None,
+def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | dict[str, int | None] | None = None,
              out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
              tool_format: str | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
              cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate `model` on BFCL single-turn categories and write outcomes.jsonl and metrics.json into `out_dir`.
 
-    `limit` keeps the first `limit` entries of each category in id order (a fixed subset). `backend`, `tokenizer`,
+    `limit` keeps the first `limit` entries of each category in id order (a fixed subset); a dict gives each category
+    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`,
     `tool_format` default to the model's own (from the registry); tests pass scripted ones. Generations are cached in
     `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by model, prompt and settings.
     """
@@ -178,7 +179,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | N
     if unknown:
         choices = ", ".join((*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES))
         raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices}")
-    if limit is not None and limit < 1:
+    limits = limit if isinstance(limit, dict) else {category: limit for category in categories}
+    if any(value is not None and value < 1 for value in limits.values()):
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,12 +199,13 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | N
             settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
                                           batch_size=batch_size)
             tick = time.perf_counter()
-            episodes = run_bfcl_multi_turn(category, limit, backend, tokenizer, codec, settings, cache, progress)
+            episodes = run_bfcl_multi_turn(category, limits.get(category), backend, tokenizer, codec, settings, cache,
+                                           progress)
             generation_seconds += time.perf_counter() - tick
             generated_tokens += sum(o.new_tokens for o in episodes)
             outcomes.extend(episodes)
             continue
-        examples = bfcl.load_category(category, limit)
+        examples = bfcl.load_category(category, limits.get(category))
         prompts: list[str | None] = []
         tools_per_example = []
         for example in examples:
