@@ -243,13 +243,14 @@ class ResolvedModel:
     tool_format: str
 
 
-def _format_from_config(path: Path, name: str) -> str:
+def _format_from_config(path: Path | None, name: str) -> str:
+    """Tool format from name hints, else from `config.json` in `path` (a local directory), else hermes."""
     lowered = name.lower()
     for hint, fmt in _FORMAT_BY_NAME_HINT:
         if hint in lowered:
             return fmt
-    config_file = path / "config.json"
-    if config_file.is_file():
+    config_file = path / "config.json" if path is not None else None
+    if config_file is not None and config_file.is_file():
         try:
             model_type = json.loads(config_file.read_text()).get("model_type", "")
         except json.JSONDecodeError:
@@ -278,7 +279,7 @@ def resolve(name: str) -> ResolvedModel:
         return ResolvedModel(name, str(path), "local", fmt)
     if path.exists() or name.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"{name!r} is not a directory; fix: pass a model directory, hub id or built-in name")
-    return ResolvedModel(name, name, "hub", _format_from_config(Path("/nonexistent"), name))
+    return ResolvedModel(name, name, "hub", _format_from_config(None, name))
 
 
 def tool_format_for(name: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
@@ -157,11 +158,6 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
     )
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
-
-
 def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
     """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path."""
     from qwen_tool.data.schema import read_any
@@ -171,6 +167,8 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
         raise QwenToolError("no training data given; fix: set data=PATH (e.g. from `qwen-tool data synth`)")
     fmt = cfg.tool_format or resolve(cfg.model).tool_format
     trajectories, report = read_any(cfg.data, skip_invalid=cfg.skip_invalid)
+    if report.skipped:
+        logger.warning("Skipped %d invalid lines of %s (first: %s)", report.skipped, cfg.data, report.errors[0])
     random.Random(cfg.seed).shuffle(trajectories)
     if cfg.max_examples is not None:
         trajectories = trajectories[: cfg.max_examples]
@@ -181,7 +179,7 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
                 "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
     model = load_model(cfg.model)
     trainer = build_trainer(cfg, model, tokenizer, examples)
-    checkpoint = _last_checkpoint(cfg.output_dir) if resume else None
+    checkpoint = get_last_checkpoint(cfg.output_dir) if resume and Path(cfg.output_dir).is_dir() else None
     if resume and checkpoint is None:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
