@@ -559,9 +559,12 @@ def eval_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Built-in name, local directory or hub id.")] = (
         "smollm2-135m-instruct"),
-    suite: Annotated[str, typer.Option("--suite", help="bfcl, or internal (held-out trajectories, needs --data).")
+    suite: Annotated[str, typer.Option("--suite", help="bfcl, internal (held-out trajectories, needs --data) or "
+                                       "robustness (internal under the five RoTBench noise levels, needs --data).")
                      ] = "bfcl",
-    data: Annotated[Path | None, typer.Option("--data", help="Held-out JSONL for --suite internal.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Held-out JSONL for --suite internal/robustness.")
+                    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed for --suite robustness.")] = 0,
     categories: Annotated[str | None, typer.Option(
         "--categories", help="Comma-separated BFCL categories (default: every single-turn category; "
         "multi_turn_base runs through ToolEnv).")] = None,
@@ -581,18 +584,30 @@ def eval_command(
     from qwen_tool.eval.report import write_report
     from qwen_tool.eval.runner import run_bfcl, run_internal
 
-    if suite not in ("bfcl", "internal"):
-        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl or --suite internal (robustness is not "
-                            "available yet)")
-    if suite == "internal" and data is None:
-        raise QwenToolError("--suite internal needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
-                            "synth`")
+    if suite not in ("bfcl", "internal", "robustness"):
+        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl, internal or robustness")
+    if suite in ("internal", "robustness") and data is None:
+        raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
+                            "synth --eval-out`")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     label = Path(model).name or model
     run_dir = out_dir or Path("results") / f"{label}-{suite}"
+    if suite == "robustness":
+        from qwen_tool.eval.robustness import run_robustness
+
+        result = run_robustness(model, data, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+                                limit=limit, max_new_tokens=max_new_tokens or 256, seed=seed)
+        table = Table(title=f"{label}: internal suite under RoTBench noise (seed {seed})")
+        for column in ("level", "TS %", "PI %", "CF %", "n"):
+            table.add_column(column)
+        for level, scores in result["levels"].items():
+            table.add_row(level, *[f"{100 * scores[k]:.1f}" for k in ("TS", "PI", "CF")], str(scores["n"]))
+        out.print(table)
+        out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
+        return
     if suite == "internal":
         summary = run_internal(model, data, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
                                limit=limit, max_new_tokens=max_new_tokens or 256)["summary"]

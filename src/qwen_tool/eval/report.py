@@ -29,8 +29,60 @@ INTERNAL_ROWS = [
 ]
 
 
+ROBUSTNESS_METRICS = ("TS", "PI", "CF")
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def robustness_levels(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-noise-level metrics a result carries: a robustness run's own `levels`, or a `robustness` entry."""
+    if metrics.get("suite") == "robustness":
+        return metrics.get("levels", {})
+    return metrics.get("robustness", {}).get("levels", {})
+
+
+def robustness_table(results: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per noise level, TS/PI/CF in % per run (run-prefixed when several), and n."""
+    labels = [label for label, m in results.items() if robustness_levels(m)]
+    prefix = len(labels) > 1
+    header = ["level", *[f"{label} {k}" if prefix else k for label in labels for k in ROBUSTNESS_METRICS], "n"]
+    levels: list[str] = []
+    for label in labels:
+        levels.extend(level for level in robustness_levels(results[label]) if level not in levels)
+    rows = []
+    for level in levels:
+        cells = [robustness_levels(results[label]).get(level, {}) for label in labels]
+        counts = [str(cell.get("n", "–")) for cell in cells]
+        rows.append([level, *[_pct(cell.get(k)) for cell in cells for k in ROBUSTNESS_METRICS],
+                     counts[0] if len(set(counts)) == 1 else " / ".join(counts)])
+    return header, rows
+
+
+def robustness_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Noise curves: x = noise level, one line per metric (TS, PI, CF) and run, y in %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, m in results.items() if robustness_levels(m)]
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for label, style in zip(labels, ("-", "--", ":", "-."), strict=False):
+        levels = robustness_levels(results[label])
+        for key, marker in zip(ROBUSTNESS_METRICS, "osd", strict=True):
+            values = [100 * levels[level][key] if levels[level].get(key) is not None else float("nan")
+                      for level in levels]
+            ax.plot(list(levels), values, style, marker=marker, label=f"{label} {key}" if len(labels) > 1 else key)
+    ax.set_xlabel("noise level (RoTBench)")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.set_title("Robustness to tool-name noise")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _categories(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -71,6 +123,7 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
             if delta:
                 row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
             internal.append(row)
+    robustness_header, robustness = robustness_table(results)
     errors_header = ["run", "category", "most frequent error categories"]
     errors = []
     for label in labels:
@@ -87,6 +140,7 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
         ("BFCL accuracy per category (%)", header, rows),
         ("Summary (%)", summary_header, summary),
         ("Internal held-out suite (%)", summary_header, internal),
+        ("Robustness: internal suite under RoTBench noise (%)", robustness_header, robustness),
         ("Errors", errors_header, errors),
     ]
 
@@ -148,7 +202,8 @@ def _html(title: str, tables: list[tuple[str, list[str], list[list[str]]]], char
 def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, title: str = "Evaluation report",
                  outcomes: dict[str, str | Path] | None = None,
                  stage_seconds: dict[str, float] | None = None) -> Path:
-    """Write report.md, report.html and bfcl_categories.png into `run_dir`; return the path of report.md.
+    """Write report.md, report.html and bfcl_categories.png (robustness.png when a result carries noise levels)
+    into `run_dir`; return the path of report.md.
 
     `results` maps a run label (e.g. "baseline", "trained") to the metrics `run_bfcl` returned. `metrics.json`
     gets `{"runs": results}`, except for a single run reported in its own directory, whose metrics.json is kept.
@@ -175,6 +230,9 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
     if _categories(results):
         _category_chart(results, out / "bfcl_categories.png")
         charts.append("bfcl_categories.png")
+    if any(robustness_levels(m) for m in results.values()):
+        robustness_chart(results, out / "robustness.png")
+        charts.append("robustness.png")
     tables = _tables(results)
     if stage_seconds:
         tables.append(("Stage wall times", ["stage", "seconds"],
