@@ -191,6 +191,8 @@ class SFTTrainingConfig:
     """Up-weight key tokens (diverging tool-name tokens, argument tokens) by clip(|NK|/|K|, 1, w_max)."""
     w_max: float = 9.0
     """Upper clip of the PKT weight (the paper uses 9)."""
+    pkt_decision: bool = False
+    """Our extension, not the paper's: also treat each assistant turn's first token (call or answer in text) as key."""
     epochs: float = 1.0
     """Passes over the data."""
     learning_rate: float = 1e-4

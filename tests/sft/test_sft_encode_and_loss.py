@@ -11,7 +11,7 @@ from trl import SFTConfig, SFTTrainer
 from qwen_tool.config import SFTTrainingConfig
 from qwen_tool.sft.tokenize import IGNORE_INDEX, encode_trajectory
 from qwen_tool.sft.trainer import ToolSFTTrainer, WeightedCollator, build_trainer
-from qwen_tool.sft.weights import pkt_turn_weight
+from qwen_tool.sft.weights import pkt_turn_weight, predicted_positions
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
 TOOLS = [
@@ -152,13 +152,17 @@ def test_tool_result_and_masked_turn_positions_get_zero_gradient(tokenizer, tmp_
     captured = {}
 
     def keep_logits(module, args, output):
-        output.logits.retain_grad()
-        captured["logits"] = output.logits
+        output.retain_grad()
+        captured["logits"] = output
 
-    handle = model.register_forward_hook(keep_logits)
+    handle = model.lm_head.register_forward_hook(keep_logits)
     trainer.compute_loss(model, batch).backward()
     handle.remove()
-    grad_T = captured["logits"].grad[0].abs().sum(-1)  # (T,) gradient reaching the logits of each position
+    # The LM head runs only at positions that predict a trained token; every other position gets no gradient at all.
+    positions_P = predicted_positions(batch["labels"])
+    assert captured["logits"].shape[1] == len(positions_P) < batch["labels"].shape[1] - 1
+    grad_T = torch.zeros(batch["labels"].shape[1])
+    grad_T[positions_P] = captured["logits"].grad[0].abs().sum(-1)  # gradient reaching the logits of each position
     text = tokenizer.decode(example.input_ids)
     ids = example.input_ids
     # Logits at position t predict token t+1: collect positions that predict tool-result or erroneous-turn tokens.
@@ -195,3 +199,20 @@ def test_trainer_is_our_subclass(tokenizer, tmp_path):
     trainer = build_trainer(SFTTrainingConfig(output_dir=str(tmp_path)), tiny_model(), tokenizer,
                             [encode_trajectory(TRAJECTORY, tokenizer, "hermes").to_dict()], report_to=[])
     assert isinstance(trainer, ToolSFTTrainer)
+
+
+def test_pkt_decision_makes_each_turns_first_token_key(tokenizer):
+    plain = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True)
+    decided = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True, pkt_decision=True)
+    assert decided.input_ids == plain.input_ids
+    added = [i for i, (a, b) in enumerate(zip(plain.key_mask, decided.key_mask, strict=True)) if b and not a]
+    # One new key token per assistant turn: the two calls open with "<tool_call>", the answer with its first word.
+    firsts = [tokenizer.decode([decided.input_ids[i]]).strip() for i in added]
+    assert len(firsts) == 3 and all(first for first in firsts)
+    assert [opening.startswith(first) for opening, first in zip(("<tool_call>", "<tool_call>", "AAPL"), firsts,
+                                                                  strict=True)] == [True, True, True]
+    # The text answer now has one key token among its n trained tokens: weight clip((n − 1) / 1, 1, 9).
+    answer = added[-1]
+    trained_after = [i for i in range(answer, len(decided.labels)) if decided.labels[i] != IGNORE_INDEX]
+    assert decided.loss_weights[answer] == pytest.approx(min(len(trained_after) - 1, 9.0))
+    assert plain.loss_weights[answer] == 1.0

@@ -10,10 +10,12 @@ import torch
 from qwen_tool.sft.weights import (
     name_key_offsets,
     pkt_turn_weight,
+    predicted_positions,
     token_containing,
     token_ranges_overlapping,
     weight_normaliser,
     weighted_nll_sum,
+    weighted_nll_sum_at,
 )
 
 
@@ -62,3 +64,18 @@ def test_weighted_nll_by_hand():
     logits = torch.tensor([[[0.0, 20.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
     labels = torch.tensor([[-100, 1, -100, -100]])
     assert weighted_nll_sum(logits, labels, torch.ones(1, 4)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_from_kept_positions_only_by_hand():
+    # Two rows of 5 tokens; labels at t+1 are trained at t = 1, 2 (row 0) and t = 2 (row 1) → positions [1, 2].
+    labels = torch.tensor([[-100, -100, 4, 1, -100], [-100, -100, -100, 0, -100]])
+    weights = torch.tensor([[0.0, 0.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 7.0, 0.0]])
+    positions = predicted_positions(labels)
+    assert positions.tolist() == [1, 2]
+    # Uniform logits over a vocabulary of 5: every NLL is log 5; Σ w·NLL = (2 + 1 + 7)·log 5.
+    kept = torch.zeros(2, 2, 5)
+    assert weighted_nll_sum_at(kept, labels, weights, positions).item() == pytest.approx(10 * math.log(5))
+    # The same as projecting every position.
+    full = torch.randn(2, 5, 5)
+    assert weighted_nll_sum_at(full[:, positions], labels, weights, positions).item() == pytest.approx(
+        weighted_nll_sum(full, labels, weights).item())

@@ -54,9 +54,11 @@ def _pieces(rendered: RenderedChat) -> list[tuple[int, int, Segment | None]]:
     return pieces
 
 
-def _key_tokens(segment: Segment, text: str, offsets: list[tuple[int, int]], tool_names: list[str]) -> set[int]:
-    """Key token indexes (into `offsets`, absolute character offsets) of one trained assistant segment."""
-    keys: set[int] = set()
+def _key_tokens(segment: Segment, text: str, offsets: list[tuple[int, int]], tool_names: list[str],
+                decision: bool = False) -> set[int]:
+    """Key token indexes (into `offsets`, absolute character offsets) of one trained assistant segment; with
+    `decision`, also its first token (whether the turn calls a tool or answers in text)."""
+    keys: set[int] = {0} if decision and offsets else set()
     for span in segment.spans:
         if span.kind == "name":
             name = text[span.start:span.end]
@@ -77,6 +79,7 @@ def encode_trajectory(
     mae: bool = True,
     pkt: bool = True,
     w_max: float = 9.0,
+    pkt_decision: bool = False,
     max_length: int | None = None,
 ) -> EncodedExample:
     """Tokenise one trajectory with exact labels and MAE/PKT weights (see the module docstring)."""
@@ -96,7 +99,7 @@ def encode_trajectory(
         ids = encoded["input_ids"]
         offsets = [(a + start, b + start) for a, b in encoded["offset_mapping"]]
         masked = segment is None or (mae and bool(messages[segment.message_index].get("erroneous")))
-        keys = set() if segment is None else _key_tokens(segment, rendered.text, offsets, tool_names)
+        keys = set() if segment is None else _key_tokens(segment, rendered.text, offsets, tool_names, pkt_decision)
         key_weight = pkt_turn_weight(len(keys), len(ids) - len(keys), w_max) if pkt else 1.0
         for index, token_id in enumerate(ids):
             is_key = index in keys

@@ -2,9 +2,10 @@
 
 `qwen-tool train sft` → `train_sft(cfg)` → `ToolSFTTrainer.train()` → `compute_loss` → `weighted_nll_sum / Σw`.
 
-Hooks used: the data collator (pads `loss_weights` beside `labels`), `compute_loss` (the weighted loss), and
-`get_batch_samples` (the normaliser Σw over the whole accumulated batch, so 4×2 accumulation equals 8×1, as
-transformers already does for token counts). `loss_is_scaled_for_ga` says the loss is already normalised.
+Hooks used: the data collator (pads `loss_weights` beside `labels`), `compute_loss` (the weighted loss, with the LM
+head applied only at trained positions), and `get_batch_samples` (the normaliser Σw over the whole accumulated batch,
+so 4×2 accumulation equals 8×1, as transformers already does for token counts). `loss_is_scaled_for_ga` says the loss
+is already normalised.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from qwen_tool import QwenToolError
 from qwen_tool.config import SFTTrainingConfig, to_dict
 from qwen_tool.log import console, logger
 from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
-from qwen_tool.sft.weights import weight_normaliser, weighted_nll_sum
+from qwen_tool.sft.weights import predicted_positions, weight_normaliser, weighted_nll_sum, weighted_nll_sum_at
 
 
 @dataclass
@@ -62,13 +63,28 @@ class ToolSFTTrainer(SFTTrainer):
             num_items = total.to(device)
         return batches, num_items
 
+    def _projects_only_kept_logits(self, model: Any) -> bool:
+        """Whether the model's forward takes `logits_to_keep` (most transformers causal LMs do), so the LM head runs
+        only where a token is trained (~10% of a tool trajectory)."""
+        import inspect
+
+        base = self.accelerator.unwrap_model(model)
+        base = base.get_base_model() if hasattr(base, "get_base_model") else base
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
         inputs = dict(inputs)
         labels_BT = inputs.pop("labels")
         weights_BT = inputs.pop("loss_weights")
-        outputs = model(**inputs, use_cache=False)
+        if self._projects_only_kept_logits(model):
+            positions_P = predicted_positions(labels_BT)
+            outputs = model(**inputs, use_cache=False, logits_to_keep=positions_P)
+            nll_sum = weighted_nll_sum_at(outputs.logits, labels_BT, weights_BT, positions_P)
+        else:
+            outputs = model(**inputs, use_cache=False)
+            nll_sum = weighted_nll_sum(outputs.logits, labels_BT, weights_BT)
         normaliser = num_items_in_batch if num_items_in_batch is not None else weight_normaliser(labels_BT, weights_BT)
-        loss = weighted_nll_sum(outputs.logits, labels_BT, weights_BT) / torch.as_tensor(normaliser).clamp(min=1e-8)
+        loss = nll_sum / torch.as_tensor(normaliser).clamp(min=1e-8)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.args.world_size > 1:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; the normaliser was global
         return (loss, outputs) if return_outputs else loss
@@ -83,6 +99,7 @@ def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str, cfg: SFTT
     for trajectory in track(trajectories, description="Tokenising", console=console, transient=True):
         try:
             example = encode_trajectory(trajectory, tokenizer, fmt, mae=cfg.mae, pkt=cfg.pkt, w_max=cfg.w_max,
+                                        pkt_decision=cfg.pkt_decision,
                                         max_length=cfg.max_length)
         except EncodingError as exc:
             reason = "too long" if "max_length" in str(exc) else "unencodable"

@@ -64,18 +64,36 @@ def token_containing(offsets: Sequence[tuple[int, int]], position: int) -> int |
     return None
 
 
+def predicted_positions(labels_BT: torch.Tensor) -> torch.Tensor:
+    """Positions t (0 ≤ t < T−1) whose logits predict a trained token in some row: labels[b, t+1] ≠ −100.
+
+    Only about a tenth of a tool trajectory's tokens are trained, so computing the vocabulary projection at these
+    positions alone (`logits_to_keep`) skips most of the LM head and its softmax. Example: labels of one row
+    [−100, −100, 7, 8, −100] → positions [1, 2].
+    """
+    return labels_BT[:, 1:].ne(-100).any(dim=0).nonzero().squeeze(-1)
+
+
+def weighted_nll_sum_at(logits_BPV: torch.Tensor, labels_BT: torch.Tensor, weights_BT: torch.Tensor,
+                        positions_P: torch.Tensor) -> torch.Tensor:
+    """Σ_{t ∈ P} w_{t+1} · (−log p(y_{t+1} | y_≤t)) from logits computed only at positions P (logits[:, i] belongs
+    to position P[i]); labels −100 contribute nothing whatever their weight."""
+    targets_BP = labels_BT[:, positions_P + 1]
+    weights_BP = weights_BT[:, positions_P + 1].to(torch.float32)
+    logits = logits_BPV.float()
+    nll_BP = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets_BP.reshape(-1), ignore_index=-100,
+                             reduction="none").view_as(targets_BP)
+    return (nll_BP * weights_BP * targets_BP.ne(-100)).sum()
+
+
 def weighted_nll_sum(logits_BTV: torch.Tensor, labels_BT: torch.Tensor, weights_BT: torch.Tensor) -> torch.Tensor:
     """Σ_t w_t · (−log p(y_t | y_<t)) over all positions, with the causal shift (logits at t predict labels at t+1).
 
     Positions with label −100 contribute nothing whatever their weight. Divide by Σ w (the PKT normaliser, computed
     over the whole accumulated batch) to get the loss; with every weight 1 that is the plain mean token NLL.
     """
-    logits = logits_BTV[:, :-1, :].float()
-    labels = labels_BT[:, 1:]
-    weights = weights_BT[:, 1:].to(logits.dtype)
-    nll_BT = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                             reduction="none").view_as(labels)
-    return (nll_BT * weights * labels.ne(-100)).sum()
+    every_position = torch.arange(labels_BT.shape[1] - 1, device=labels_BT.device)
+    return weighted_nll_sum_at(logits_BTV[:, :-1, :], labels_BT, weights_BT, every_position)
 
 
 def weight_normaliser(labels_BT: torch.Tensor, weights_BT: torch.Tensor) -> torch.Tensor:
