@@ -191,8 +191,9 @@ class SFTTrainingConfig:
     """Up-weight key tokens (diverging tool-name tokens, argument tokens) by clip(|NK|/|K|, 1, w_max)."""
     w_max: float = 9.0
     """Upper clip of the PKT weight (the paper uses 9)."""
-    pkt_decision: bool = False
-    """Our extension, not the paper's: also treat each assistant turn's first token (call or answer in text) as key."""
+    decision_weight: float = 1.0
+    """Our extension, not the paper's: loss weight of each assistant turn's first token (call or text answer), the same
+    for both, so the call-or-answer decision is learned faster without being tilted; 1 is the paper."""
     epochs: float = 1.0
     """Passes over the data."""
     learning_rate: float = 1e-4
@@ -229,6 +230,9 @@ class SFTTrainingConfig:
     """Seed of shuffling, dropout and initialisation."""
 
     def __post_init__(self) -> None:
+        if self.decision_weight < 1.0:
+            raise ValueError(f"decision_weight must be at least 1 (1 leaves the first token alone), got "
+                             f"{self.decision_weight}")
         if not 1.0 <= self.w_max:
             raise ValueError(f"w_max must be at least 1 (it is the upper clip of a weight ≥ 1), got {self.w_max}")
         for name in ("examples_per_device", "gradient_accumulation", "max_length", "logging_steps", "save_steps"):

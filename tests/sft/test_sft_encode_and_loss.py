@@ -201,18 +201,15 @@ def test_trainer_is_our_subclass(tokenizer, tmp_path):
     assert isinstance(trainer, ToolSFTTrainer)
 
 
-def test_pkt_decision_makes_each_turns_first_token_key(tokenizer):
+def test_decision_weight_sets_the_first_token_of_each_trained_turn(tokenizer):
     plain = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True)
-    decided = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True, pkt_decision=True)
-    assert decided.input_ids == plain.input_ids
-    added = [i for i, (a, b) in enumerate(zip(plain.key_mask, decided.key_mask, strict=True)) if b and not a]
-    # One new key token per assistant turn: the two calls open with "<tool_call>", the answer with its first word.
-    firsts = [tokenizer.decode([decided.input_ids[i]]).strip() for i in added]
-    assert len(firsts) == 3 and all(first for first in firsts)
-    assert [opening.startswith(first) for opening, first in zip(("<tool_call>", "<tool_call>", "AAPL"), firsts,
-                                                                  strict=True)] == [True, True, True]
-    # The text answer now has one key token among its n trained tokens: weight clip((n − 1) / 1, 1, 9).
-    answer = added[-1]
-    trained_after = [i for i in range(answer, len(decided.labels)) if decided.labels[i] != IGNORE_INDEX]
-    assert decided.loss_weights[answer] == pytest.approx(min(len(trained_after) - 1, 9.0))
-    assert plain.loss_weights[answer] == 1.0
+    decided = encode_trajectory(TRAJECTORY, tokenizer, "hermes", mae=True, pkt=True, decision_weight=5.0)
+    assert decided.input_ids == plain.input_ids and decided.key_mask == plain.key_mask
+    changed = [i for i, (a, b) in enumerate(zip(plain.loss_weights, decided.loss_weights, strict=True)) if a != b]
+    # Two trained turns (the corrected call and the text answer; the erroneous call stays masked by MAE), and each
+    # changes at its first token only, to 5 whether it calls or answers.
+    assert [decided.loss_weights[i] for i in changed] == [5.0, 5.0]
+    firsts = [tokenizer.decode([decided.input_ids[i]]).strip() for i in changed]
+    assert "<tool_call>".startswith(firsts[0]) and "AAPL".startswith(firsts[1]) and all(firsts)
+    assert all(decided.labels[i - 1] == IGNORE_INDEX for i in changed)  # each opens its turn
+    assert encode_trajectory(TRAJECTORY, tokenizer, "hermes", decision_weight=1.0).loss_weights == plain.loss_weights

@@ -54,11 +54,9 @@ def _pieces(rendered: RenderedChat) -> list[tuple[int, int, Segment | None]]:
     return pieces
 
 
-def _key_tokens(segment: Segment, text: str, offsets: list[tuple[int, int]], tool_names: list[str],
-                decision: bool = False) -> set[int]:
-    """Key token indexes (into `offsets`, absolute character offsets) of one trained assistant segment; with
-    `decision`, also its first token (whether the turn calls a tool or answers in text)."""
-    keys: set[int] = {0} if decision and offsets else set()
+def _key_tokens(segment: Segment, text: str, offsets: list[tuple[int, int]], tool_names: list[str]) -> set[int]:
+    """Key token indexes (into `offsets`, absolute character offsets) of one trained assistant segment."""
+    keys: set[int] = set()
     for span in segment.spans:
         if span.kind == "name":
             name = text[span.start:span.end]
@@ -79,7 +77,7 @@ def encode_trajectory(
     mae: bool = True,
     pkt: bool = True,
     w_max: float = 9.0,
-    pkt_decision: bool = False,
+    decision_weight: float = 1.0,
     max_length: int | None = None,
 ) -> EncodedExample:
     """Tokenise one trajectory with exact labels and MAE/PKT weights (see the module docstring)."""
@@ -99,7 +97,7 @@ def encode_trajectory(
         ids = encoded["input_ids"]
         offsets = [(a + start, b + start) for a, b in encoded["offset_mapping"]]
         masked = segment is None or (mae and bool(messages[segment.message_index].get("erroneous")))
-        keys = set() if segment is None else _key_tokens(segment, rendered.text, offsets, tool_names, pkt_decision)
+        keys = set() if segment is None else _key_tokens(segment, rendered.text, offsets, tool_names)
         key_weight = pkt_turn_weight(len(keys), len(ids) - len(keys), w_max) if pkt else 1.0
         for index, token_id in enumerate(ids):
             is_key = index in keys
@@ -110,7 +108,7 @@ def encode_trajectory(
                 weights.append(0.0)
             else:
                 labels.append(token_id)
-                weights.append(key_weight if is_key else 1.0)
+                weights.append(decision_weight if index == 0 else key_weight if is_key else 1.0)
     if max_length is not None and len(input_ids) > max_length:
         raise EncodingError(f"trajectory is {len(input_ids)} tokens, over max_length {max_length}; "
                             "fix: raise max_length or drop long examples")

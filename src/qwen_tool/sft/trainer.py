@@ -99,7 +99,7 @@ def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str, cfg: SFTT
     for trajectory in track(trajectories, description="Tokenising", console=console, transient=True):
         try:
             example = encode_trajectory(trajectory, tokenizer, fmt, mae=cfg.mae, pkt=cfg.pkt, w_max=cfg.w_max,
-                                        pkt_decision=cfg.pkt_decision,
+                                        decision_weight=cfg.decision_weight,
                                         max_length=cfg.max_length)
         except EncodingError as exc:
             reason = "too long" if "max_length" in str(exc) else "unencodable"
