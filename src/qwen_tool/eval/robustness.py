@@ -20,20 +20,8 @@ from qwen_tool.data.augment import augment_all
 from qwen_tool.env.noise import NOISE_LEVELS
 from qwen_tool.eval.generation import Backend, load_backend
 from qwen_tool.eval.report import robustness_chart, robustness_table
-from qwen_tool.eval.runner import run_internal
+from qwen_tool.eval.runner import read_held_out, run_internal
 from qwen_tool.log import logger
-
-
-def read_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """The first `limit` records (all when None) of a held-out JSONL."""
-    path = Path(path)
-    if not path.is_file():
-        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth "
-                            "--eval-out`")
-    if limit is not None and limit < 1:
-        raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return records[:limit] if limit is not None else records
 
 
 def write_noised(records: list[dict[str, Any]], level: str, seed: int, path: Path) -> Path:
@@ -68,7 +56,9 @@ def run_robustness(model: str, records_path: str | Path, out_dir: str | Path, *,
     if unknown or not levels:
         raise QwenToolError(f"unknown noise levels {unknown or '(none given)'}; fix: choose from "
                             f"{', '.join(NOISE_LEVELS)}")
-    records = read_records(records_path, limit)
+    if limit is not None and limit < 1:
+        raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
+    records = read_held_out(records_path, limit)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"

@@ -269,6 +269,16 @@ def decision_points(record: dict[str, Any]) -> list[tuple[list[dict[str, Any]], 
     return points
 
 
+def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first `limit` records (all when None) of a held-out JSONL."""
+    path = Path(path)
+    if not path.is_file():
+        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth "
+                            "--eval-out`")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return records[:limit] if limit is not None else records
+
+
 def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
                  tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
                  max_new_tokens: int = 256, limit: int | None = None, cache_dir: str | Path | None = None,
@@ -280,11 +290,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
     """
     from qwen_tool.models import load_tokenizer, tool_format_for
 
-    path = Path(records_path)
-    if not path.is_file():
-        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth`")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = records[:limit] if limit is not None else records
+    records = read_held_out(records_path, limit)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tool_format = tool_format or tool_format_for(model)
