@@ -575,6 +575,9 @@ def eval_command(
     max_new_tokens: Annotated[int | None, typer.Option(
         "--max-new-tokens", help="Cap per answer (default 160, 384 for parallel categories).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, transformers or vllm.")] = "auto",
+    prefill_dtype: Annotated[str, typer.Option(
+        "--prefill-dtype", help="transformers backend: float32, or bfloat16 for a faster prompt prefill on CPUs "
+        "with native bf16 (decoding stays float32).")] = "float32",
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
     """Run a benchmark suite and write outcomes.jsonl, metrics.json, report.md/.html into the run directory."""
@@ -595,10 +598,11 @@ def eval_command(
         torch.set_num_threads(threads)
     label = Path(model).name or model
     run_dir = out_dir or Path("results") / f"{label}-{suite}"
+    generator = load_backend(model, backend, prefill_dtype=prefill_dtype)
     if suite == "robustness":
         from qwen_tool.eval.robustness import run_robustness
 
-        result = run_robustness(model, data, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+        result = run_robustness(model, data, run_dir, backend=generator, batch_size=batch_size,
                                 limit=limit, max_new_tokens=max_new_tokens or 256, seed=seed)
         table = Table(title=f"{label}: internal suite under RoTBench noise (seed {seed})")
         for column in ("level", "TS %", "PI %", "CF %", "n"):
@@ -609,7 +613,7 @@ def eval_command(
         out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
         return
     if suite == "internal":
-        summary = run_internal(model, data, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+        summary = run_internal(model, data, run_dir, backend=generator, batch_size=batch_size,
                                limit=limit, max_new_tokens=max_new_tokens or 256)["summary"]
         table = Table(title=f"{label}: internal held-out suite")
         for column in ("metric", "%"):
@@ -620,7 +624,7 @@ def eval_command(
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-    metrics = run_bfcl(model, chosen, limit, run_dir, backend=load_backend(model, backend), batch_size=batch_size,
+    metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
                        max_new_tokens=max_new_tokens)
     report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",
                           outcomes={label: run_dir / "outcomes.jsonl"})

@@ -281,6 +281,9 @@ class EvalStageConfig:
     """Prompts decoded together."""
     max_new_tokens: int = 128
     """Cap on generated tokens per answer."""
+    prefill_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Prompt prefill dtype of the transformers backend; bfloat16 is ~1.7x faster on CPUs with native bf16
+    (AVX512-BF16, AMX); decoding stays in the model's dtype."""
 
 
 @config

@@ -327,7 +327,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     import torch
 
     if not isinstance(dtype, str):
@@ -345,7 +345,7 @@ def load_model(name: str, dtype: str | torch.dtype = "float32", device: str = "c
 
     resolved = resolve(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=_torch_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(dtype))
     except OSError as err:
         if resolved.kind == "hub":
             raise _hub_error(name, err) from err

@@ -100,7 +100,7 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.runner import run_bfcl
 
-    backend = load_backend(model)
+    backend = load_backend(model, prefill_dtype=cfg.eval.prefill_dtype)
     cache = out_dir.parent / ".generation-cache"
     merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
                       batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache)

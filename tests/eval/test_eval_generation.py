@@ -69,6 +69,29 @@ def test_batched_greedy_with_dropped_rows_equals_unbatched_generate(backend: Tra
     assert finished_early >= 1
 
 
+def test_bf16_prefill_hands_a_float32_cache_to_the_float32_decoder() -> None:
+    model, tokenizer = tiny_model(), tiny_tokenizer()
+    exact = TransformersBackend(model, tokenizer, "tiny")
+    mixed = TransformersBackend(model, tokenizer, "tiny", prefill_dtype="bfloat16")
+    assert mixed.model is model and mixed.model.dtype == torch.float32
+    assert mixed.prefill_model.dtype == torch.bfloat16
+    assert mixed.model_id == "tiny+prefill-bfloat16"  # cached generations of the two settings never mix
+    rows = [mixed._encode(p) for p in _prompts(tokenizer, sizes=(2, 7))]
+    with torch.inference_mode():
+        cache, mask_BT, _, first_B = mixed._prefill(rows)
+        exact_cache, exact_mask_BT, _, _ = exact._prefill(rows)
+        bf16_logits = [mixed.prefill_model(input_ids=torch.tensor([row])).logits[0, -1] for row in rows]
+    assert torch.equal(mask_BT, exact_mask_BT)
+    for layer, exact_layer in zip(cache.layers, exact_cache.layers, strict=True):
+        assert layer.keys.dtype == torch.float32 and layer.values.dtype == torch.float32
+        torch.testing.assert_close(layer.keys, exact_layer.keys, rtol=0.05, atol=0.05)
+        assert not torch.equal(layer.keys, exact_layer.keys)  # it really was computed in bf16
+    assert first_B.tolist() == [int(logits.argmax()) for logits in bf16_logits]
+    generations = mixed.generate([tokenizer.decode(r) for r in rows], GenerationSettings(max_new_tokens=6))
+    assert len(generations) == 2
+    assert all(g.new_tokens == 6 or (g.finish_reason == "stop" and g.new_tokens < 6) for g in generations)
+
+
 class ScriptedBackend:
     """Returns fixed texts; counts the prompts it was asked to decode; may fail after some batches."""
 
