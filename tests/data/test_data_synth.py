@@ -135,6 +135,18 @@ def test_irrelevance_and_chat_never_call(records: list[dict]) -> None:
             assert record["messages"][-1]["role"] == "assistant"
 
 
+def test_every_decline_opens_with_the_same_token(records: list[dict]) -> None:
+    """Greedy decoding weighs one opener against `<tool_call>`: declines split over several openers would lose."""
+    from qwen_tool.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    openers = set()
+    for record in records:
+        if record["meta"]["category"] == "irrelevance":
+            openers.add(tokenizer(record["messages"][-1]["content"], add_special_tokens=False)["input_ids"][0])
+    assert len(openers) == 1 and tokenizer.decode(list(openers)) == "I"
+
+
 def test_gold_values_are_stated_in_the_query(records: list[dict]) -> None:
     """Strings in a single call's arguments appear verbatim in the user's words (the model copies, never invents)."""
     checked = 0

@@ -69,10 +69,11 @@ MISSING_LABELS = {
 ASK = ("Sure, which {label} should I use?", "I can do that. What {label} do you mean?",
        "Happy to help. Could you tell me the {label}?", "Before I start, I need the {label}. What is it?")
 TELL = ("{v}", "It's {v}.", "Use {v}.", "The {label} is {v}.", "Oh, {v}.")
+# Every decline opens with the same token ("I"), as in `unseen.refusal`: see there for why.
 REFUSE = ("I'm sorry, but none of the available tools can {task}.",
           "I can't {task} with the functions I have here, so I won't call any of them.",
-          "None of the provided tools fit this request: I'd need a tool to {task}.",
-          "Unfortunately the available functions don't cover this; I'm unable to {task} with them.")
+          "I don't see a provided tool that fits this request: I'd need a tool to {task}.",
+          "I'm unable to {task} with the available functions; they don't cover this.")
 
 
 class SuiteSynthError(QwenToolError):

@@ -248,15 +248,20 @@ def final_answer(tool: DrawnTool, result: dict[str, Any], rng: random.Random) ->
 
 
 def refusal(offered: list[DrawnTool], asked_task: str, rng: random.Random) -> str:
-    """A no-call reply for a query none of the offered tools serves."""
+    """A no-call reply for a query none of the offered tools serves.
+
+    Every wording opens with the same token ("I"). Calls all open with one token too (`<tool_call>`), and greedy
+    decoding compares single tokens: declines spread over several openers would each lose to the call opener even
+    when declining is more likely in total.
+    """
     if offered:
         can = rng.choice(offered[0].concept.tasks)
         options = (
             f"I'm sorry, but none of the available tools can {asked_task}. The tools I have can {can}.",
             f"I can't {asked_task} with the functions available here; they only {can} and similar tasks.",
-            f"None of the provided functions fit this request: I'd need a tool to {asked_task}.",
-            "This request can't be handled by the tools I was given, so I won't call any of them.",
-            f"Unfortunately the available functions don't cover this. I'm unable to {asked_task} with them.",
+            f"I don't see a provided function that fits this request: I'd need a tool to {asked_task}.",
+            "I can't handle this request with the tools I was given, so I won't call any of them.",
+            f"I'm unable to {asked_task} with the available functions; they don't cover this.",
         )
     else:
         options = (f"I don't have a tool to {asked_task}.", "I have no tools available for that request.")
