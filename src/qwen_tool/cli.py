@@ -559,10 +559,11 @@ def eval_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Built-in name, local directory or hub id.")] = (
         "smollm2-135m-instruct"),
-    suite: Annotated[str, typer.Option("--suite", help="bfcl, internal (held-out trajectories, needs --data) or "
+    suite: Annotated[str, typer.Option("--suite", help="bfcl, internal (held-out trajectories, needs --data), "
+                                       "tasks (held-out multi-turn tasks through ToolEnv, needs --data) or "
                                        "robustness (internal under the five RoTBench noise levels, needs --data).")
                      ] = "bfcl",
-    data: Annotated[Path | None, typer.Option("--data", help="Held-out JSONL for --suite internal/robustness.")
+    data: Annotated[Path | None, typer.Option("--data", help="Held-out JSONL for --suite internal/tasks/robustness.")
                     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed for --suite robustness.")] = 0,
     categories: Annotated[str | None, typer.Option(
@@ -585,13 +586,13 @@ def eval_command(
         return
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.report import write_report
-    from qwen_tool.eval.runner import run_bfcl, run_internal
+    from qwen_tool.eval.runner import run_bfcl, run_internal, run_internal_tasks
 
-    if suite not in ("bfcl", "internal", "robustness"):
-        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl, internal or robustness")
-    if suite in ("internal", "robustness") and data is None:
+    if suite not in ("bfcl", "internal", "tasks", "robustness"):
+        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl, internal, tasks or robustness")
+    if suite in ("internal", "tasks", "robustness") and data is None:
         raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
-                            "synth --eval-out`")
+                            "synth --eval-out` (tasks: the main job's data/internal_tasks.jsonl)")
     if threads:
         import torch
 
@@ -612,14 +613,16 @@ def eval_command(
         out.print(table)
         out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
         return
-    if suite == "internal":
-        summary = run_internal(model, data, run_dir, backend=generator, batch_size=batch_size,
-                               limit=limit, max_new_tokens=max_new_tokens or 256)["summary"]
-        table = Table(title=f"{label}: internal held-out suite")
+    if suite in ("internal", "tasks"):
+        runner = run_internal if suite == "internal" else run_internal_tasks
+        summary = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
+                         max_new_tokens=max_new_tokens or 256)["summary"]
+        table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
         for column in ("metric", "%"):
             table.add_column(column)
         for key, value in summary.items():
-            table.add_row(key, f"{100 * value:.1f}" if key != "average_calls" else f"{value:.2f}")
+            average = key in ("average_calls", "average_steps")
+            table.add_row(key, f"{value:.2f}" if average else f"{100 * value:.1f}")
         out.print(table)
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return

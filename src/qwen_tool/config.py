@@ -277,6 +277,8 @@ class EvalStageConfig:
     max_new_tokens, so it is slow)."""
     internal: bool = True
     """Also score the held-out internal suite (TS/PI/CF)."""
+    internal_tasks: bool = True
+    """Also play the held-out multi-turn tasks through ToolEnv (VA, end state, DE, CE)."""
     batch_size: int = 8
     """Prompts decoded together."""
     max_new_tokens: int = 128

@@ -95,8 +95,10 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
 
 
 def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
-             internal_eval: str | None, internal_limit: int | None = None) -> dict[str, Any]:
-    """BFCL categories (each with its own limit) and the internal held-out suite, in one metrics dict."""
+             internal_eval: str | None, internal_limit: int | None = None,
+             internal_tasks: str | None = None) -> dict[str, Any]:
+    """BFCL categories (each with its own limit), the internal held-out suite and its multi-turn tasks, in one
+    metrics dict."""
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.runner import run_bfcl
 
@@ -110,6 +112,12 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
         merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           limit=internal_limit, cache_dir=cache)
+    if internal_tasks and cfg.eval.internal_tasks:
+        from qwen_tool.eval.runner import run_internal_tasks
+
+        merged["internal_tasks"] = run_internal_tasks(
+            model, internal_tasks, out_dir / "internal_tasks", backend=backend, batch_size=cfg.eval.batch_size,
+            max_new_tokens=cfg.eval.max_new_tokens, limit=internal_limit, cache_dir=cache)
     (out_dir / "metrics.json").write_text(json.dumps(merged, indent=2))
     return merged
 
@@ -127,11 +135,12 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
     baseline = run.stage("baseline_eval", lambda: evaluate(cfg.model, run.root / "eval" / "baseline", cfg,
                                                            baseline_limits, data["internal_eval"],
-                                                           cfg.eval.baseline_limit))
+                                                           cfg.eval.baseline_limit, data.get("internal_tasks")))
     sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(run.root / "sft"))
     sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True))})
     trained = run.stage("trained_eval", lambda: evaluate(sft["model"], run.root / "eval" / "trained", cfg,
-                                                         dict(cfg.eval.limits), data["internal_eval"]))
+                                                         dict(cfg.eval.limits), data["internal_eval"],
+                                                         internal_tasks=data.get("internal_tasks")))
     results = {"baseline": baseline, "trained (SFT)": trained}
     if cfg.rl_enabled:
         from qwen_tool.rl.trainer import train_rl
@@ -140,7 +149,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
         rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))})
         results["trained (SFT+RL)"] = run.stage(
             "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
-                                        data["internal_eval"]))
+                                        data["internal_eval"], internal_tasks=data.get("internal_tasks")))
     report = write_report(run.root, results, stage_seconds=run.seconds())
     logger.info("Report: %s", report)
     return Path(report)
@@ -176,7 +185,8 @@ def ablate_sft(cfg: PipelineConfig, limit: int | None = 50) -> Path:
         results[label] = ablation.stage(
             f"eval-{slug}",
             lambda m=trained["model"], s=slug: evaluate(m, ablation.root / "eval" / s, cfg, limits,
-                                                        data["internal_eval"]),
+                                                        data["internal_eval"],
+                                                        internal_tasks=data.get("internal_tasks")),
         )
     return Path(write_report(ablation.root, results, stage_seconds=ablation.seconds(),
                              title="SFT ablation: MAE and PKT"))

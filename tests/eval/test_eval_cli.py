@@ -90,3 +90,16 @@ def test_internal_suite_from_the_cli(tiny_runs, tmp_path) -> None:
           "--backend", "transformers", "--out", str(tmp_path / "internal")])
     metrics = json.loads((tmp_path / "internal" / "metrics.json").read_text())
     assert metrics["decisions"] == 1 and metrics["summary"]["call_timing_recall"] == 0.0  # random model: no call
+
+
+def test_tasks_suite_from_the_cli(tiny_runs, tmp_path) -> None:
+    from qwen_tool.data.suite_synth import synthesize_eval_tasks
+
+    run, _ = tiny_runs
+    data = tmp_path / "tasks.jsonl"
+    data.write_text("".join(json.dumps(task) + "\n" for task in synthesize_eval_tasks(2, seed=1)))
+    _cli(["eval", "--model", str(run.parent / "tiny"), "--suite", "tasks", "--data", str(data),
+          "--max-new-tokens", "4", "--backend", "transformers", "--out", str(tmp_path / "tasks")])
+    metrics = json.loads((tmp_path / "tasks" / "metrics.json").read_text())
+    # a random 4-token model never writes a call: each episode ends at once on its text, a final answer
+    assert metrics["episodes"] == 2 and metrics["summary"]["VA"] == 1.0 and metrics["summary"]["average_steps"] == 1

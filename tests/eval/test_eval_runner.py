@@ -189,3 +189,51 @@ def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:
     # every call names a tool that is not offered: DE = 1, and each episode stops at 20 steps in its first turn
     assert hallucinating["DE"] == 1.0 and hallucinating["CE"] == 0.0 and hallucinating["VA"] == 0.0
     assert hallucinating["accuracy"] == 0.0 and hallucinating["average_calls"] == 20.0
+
+
+def test_internal_tasks_gold_silent_and_hallucinating_players(tmp_path, tokenizer) -> None:
+    """Held-out multi-turn tasks through ToolEnv: the gold player reaches every gold state and answers (VA 1); a
+    player that only talks answers at once (VA 1) and reaches only the states no call changes; a player that calls
+    a tool that does not exist never answers (VA 0) and every call is a documentation error."""
+    from qwen_tool.data.suite_synth import synthesize_eval_tasks
+    from qwen_tool.env.task import Task
+    from qwen_tool.eval.runner import run_internal_tasks
+
+    records = synthesize_eval_tasks(6, seed=3)
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tasks = [Task.from_dict(r) for r in records]
+    codec = get_codec("hermes")
+
+    def gold_player(prompt: str) -> str:
+        task = next(t for t in tasks if t.messages[-1]["content"] in prompt)
+        step = prompt.count("<|im_start|>assistant") - 1
+        calls = [ToolCall(c["name"], c["arguments"]) for c in task.gold_calls[step]] if step < len(
+            task.gold_calls) else []
+        return codec.render_calls(calls).text if calls else (task.gold_answer or "Done.")
+
+    def run(answer, name):
+        return run_internal_tasks("scripted", path, tmp_path / name, backend=FixedBackend(answer),
+                                  tokenizer=tokenizer, tool_format="hermes", cache_dir=tmp_path / name / "cache",
+                                  max_turns=4, progress=False)
+
+    gold = run(gold_player, "gold")
+    assert gold["episodes"] == 6
+    assert gold["summary"]["VA"] == 1.0 and gold["summary"]["end_state_accuracy"] == 1.0
+    assert gold["summary"]["DE"] == 0.0 and gold["summary"]["CE"] == 0.0
+    silent = run(lambda prompt: "I cannot help.", "silent")["summary"]
+    from qwen_tool.env import ToolEnv
+
+    def untouched(task: Task) -> bool:  # the gold episode leaves the suite's state as it starts (read-only calls)
+        env = ToolEnv(fmt="hermes")
+        env.reset(task)
+        return env.suite.state() == task.gold_state
+
+    unchanged = sum(untouched(t) for t in tasks) / len(tasks)
+    assert silent["VA"] == 1.0 and silent["end_state_accuracy"] == unchanged < 1.0
+    ghost = '<tool_call>\n{"name": "teleport", "arguments": {}}\n</tool_call>'
+    hallucinating = run(lambda prompt: ghost, "ghost")
+    assert hallucinating["summary"]["VA"] == 0.0 and hallucinating["summary"]["DE"] == 1.0
+    assert hallucinating["summary"]["average_steps"] == 4.0
+    written = [json.loads(line) for line in (tmp_path / "ghost" / "outcomes.jsonl").read_text().splitlines()]
+    assert len(written) == 6 and all(not o["valid"] for o in written)

@@ -22,11 +22,19 @@ SUMMARY_ROWS = [
 
 
 INTERNAL_ROWS = [
-    ("TS", "TS: tool selection"), ("PI", "PI: parameter identification"), ("CF", "CF: content filling"),
-    ("parameter_accuracy", "Parameter accuracy"), ("exact_match", "Exact match (all calls)"),
-    ("call_timing_precision", "Call timing precision"), ("call_timing_recall", "Call timing recall"),
-    ("call_timing_abstain_recall", "Abstained when no call was due"),
+    ("internal", "TS", "TS: tool selection"), ("internal", "PI", "PI: parameter identification"),
+    ("internal", "CF", "CF: content filling"), ("internal", "parameter_accuracy", "Parameter accuracy"),
+    ("internal", "exact_match", "Exact match (all calls)"),
+    ("internal", "call_timing_precision", "Call timing precision"),
+    ("internal", "call_timing_recall", "Call timing recall"),
+    ("internal", "call_timing_abstain_recall", "Abstained when no call was due"),
+    ("internal_tasks", "VA", "Multi-turn VA: ended in a final answer"),
+    ("internal_tasks", "end_state_accuracy", "Multi-turn end state reached"),
+    ("internal_tasks", "DE", "Multi-turn DE (lower is better)"),
+    ("internal_tasks", "CE", "Multi-turn CE (lower is better)"),
 ]
+"""(metrics key, summary key, row title): single-turn decisions (`internal`) and multi-turn tasks
+(`internal_tasks`)."""
 
 
 ROBUSTNESS_METRICS = ("TS", "PI", "CF")
@@ -116,9 +124,9 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
             row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")
         summary.append(row)
     internal = []
-    if any("internal" in m for m in results.values()):
-        for key, title in INTERNAL_ROWS:
-            values = [results[label].get("internal", {}).get("summary", {}).get(key) for label in labels]
+    for source, key, title in INTERNAL_ROWS:
+        if any(source in m for m in results.values()):
+            values = [results[label].get(source, {}).get("summary", {}).get(key) for label in labels]
             row = [title, *[_pct(v) for v in values]]
             if delta:
                 row.append("–" if None in values else f"{100 * (values[1] - values[0]):+.1f}")

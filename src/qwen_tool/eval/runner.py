@@ -112,18 +112,29 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
 
 def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, tokenizer: Any, codec: Codec,
                         settings: GenerationSettings, cache: Path, progress: bool = True) -> list[Outcome]:
-    """BFCL multi-turn entries played through ToolEnv (the env room checks BFCL's end state and responses).
-
-    All episodes advance together: at each step the unfinished ones are prompted in one batched, cached call, so an
-    interrupted run replays the finished steps from the cache. Per-call feedback categories give DE and CE.
-    """
+    """BFCL multi-turn entries played through ToolEnv (the env room checks BFCL's end state and responses)."""
     from qwen_tool.env.bfcl import load_bfcl_tasks
-    from qwen_tool.env.env import ToolEnvBatch
 
     tasks = sorted(load_bfcl_tasks(category), key=lambda t: bfcl.natural_key(t.id))
     tasks = tasks[:limit] if limit is not None else tasks
-    batch = ToolEnvBatch(len(tasks), fmt=codec.name, max_turns=MULTI_TURN_MAX_STEPS)
-    batch.reset(tasks)
+    return play_tasks(tasks, category, backend, tokenizer, codec, settings, cache, progress,
+                      max_turns=MULTI_TURN_MAX_STEPS)
+
+
+def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer: Any, codec: Codec,
+               settings: GenerationSettings, cache: Path, progress: bool = True, max_turns: int = 20
+               ) -> list[Outcome]:
+    """Multi-turn tasks played through ToolEnv, one `Outcome` per episode.
+
+    All episodes advance together: at each step the unfinished ones are prompted in one batched, cached call, so an
+    interrupted run replays the finished steps from the cache. An episode is valid when the environment's verdict
+    says so (BFCL's checker), or else when it ends in a final answer with the suite's state equal to the task's gold
+    state. Per-call feedback categories give DE and CE; `extra.termination` gives VA.
+    """
+    from qwen_tool.env.env import ToolEnvBatch
+
+    batch = ToolEnvBatch(len(tasks), fmt=codec.name, max_turns=max_turns)
+    batch.reset(list(tasks))
     texts: list[list[str]] = [[] for _ in tasks]
     tokens = [0] * len(tasks)
     truncated = [0] * len(tasks)
@@ -133,7 +144,7 @@ def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, toke
         prompts = [render_prompt(tokenizer, batch.envs[i].messages, batch.envs[i].tool_schemas(), codec)
                    for i in active]
         generations = generate_all(backend, prompts, settings, cache, progress=progress,
-                                   description=f"BFCL {category} step {step} ({len(active)} episodes)")
+                                   description=f"{category} step {step} ({len(active)} episodes)")
         outputs: list[str | None] = [None] * len(tasks)
         for i, prompt, generation in zip(active, prompts, generations, strict=True):
             first_prompt[i] = first_prompt[i] or prompt
@@ -146,7 +157,11 @@ def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, toke
     outcomes = []
     for i, trajectory in enumerate(batch.trajectories()):
         meta = trajectory["meta"]
-        verdict = meta["end_state"] or {"valid": False, "error_type": "multi_turn:no_verdict"}
+        verdict = dict(meta["end_state"] or {"valid": False, "error_type": "multi_turn:no_verdict"})
+        if "valid" not in verdict:  # no checker verdict: the gold state, reached and then answered
+            answered = meta["termination"] == "final_answer"
+            verdict["valid"] = bool(verdict.get("state_match")) and answered
+            verdict["error_type"] = "multi_turn:state_mismatch" if answered else "multi_turn:no_final_answer"
         calls = [{c["function"]["name"]: json.loads(c["function"]["arguments"])}
                  for m in trajectory["messages"] if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
         outcomes.append(Outcome(
@@ -344,5 +359,53 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
     }
     with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in outcomes)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+# ---------------------------------------------------------------- internal held-out suite (multi-turn tasks)
+
+
+def read_tasks(path: str | Path, limit: int | None = None) -> list[Any]:
+    """The first `limit` tasks (all when None) of a task JSONL (`Task.to_dict` lines, as the main job writes)."""
+    from qwen_tool.env.task import Task
+
+    return [Task.from_dict(record) for record in read_held_out(path, limit)]
+
+
+def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
+                       tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
+                       max_new_tokens: int = 256, limit: int | None = None, max_turns: int = 8,
+                       cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Play held-out multi-turn tasks through ToolEnv: VA (episodes ending in a final answer), end-state accuracy
+    (the suite's state equals the gold state), DE and CE over every call. Writes outcomes.jsonl and metrics.json."""
+    from qwen_tool.models import load_tokenizer, tool_format_for
+
+    tasks = read_tasks(tasks_path, limit)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tool_format = tool_format or tool_format_for(model)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+    codec = get_codec(tool_format)
+    backend = backend or load_backend(model)
+    started = time.perf_counter()
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
+    outcomes = play_tasks(tasks, "internal_tasks", backend, tokenizer, codec, settings, cache, progress,
+                          max_turns=max_turns)
+    call_categories = [c for o in outcomes for c in o.extra["call_categories"]]
+    result = {
+        "suite": "internal_tasks", "model": model, "episodes": len(outcomes),
+        "summary": {
+            "VA": metrics.valid_answer_rate([o.extra["termination"] == "final_answer" for o in outcomes]),
+            "end_state_accuracy": metrics.end_to_end_success([o.valid for o in outcomes]),
+            "DE": metrics.documentation_error_rate(call_categories),
+            "CE": metrics.call_error_rate(call_categories),
+            "average_steps": sum(o.extra["steps"] for o in outcomes) / max(1, len(outcomes)),
+        },
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(asdict(o), ensure_ascii=False) + "\n" for o in outcomes)
     (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
