@@ -123,6 +123,31 @@ def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):
     assert torch.allclose(out.logprobs_BC[mask], batch.old_logprobs_BC[mask], atol=1e-4)
 
 
+def test_sampler_prefills_a_repeated_prompt_once_and_samples_each_copy_independently(tokenizer):
+    from qwen_tool.rl.policy import completion_forward
+    from qwen_tool.rl.rollout import TransformersSampler
+
+    model = tiny_model()
+    prompt = tokenizer("<|im_start|>user\nweather in Oslo?<|im_end|>\n<|im_start|>assistant\n",
+                       add_special_tokens=False)["input_ids"]
+    other = prompt[:-3] + prompt[-2:]
+    prefill_rows = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: prefill_rows.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1
+        else None, with_kwargs=True)
+    sampler = TransformersSampler(model, tokenizer, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    samples = sampler.sample([prompt] * 4 + [other], max_new_tokens=8)
+    hook.remove()
+    assert prefill_rows == [torch.Size([2, len(prompt)])]  # two distinct prompts, prefilled once each
+    assert len({tuple(s.token_ids) for s in samples[:4]}) > 1  # the copies are independent draws
+    for row, sample in zip([prompt] * 4 + [other], samples, strict=True):  # and each log-prob is its row's own
+        ids = torch.tensor([row + sample.token_ids])
+        with torch.no_grad():
+            out = completion_forward(model, ids[:, :len(row)], torch.ones_like(ids[:, :len(row)]),
+                                     ids[:, len(row):], torch.ones_like(ids[:, len(row):]))
+        assert torch.allclose(out.logprobs_BC[0], torch.tensor(sample.logprobs), atol=1e-4)
+
+
 def test_tool_result_tokens_get_zero_gradient():
     """Through the real forward pass: the loss's gradient at the logits predicting inserted ids is exactly zero."""
     tokenizer = tiny_tokenizer()

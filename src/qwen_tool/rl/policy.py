@@ -33,20 +33,61 @@ def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: 
                        completion_ids_BC: torch.Tensor, completion_mask_BC: torch.Tensor, *,
                        temperature: float = 1.0, with_entropy: bool = False, with_hidden: bool = False
                        ) -> ForwardOut:
-    """log π(c_t | prompt, c_<t) / τ-tempered, for every completion column (padding columns hold junk; mask them)."""
-    input_ids_BT = torch.cat([prompt_ids_BP, completion_ids_BC], dim=1)
-    mask_BT = torch.cat([prompt_mask_BP, completion_mask_BC], dim=1)
-    width_C = completion_ids_BC.shape[1]
-    out = model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions(mask_BT),
-                logits_to_keep=width_C + 1, output_hidden_states=with_hidden, use_cache=False)
-    logits_BCV = out.logits[:, :-1].float()
+    """log π(c_t | prompt, c_<t) / τ-tempered, for every completion column (padding columns hold junk; mask them).
+
+    Rows that share a prompt (a GRPO group) run that prompt once: its KV cache, gradient graph included, is copied to
+    each row and only the completions are computed per row. Causal attention makes this exact, and with ~350-token
+    tool prompts and ~64-token completions a group of 4 costs ~2.7x fewer token-forwards.
+    """
+    distinct: dict[tuple[int, ...], list[int]] = {}
+    for b in range(prompt_ids_BP.shape[0]):
+        distinct.setdefault(tuple(prompt_ids_BP[b][prompt_mask_BP[b].bool()].tolist()), []).append(b)
+    if len(distinct) < prompt_ids_BP.shape[0]:
+        parts = [_shared_prompt_forward(model, torch.tensor(prompt, dtype=torch.long, device=prompt_ids_BP.device),
+                                        completion_ids_BC[rows], completion_mask_BC[rows], with_hidden)
+                 for prompt, rows in distinct.items()]
+        order_B = torch.tensor([b for rows in distinct.values() for b in rows], device=prompt_ids_BP.device)
+        inverse_B = torch.empty_like(order_B)
+        inverse_B[order_B] = torch.arange(len(order_B), device=order_B.device)
+        logits_BCV = torch.cat([logits for logits, _ in parts])[inverse_B]
+        hidden_BCH = torch.cat([hidden for _, hidden in parts])[inverse_B] if with_hidden else None
+    else:
+        input_ids_BT = torch.cat([prompt_ids_BP, completion_ids_BC], dim=1)
+        mask_BT = torch.cat([prompt_mask_BP, completion_mask_BC], dim=1)
+        width_C = completion_ids_BC.shape[1]
+        out = model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions(mask_BT),
+                    logits_to_keep=width_C + 1, output_hidden_states=with_hidden, use_cache=False)
+        logits_BCV = out.logits[:, :-1].float()
+        hidden_BCH = out.hidden_states[-1][:, -width_C - 1:-1] if with_hidden else None
     logprobs_BC = token_logprobs(logits_BCV, completion_ids_BC, temperature)
     entropy_BC = None
     if with_entropy:
         with torch.no_grad():
             entropy_BC = entropy_from_logits(logits_BCV.detach(), temperature)
-    hidden_BCH = out.hidden_states[-1][:, -width_C - 1:-1] if with_hidden else None
     return ForwardOut(logprobs_BC, entropy_BC, hidden_BCH)
+
+
+def _shared_prompt_forward(model: Any, prompt_P: torch.Tensor, completion_ids_GC: torch.Tensor,
+                           completion_mask_GC: torch.Tensor, with_hidden: bool
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits (G, C, V) predicting each completion column, last hidden states (G, C, H) or None) for G completions
+    of one unpadded prompt: the prompt is computed once and its cache copied to the G rows."""
+    from transformers import DynamicCache
+
+    rows_G, width_P = completion_ids_GC.shape[0], prompt_P.shape[0]
+    cache = DynamicCache()
+    head = model(input_ids=prompt_P[None], past_key_values=cache, use_cache=True, logits_to_keep=1,
+                 output_hidden_states=with_hidden)
+    cache.batch_select_indices(torch.zeros(rows_G, dtype=torch.long, device=prompt_P.device))
+    mask_GT = torch.cat([completion_mask_GC.new_ones((rows_G, width_P)), completion_mask_GC], dim=1)
+    position_GC = width_P + torch.arange(completion_ids_GC.shape[1], device=prompt_P.device).expand(rows_G, -1)
+    tail = model(input_ids=completion_ids_GC, attention_mask=mask_GT, position_ids=position_GC, past_key_values=cache,
+                 use_cache=True, output_hidden_states=with_hidden)
+    logits_GCV = torch.cat([head.logits[:, -1:].expand(rows_G, -1, -1), tail.logits[:, :-1]], dim=1).float()
+    if not with_hidden:
+        return logits_GCV, None
+    last = head.hidden_states[-1][:, -1:].expand(rows_G, -1, -1)
+    return logits_GCV, torch.cat([last, tail.hidden_states[-1][:, :-1]], dim=1)
 
 
 class ValueHead(nn.Module):

@@ -81,22 +81,27 @@ class TransformersSampler:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
+        # A GRPO group repeats one prompt: prefill each distinct prompt once, then copy its cache rows.
+        distinct: dict[tuple[int, ...], int] = {}
+        source_B = torch.tensor([distinct.setdefault(tuple(row), len(distinct)) for row in rows], device=device)
         width = max(len(r) for r in rows)
-        ids_BT = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, row in enumerate(rows):  # left padding: every row's last prompt token sits in the last column
-            ids_BT[b, width - len(row):] = torch.tensor(list(row))
-            mask_BT[b, width - len(row):] = 1
-        ids_BT, mask_BT = ids_BT.to(device), mask_BT.to(device)
-        position_B = mask_BT.sum(-1) - 1
+        ids_UT = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
+        mask_UT = torch.zeros((len(distinct), width), dtype=torch.long)
+        for u, row in enumerate(distinct):  # left padding: every row's last prompt token sits in the last column
+            ids_UT[u, width - len(row):] = torch.tensor(row)
+            mask_UT[u, width - len(row):] = 1
+        ids_UT, mask_UT = ids_UT.to(device), mask_UT.to(device)
         stop_ids = torch.tensor(self.stop_ids, device=device)
         tokens: list[list[int]] = [[] for _ in rows]
         logprobs: list[list[float]] = [[] for _ in rows]
         finished = [False] * len(rows)
         active = list(range(len(rows)))
         cache = DynamicCache()
-        logits_BV = model(input_ids=ids_BT, attention_mask=mask_BT, position_ids=(mask_BT.cumsum(-1) - 1).clamp(min=0),
+        logits_UV = model(input_ids=ids_UT, attention_mask=mask_UT, position_ids=(mask_UT.cumsum(-1) - 1).clamp(min=0),
                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        cache.batch_select_indices(source_B)
+        logits_BV, mask_BT = logits_UV[source_B], mask_UT[source_B]
+        position_B = mask_BT.sum(-1) - 1
         for step in range(max_new_tokens):
             if self.temperature > 0:
                 logp_BV = torch.log_softmax(logits_BV / self.temperature, dim=-1)
