@@ -52,20 +52,48 @@ def plain_generate(model, tokenizer, prompts: list[str], batch_size: int, max_ne
     return useful
 
 
+def compare_prefill(model, tokenizer, prompts: list[str], settings: GenerationSettings) -> None:
+    """Our loop with a float32 and with a bfloat16 prompt prefill, same prompts: seconds and identical answers."""
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        backend = TransformersBackend(model, tokenizer, "bench", prefill_dtype=dtype)
+        backend.generate(prompts[:2], GenerationSettings(max_new_tokens=4, batch_size=2))  # warm-up
+        started = time.perf_counter()
+        generations = backend.generate(prompts, settings)
+        seconds = time.perf_counter() - started
+        tokens = sum(g.new_tokens for g in generations)
+        runs[dtype] = {"seconds": round(seconds, 1), "new_tokens": tokens, "tokens_per_s": round(tokens / seconds, 2),
+                       "texts": [g.text for g in generations], "load_average_5min": round(os.getloadavg()[1], 2)}
+    same = sum(a == b for a, b in zip(runs["float32"].pop("texts"), runs["bfloat16"].pop("texts"), strict=True))
+    print(json.dumps({"prompts": len(prompts), "batch_size": settings.batch_size,
+                      "max_new_tokens": settings.max_new_tokens, "threads": torch.get_num_threads(), **runs,
+                      "speedup": round(runs["float32"]["seconds"] / runs["bfloat16"]["seconds"], 2),
+                      "identical_answers": same}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in name or trained directory")
     parser.add_argument("--prompts", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    parser.add_argument("--prefill-dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="our loop's prompt prefill dtype (decoding stays float32)")
+    parser.add_argument("--compare-prefill", action="store_true",
+                        help="instead of plain generate, time our loop with float32 and with bfloat16 prefill and "
+                             "count the answers that come out identical")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    tokenizer = load_tokenizer(DEFAULT_MODEL)
-    model = load_model(DEFAULT_MODEL)
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model)
     prompts = bfcl_prompts(tokenizer, args.prompts)
-    backend = TransformersBackend(model, tokenizer, DEFAULT_MODEL)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    if args.compare_prefill:
+        compare_prefill(model, tokenizer, prompts, settings)
+        return
+    backend = TransformersBackend(model, tokenizer, args.model, prefill_dtype=args.prefill_dtype)
     backend.generate(prompts[:2], GenerationSettings(max_new_tokens=4, batch_size=2))  # warm-up
 
     load = {}
@@ -81,7 +109,7 @@ def main() -> None:
 
     result = {
         "prompts": len(prompts), "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "prefill_dtype": args.prefill_dtype,
         "ours": {"new_tokens": ours, "seconds": round(ours_s, 1), "tokens_per_s": round(ours / ours_s, 2)},
         "plain_generate": {"new_tokens": plain, "seconds": round(plain_s, 1),
                            "tokens_per_s": round(plain / plain_s, 2)},
