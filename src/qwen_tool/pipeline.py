@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
@@ -122,6 +123,18 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
     return merged
 
 
+def training_suites(cfg: PipelineConfig) -> list[str]:
+    """The RL recipe's ToolEnv suites minus those held out for the multi-turn evaluation, which RL must not see."""
+    from qwen_tool.data.synth import held_out_split
+
+    held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
+    suites = [name for name in cfg.rl.suites if name not in held_out]
+    if not suites:
+        raise QwenToolError(f"every RL suite ({', '.join(cfg.rl.suites)}) is held out for evaluation; fix: add a "
+                            "suite to rl.suites or lower data.held_out_fraction")
+    return suites
+
+
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """The main job; returns the report path."""
     from dataclasses import replace
@@ -145,7 +158,8 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     if cfg.rl_enabled:
         from qwen_tool.rl.trainer import train_rl
 
-        rl_cfg = replace(cfg.rl, model=sft["model"], data=data["train"], output_dir=str(run.root / "rl"))
+        rl_cfg = replace(cfg.rl, model=sft["model"], data=data["train"], output_dir=str(run.root / "rl"),
+                         suites=training_suites(cfg))
         rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))})
         results["trained (SFT+RL)"] = run.stage(
             "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),

@@ -44,6 +44,7 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     trained = json.loads((root / "stages" / "trained_eval.json").read_text())["result"]
     assert set(trained["categories"]) == {"simple_python", "multiple", "irrelevance"}
     assert all(c["n"] == 2 for c in trained["categories"].values())
+    assert trained["internal_tasks"]["episodes"] == 2 and "Multi-turn VA" in text
     assert (root / "sft" / "final" / "qwen_tool.json").is_file()
 
     # A rerun finds every stage complete and only rewrites the report.
@@ -72,3 +73,18 @@ def test_sft_ablation_writes_one_row_per_variant(tmp_path, tiny_dir):
         sft = json.loads(meta.read_text())["sft"]
         switches[(sft["mae"], sft["pkt"])] = meta
     assert set(switches) == {(False, False), (True, False), (False, True), (True, True)}
+
+
+def test_rl_never_trains_on_the_suites_held_out_for_evaluation():
+    from qwen_tool import QwenToolError
+    from qwen_tool.data.synth import held_out_split
+    from qwen_tool.pipeline import training_suites
+
+    cfg = PipelineConfig()
+    held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
+    suites = training_suites(cfg)
+    assert suites and not set(suites) & held_out
+    assert set(cfg.rl.suites) & held_out  # the recipe's list did name some: they were taken out
+    only_held = load_config(PipelineConfig, None, [f"rl.suites=[{', '.join(sorted(set(cfg.rl.suites) & held_out))}]"])
+    with pytest.raises(QwenToolError, match="held out"):
+        training_suites(only_held)
