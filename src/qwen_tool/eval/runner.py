@@ -284,6 +284,18 @@ def decision_points(record: dict[str, Any]) -> list[tuple[list[dict[str, Any]], 
     return points
 
 
+def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: Any, tool_format: str | None
+           ) -> tuple[Path, Any, Codec, Backend]:
+    """(output directory, created; tokenizer; codec; backend), each the model's own unless given."""
+    from qwen_tool.models import load_tokenizer, tool_format_for
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+    codec = get_codec(tool_format or tool_format_for(model))
+    return out, tokenizer, codec, backend or load_backend(model)
+
+
 def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The first `limit` records (all when None) of a held-out JSONL."""
     path = Path(path)
@@ -303,15 +315,8 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
 
     Writes outcomes.jsonl and metrics.json into `out_dir` and returns the metrics.
     """
-    from qwen_tool.models import load_tokenizer, tool_format_for
-
     records = read_held_out(records_path, limit)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tool_format = tool_format or tool_format_for(model)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-    codec = get_codec(tool_format)
-    backend = backend or load_backend(model)
+    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format)
     started = time.perf_counter()
     items = []
     for number, record in enumerate(records):
@@ -379,15 +384,8 @@ def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, 
                        cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Play held-out multi-turn tasks through ToolEnv: VA (episodes ending in a final answer), end-state accuracy
     (the suite's state equals the gold state), DE and CE over every call. Writes outcomes.jsonl and metrics.json."""
-    from qwen_tool.models import load_tokenizer, tool_format_for
-
     tasks = read_tasks(tasks_path, limit)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tool_format = tool_format or tool_format_for(model)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-    codec = get_codec(tool_format)
-    backend = backend or load_backend(model)
+    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format)
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
