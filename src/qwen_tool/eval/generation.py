@@ -89,13 +89,15 @@ class TransformersBackend:
         self.model = model
         self.tokenizer = tokenizer
         self.prefill_model = model
-        if prefill_dtype and prefill_dtype != "float32":
-            import copy
-
+        if prefill_dtype:
             from qwen_tool.models import torch_dtype
 
-            self.prefill_model = copy.deepcopy(model).to(torch_dtype(prefill_dtype))
-            model_id = f"{model_id}+prefill-{prefill_dtype}"
+            dtype = torch_dtype(prefill_dtype)  # an unknown name stops here with the valid choices
+            if dtype != model.dtype:
+                import copy
+
+                self.prefill_model = copy.deepcopy(model).to(dtype)
+                model_id = f"{model_id}+prefill-{str(dtype).removeprefix('torch.')}"
         self.model_id = model_id
         self.stop_ids = stop_token_ids(tokenizer)
         pad = tokenizer.pad_token_id
