@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import re
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, name_variants
+from qwen_tool.data.kinds import Num, Percent
 from qwen_tool.data.schema import to_jsonl_line, validate_trajectory
 from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, held_out_split, parse_mix, synthesize
+from qwen_tool.data.unseen import draw_style, draw_tool
 from qwen_tool.env.suites import SUITES
 from qwen_tool.tools import Executor, Tool
 
@@ -211,3 +214,37 @@ def test_a_suite_whose_tool_a_held_out_concept_could_name_stays_out_of_train() -
     train = synthesize(200, seed=0, held_out={"stock_quote"})
     suites = {r["meta"]["suite"] for r in train if r["meta"]["source"] == "suite"}
     assert suites and "finance" not in suites
+
+
+def test_whole_percentages_are_ints_and_fraction_rates_sometimes_drop_the_hint() -> None:
+    """A whole 5% is gold 5 (never 5.0, which would teach ".0" on integers); a fraction-valued rate's description
+    leaves the "decimal fraction" hint out about half the time (fraction is the default reading), a percent-valued
+    one always keeps its "in percent" hint."""
+    rng = random.Random(0)
+    values = [Percent(1, 12).sample(rng) for _ in range(400)]
+    assert all(type(v) is int for v in values if float(v).is_integer())
+    assert any(type(v) is int for v in values) and any(type(v) is float for v in values)
+
+    def descriptions(as_fraction: bool) -> list[str]:
+        concept = next(c for c in CONCEPTS if any(isinstance(p.kind, Percent) and p.kind.as_fraction == as_fraction
+                                                  for p in c.params))
+        out = []
+        for seed in range(200):
+            draw_rng = random.Random(seed)
+            tool = draw_tool(concept, draw_rng, draw_style(draw_rng, concept.domain))
+            for param in tool.params:
+                if isinstance(param.spec.kind, Percent):
+                    out.append(tool.schema["function"]["parameters"]["properties"][param.name]["description"])
+        return out
+
+    fraction_hinted = sum("decimal fraction" in d for d in descriptions(True)) / 200
+    assert 0.3 < fraction_hinted < 0.7
+    assert all("in percent" in d for d in descriptions(False))
+
+
+def test_short_units_are_sometimes_glued_to_the_number() -> None:
+    """Users write "5m" and "300K"; the gold value stays the bare number, so the model learns to strip the unit."""
+    kind = Num(1, 60, 1, "meters", "m")
+    rng = random.Random(0)
+    said = {kind.say(rng, 12) for _ in range(300)}
+    assert {"12m", "12 m", "12 meters", "12"} <= said

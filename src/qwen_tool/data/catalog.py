@@ -533,7 +533,7 @@ CONCEPTS: tuple[Concept, ...] = (
                phrases=("with an income of {v}", "earning {v} a year")),
              P("down_payment|deposit", "Down payment available.", Money(5000, 200000), label="down payment",
                phrases=("and {v} saved for the down payment", "with {v} down")),
-             P("rate|mortgage_rate", "Mortgage interest rate.", Percent(2, 9), label="mortgage rate",
+             P("rate|mortgage_rate", "Mortgage interest rate.", Percent(2, 9, as_fraction=True), label="mortgage rate",
                phrases=("at a {v} mortgage rate",))),
             ("max_price", Money(50000, 2000000)), "maximum price", ("estimate", "calculate", "compute")),
     Concept("real_estate", "rental_yield", "Gross rental yield of a property.",

@@ -47,6 +47,11 @@ class Kind:
         """A fragment appended to a parameter description (units, format)."""
         return ""
 
+    @property
+    def hint_optional(self) -> bool:
+        """True when the value's convention is the default reading, so a description may leave the hint out."""
+        return False
+
 
 @dataclass
 class Int(Kind):
@@ -98,7 +103,8 @@ class Num(Kind):
         units = [u for u in (self.unit, self.unit_short) if u]
         if units and rng.random() < 0.7:
             unit = rng.choice(units)
-            text += unit if unit in ("%", "°C", "°F") else f" {unit}"
+            glued = unit in ("%", "°C", "°F") or (unit == self.unit_short and rng.random() < 0.5)
+            text += unit if glued else f" {unit}"  # "5m", "300K": the number still goes into the JSON bare
         return text
 
     def hint(self) -> str:
@@ -130,7 +136,13 @@ class Money(Kind):
 
 @dataclass
 class Percent(Kind):
-    """A percentage; `as_fraction` makes the gold value the decimal fraction (3.5% -> 0.035)."""
+    """A percentage; `as_fraction` makes the gold value the decimal fraction (3.5% -> 0.035).
+
+    A whole percentage is an int (5% -> 5, never 5.0), so the data never teaches a trailing ".0" that an integer
+    parameter would reject. Fraction is the convention for rates whose description does not say (finance APIs and
+    BFCL's gold answers: "an interest rate of 5%" -> 0.05); a percent-valued parameter always says so in its
+    description (`hint`), while a fraction-valued one says so only sometimes (`hint_optional`).
+    """
 
     lo: float = 0.5
     hi: float = 15.0
@@ -138,8 +150,9 @@ class Percent(Kind):
     json_type: ClassVar[str] = "number"
 
     def sample(self, rng: random.Random) -> float:
-        whole = float(rng.randint(int(self.lo) + 1, int(self.hi)))
-        percent = rng.choice([round(rng.uniform(self.lo, self.hi), 1), whole])
+        whole = rng.randint(int(self.lo) + 1, int(self.hi))
+        drawn = round(rng.uniform(self.lo, self.hi), 1)
+        percent = rng.choice([int(drawn) if drawn.is_integer() else drawn, whole])
         return round(percent / 100, 6) if self.as_fraction else percent
 
     def say(self, rng: random.Random, value: float) -> str:
@@ -151,6 +164,10 @@ class Percent(Kind):
 
     def hint(self) -> str:
         return " as a decimal fraction (e.g. 0.05 for 5%)" if self.as_fraction else " in percent (e.g. 5 for 5%)"
+
+    @property
+    def hint_optional(self) -> bool:
+        return self.as_fraction
 
 
 @dataclass
