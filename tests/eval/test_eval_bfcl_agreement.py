@@ -75,3 +75,15 @@ def test_agreement_on_every_entry_of_every_ast_category(oracle) -> None:
                                                     example.gold)
                 compared += 1
     assert compared > 40_000 and differing == 0
+
+
+def test_int_items_in_a_float_array_fail_and_the_error_names_the_item_type() -> None:
+    """BFCL's nested type check rejects [1, 3] for an array of float (a top-level int for a float passes)."""
+    example = next(e for e in bfcl.load_category("simple_python") if e.id == "simple_python_13")
+    name = example.functions[0]["name"]
+    gold_args = {k: v[0] for k, v in next(iter(example.gold[0].values())).items() if v[0] != ""}
+    assert bfcl.check_ast("simple_python", example.functions, [{name: gold_args}], example.gold).valid
+    verdict = bfcl.check_ast("simple_python", example.functions,
+                             [{name: {**gold_args, "interval": [1, 3]}}], example.gold)
+    assert not verdict.valid and verdict.error_type == "type_error"
+    assert "items should be float" in verdict.error

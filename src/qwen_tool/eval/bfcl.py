@@ -262,6 +262,10 @@ def check_call(doc: dict[str, Any], call: dict[str, Any], gold: dict[str, dict[s
             value = float(value)
         type_ok, is_variable = _type_check(value, accepted, expected, item_type)
         if not type_ok:
+            if type(value) is expected and item_type is not None:  # BFCL's nested type check: the items are wrong
+                item_doc_type = properties[param]["items"]["type"]
+                return Verdict(False, "type_error", f"parameter {param!r}: items should be {item_doc_type}, got "
+                                                    f"{value!r}")
             return Verdict(False, "type_error", f"parameter {param!r}: expected {doc_type}, got {type(value).__name__}")
         if not is_variable:
             if expected is dict:
