@@ -1,8 +1,9 @@
 """The main job, `qwen-tool run`: synthesize data → baseline eval → SFT → eval → report.
 
-Each stage writes its outputs into the run directory and a marker `stages/<name>.json` when it is complete; a rerun
-skips completed stages, and an interrupted stage resumes from what it left (cached generations, SFT checkpoints), so
-`make run` can be stopped and started again without losing work.
+Each stage writes its outputs into the run directory and a marker `stages/<name>.json` when it is complete, with the
+settings it depended on; a rerun skips completed stages (and stops with an error if the settings changed), and an
+interrupted stage resumes from what it left (cached generations, SFT checkpoints), so `make run` can be stopped and
+started again without losing work.
 """
 
 from __future__ import annotations
@@ -44,8 +45,18 @@ def answer_prompt(cfg: GenerateConfig) -> str:
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class Run:
-    """A run directory with completed-stage markers."""
+    """A run directory with completed-stage markers, each recording the settings its stage was computed with."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -54,17 +65,32 @@ class Run:
     def marker(self, stage: str) -> Path:
         return self.root / "stages" / f"{stage}.json"
 
-    def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run `work` unless the stage is already complete; record its result and wall time."""
+    def stage(self, name: str, work: Callable[[], dict[str, Any]],
+              settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run `work` unless the stage is already complete; record its result, wall time and `settings`.
+
+        A completed stage is reused only under the settings it was made with: reusing, say, an SFT checkpoint
+        trained on other data would silently mislabel every number after it, so a mismatch stops the run instead.
+        """
         marker = self.marker(name)
+        settings = json.loads(json.dumps(settings)) if settings is not None else None  # tuples → lists, as stored
         if marker.is_file():
+            recorded = json.loads(marker.read_text())
+            before, now = _flatten(recorded.get("settings") or {}), _flatten(settings or {})
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            if recorded.get("settings") is not None and changed:
+                shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+                raise QwenToolError(
+                    f"stage {name} in {self.root} was completed with other settings ({shown}); fix: delete "
+                    f"{self.root} to start over, or point run_dir at a new directory")
             logger.info("Stage %s: already complete (delete %s to redo it)", name, marker)
-            return json.loads(marker.read_text())["result"]
+            return recorded["result"]
         console.rule(f"[bold]{name}")
         started = time.perf_counter()
         result = work()
         seconds = time.perf_counter() - started
-        marker.write_text(json.dumps({"result": result, "seconds": round(seconds, 1)}, indent=2))
+        record = {"result": result, "seconds": round(seconds, 1), "settings": settings}
+        marker.write_text(json.dumps(record, indent=2))
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
         return result
 
@@ -135,6 +161,17 @@ def training_suites(cfg: PipelineConfig) -> list[str]:
     return suites
 
 
+def stage_settings(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """What each stage's output depends on: its own config section plus everything upstream of it. Evaluation's
+    batch size is left out (greedy answers do not depend on it), so it can be changed when a run is resumed."""
+    evaluation = {k: v for k, v in to_dict(cfg.eval).items() if k != "batch_size"}
+    data = {"model": cfg.model, "data": to_dict(cfg.data)}
+    sft = {**data, "sft": to_dict(cfg.sft)}
+    rl = {**sft, "rl": to_dict(cfg.rl)}
+    return {"data": data, "baseline_eval": {**data, "eval": evaluation}, "sft": sft,
+            "trained_eval": {**sft, "eval": evaluation}, "rl": rl, "rl_eval": {**rl, "eval": evaluation}}
+
+
 def run_pipeline(cfg: PipelineConfig) -> Path:
     """The main job; returns the report path."""
     from dataclasses import replace
@@ -144,26 +181,30 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
 
     run = Run(cfg.run_dir)
     (run.root / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    data = run.stage("data", lambda: synthesize_data(cfg, run))
+    made = stage_settings(cfg)
+    data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
     baseline = run.stage("baseline_eval", lambda: evaluate(cfg.model, run.root / "eval" / "baseline", cfg,
                                                            baseline_limits, data["internal_eval"],
-                                                           cfg.eval.baseline_limit, data.get("internal_tasks")))
+                                                           cfg.eval.baseline_limit, data.get("internal_tasks")),
+                         made["baseline_eval"])
     sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(run.root / "sft"))
-    sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True))})
+    sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True))}, made["sft"])
     trained = run.stage("trained_eval", lambda: evaluate(sft["model"], run.root / "eval" / "trained", cfg,
                                                          dict(cfg.eval.limits), data["internal_eval"],
-                                                         internal_tasks=data.get("internal_tasks")))
+                                                         internal_tasks=data.get("internal_tasks")),
+                        made["trained_eval"])
     results = {"baseline": baseline, "trained (SFT)": trained}
     if cfg.rl_enabled:
         from qwen_tool.rl.trainer import train_rl
 
         rl_cfg = replace(cfg.rl, model=sft["model"], data=data["train"], output_dir=str(run.root / "rl"),
                          suites=training_suites(cfg))
-        rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))})
+        rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))}, made["rl"])
         results["trained (SFT+RL)"] = run.stage(
             "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
-                                        data["internal_eval"], internal_tasks=data.get("internal_tasks")))
+                                        data["internal_eval"], internal_tasks=data.get("internal_tasks")),
+            made["rl_eval"])
     report = write_report(run.root, results, stage_seconds=run.seconds())
     logger.info("Report: %s", report)
     return Path(report)
@@ -187,7 +228,8 @@ def ablate_sft(cfg: PipelineConfig, limit: int | None = 50) -> Path:
     from qwen_tool.sft.trainer import train_sft
 
     run = Run(cfg.run_dir)
-    data = run.stage("data", lambda: synthesize_data(cfg, run))
+    made = stage_settings(cfg)
+    data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
     ablation = Run(run.root / "ablation-sft")
     results: dict[str, Any] = {}
     limits = {c: limit for c in cfg.eval.categories}
@@ -195,12 +237,15 @@ def ablate_sft(cfg: PipelineConfig, limit: int | None = 50) -> Path:
         slug = label.replace(" ", "-").replace("+", "plus-").strip("-").lower()
         sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(ablation.root / slug),
                           **switches)
-        trained = ablation.stage(f"sft-{slug}", lambda c=sft_cfg: {"model": str(train_sft(c, resume=True))})
+        sft_settings = {**made["sft"], "sft": {**made["sft"]["sft"], **switches}}
+        trained = ablation.stage(f"sft-{slug}", lambda c=sft_cfg: {"model": str(train_sft(c, resume=True))},
+                                 sft_settings)
         results[label] = ablation.stage(
             f"eval-{slug}",
             lambda m=trained["model"], s=slug: evaluate(m, ablation.root / "eval" / s, cfg, limits,
                                                         data["internal_eval"],
                                                         internal_tasks=data.get("internal_tasks")),
+            {**sft_settings, "eval": made["trained_eval"]["eval"], "limit": limit},
         )
     return Path(write_report(ablation.root, results, stage_seconds=ablation.seconds(),
                              title="SFT ablation: MAE and PKT"))

@@ -21,6 +21,26 @@ def test_run_skips_completed_stages(tmp_path):
     assert "work" in run.seconds()
 
 
+def test_a_completed_stage_is_reused_only_under_its_own_settings(tmp_path):
+    from qwen_tool import QwenToolError
+    from qwen_tool.pipeline import stage_settings
+
+    cfg = PipelineConfig()
+    run = Run(tmp_path / "run")
+    run.stage("sft", lambda: {"model": "a"}, stage_settings(cfg)["sft"])
+    faster_eval = load_config(PipelineConfig, None, ["eval.batch_size=32"])
+    assert run.stage("sft", lambda: {"model": "b"}, stage_settings(faster_eval)["sft"]) == {"model": "a"}
+    assert stage_settings(faster_eval)["trained_eval"] == stage_settings(cfg)["trained_eval"]
+    more_data = load_config(PipelineConfig, None, [f"data.n_train={cfg.data.n_train + 1}"])
+    with pytest.raises(QwenToolError, match=r"stage sft .*data\.n_train: \d+ -> \d+.*fix: delete"):
+        run.stage("sft", lambda: {"model": "c"}, stage_settings(more_data)["sft"])
+    other_lr = load_config(PipelineConfig, None, ["sft.learning_rate=0.5"])
+    with pytest.raises(QwenToolError, match=r"sft\.learning_rate"):
+        run.stage("sft", lambda: {"model": "d"}, stage_settings(other_lr)["sft"])
+    # An RL setting is downstream of SFT: it does not invalidate the SFT stage.
+    assert stage_settings(load_config(PipelineConfig, None, ["rl.kl_coef=0.5"]))["sft"] == stage_settings(cfg)["sft"]
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
