@@ -76,13 +76,8 @@ class Run:
         settings = json.loads(json.dumps(settings)) if settings is not None else None  # tuples → lists, as stored
         if marker.is_file():
             recorded = json.loads(marker.read_text())
-            before, now = _flatten(recorded.get("settings") or {}), _flatten(settings or {})
-            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-            if recorded.get("settings") is not None and changed:
-                shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-                raise QwenToolError(
-                    f"stage {name} in {self.root} was completed with other settings ({shown}); fix: delete "
-                    f"{self.root} to start over, or point run_dir at a new directory")
+            if recorded.get("settings") is not None:  # markers written before settings were recorded are trusted
+                self._check_settings(name, recorded["settings"], settings or {})
             logger.info("Stage %s: already complete (delete %s to redo it)", name, marker)
             return recorded["result"]
         console.rule(f"[bold]{name}")
@@ -93,6 +88,14 @@ class Run:
         marker.write_text(json.dumps(record, indent=2))
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
         return result
+
+    def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
+        before, now = _flatten(recorded), _flatten(current)
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise QwenToolError(f"stage {name} in {self.root} was completed with other settings ({shown}); fix: "
+                                f"delete {self.root} to start over, or point run_dir at a new directory")
 
     def seconds(self) -> dict[str, float]:
         return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((self.root / "stages").glob("*.json"))}
