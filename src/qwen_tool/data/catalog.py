@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from qwen_tool.data.kinds import (
     Bool,
+    CityState,
     Date,
     Enum,
     Int,
     Kind,
     Money,
     Num,
+    NumDict,
     NumList,
     Obj,
     Param,
@@ -76,6 +78,8 @@ EMAILS = ("lena.fischer@example.com", "ravi.menon@example.org", "team@norbridge.
 PRODUCTS = ("wireless earbuds", "standing desk", "espresso machine", "hiking boots", "e-reader", "air purifier",
             "mechanical keyboard", "yoga mat")
 ROOMS = ("double", "single", "suite", "twin")
+SUBJECTS = ("math", "physics", "history", "biology", "art", "music", "chemistry", "geography", "literature")
+FRUITS = ("apples", "pears", "plums", "figs", "mangoes", "cherries", "kiwis", "lemons")
 
 
 @dataclass
@@ -315,6 +319,20 @@ CONCEPTS: tuple[Concept, ...] = (
             ("find the median of some numbers", "get the middle value of a list"),
             (P("numbers|values", "The numbers.", NumList(1, 999), label="numbers", phrases=("of {v}", "for {v}")),),
             ("median", Num(1, 999, 1)), "median", ("find", "get", "compute")),
+    Concept("statistics", "subject_score_mean", "Mean of a student's scores keyed by subject.",
+            ("average a student's scores across subjects", "find the mean score over subjects"),
+            (P("scores|scores_by_subject|subject_scores", "Score per subject, keyed by subject name.",
+               NumDict(SUBJECTS, 40, 100), label="scores", phrases=("for the scores {v}", "given {v}")),
+             P("drop_lowest|exclude_lowest", "Leave the lowest score out. Default is false.", Bool(), False, False,
+               yes=("dropping the lowest score", "ignoring the worst subject"), no=("keeping every subject",))),
+            ("mean_score", Num(40, 100, 2)), "mean score", ("compute", "get", "calculate")),
+    Concept("statistics", "category_shares", "Share of the total held by each category in a tally of counts.",
+            ("work out each category's share of a tally", "turn counts into percentages of the total"),
+            (P("counts|tally|category_counts", "Count per category, keyed by category name.",
+               NumDict(FRUITS, 1, 500), label="counts", phrases=("of {v}", "for the counts {v}")),
+             P("decimals|round_to", "Decimal places in each share. Default is 1.", Int(0, 4), False, 1,
+               label="number of decimal places", phrases=("rounded to {v} decimals",))),
+            ("largest_share_percent", Num(10, 90, 1)), "largest share in percent", ("compute", "get", "find")),
     # biology
     Concept("biology", "species_habitat", "Describe where a species lives.",
             ("find the habitat of a species", "look up where an animal lives"),
@@ -545,7 +563,7 @@ CONCEPTS: tuple[Concept, ...] = (
             ("yield_percent", Num(1, 15, 2)), "gross yield"),
     Concept("real_estate", "listing_search", "Search property listings in a city.",
             ("search property listings", "find homes for sale"),
-            (P("city|area", "City name.", Pick(pool=CITIES), phrases=("in {v}",)),
+            (P("city|area|location", "City and state.", CityState(), phrases=("in {v}",)),
              P("min_bedrooms|bedrooms", "Minimum bedrooms.", Int(1, 6), phrases=("with at least {v} bedrooms",)),
              P("max_price|budget", "Maximum price.", Money(50000, 3000000), phrases=("under {v}", "up to {v}")),
              P("features|amenities", "Required features.", StrList(pool=("garden", "garage", "balcony", "pool",
@@ -588,7 +606,7 @@ CONCEPTS: tuple[Concept, ...] = (
     # weather
     Concept("weather", "daily_forecast", "Weather forecast for a city.",
             ("get the weather forecast", "check what the weather will be"),
-            (P("city|location", "City name.", Pick(pool=CITIES), phrases=("in {v}", "for {v}")),
+            (P("city|location", "City and state.", CityState(), phrases=("in {v}", "for {v}")),
              P("days|num_days", "Days ahead to forecast. Default is 1.", Int(1, 10), False, 1,
                phrases=("for the next {v} days",)),
              P("units|unit_system", "Units. Default is metric.", Enum(("metric", "imperial")), False, "metric",
@@ -596,7 +614,7 @@ CONCEPTS: tuple[Concept, ...] = (
             ("high_c", Int(-10, 40)), "high temperature", ("get", "fetch", "check")),
     Concept("weather", "aqi_reading", "Air quality index for a city.",
             ("check the air quality", "get the air quality index"),
-            (P("city|place", "City name.", Pick(pool=CITIES), phrases=("in {v}", "for {v}")),
+            (P("city|place|location", "City and state.", CityState(), phrases=("in {v}", "for {v}")),
              P("pollutant|component", "Pollutant. Default is pm25.", Enum(("pm25", "pm10", "ozone", "no2")), False,
                "pm25", phrases=("for {v}",))),
             ("aqi", Int(5, 300)), "air quality index", ("check", "get", "fetch")),

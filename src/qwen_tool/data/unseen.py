@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen_tool.data.catalog import CONCEPTS, MODULES, Concept
-from qwen_tool.data.kinds import Bool, Param
+from qwen_tool.data.kinds import Bool, Enum, Param, Pick
 from qwen_tool.tools import Tool
 
 NAME_FORMS = (("verb_stem", 0.3), ("module.stem", 0.25), ("module.verb_stem", 0.2), ("stem.verb", 0.13),
@@ -194,6 +194,17 @@ def _join(items: list[str], rng: random.Random) -> str:
     return ", ".join(items[:-1]) + rng.choice((" and ", ", and ")) + items[-1]
 
 
+_FORMS = ("a {label} of {text}", "{label} {text}", "the {label} at {text}", "{label} = {text}")
+
+
+def _forms(param: DrawnParam) -> tuple[str, ...]:
+    """Clause forms for one generic value; a word value may also stand before its label as a modifier ("ascending
+    order", "rock genre"), as users write it, so the model learns to find a value the query never introduces."""
+    if isinstance(param.spec.kind, (Enum, Pick)):
+        return (*_FORMS, "{text} {label}", "{text} {label}")
+    return _FORMS
+
+
 def _generic_clause(generic: list[tuple[DrawnParam, str]], rng: random.Random) -> str:
     if not generic:
         return ""
@@ -204,8 +215,7 @@ def _generic_clause(generic: list[tuple[DrawnParam, str]], rng: random.Random) -
         return "where " + _join([f"the {p.label} is {text}" for p, text in generic], rng)
     if style == "using":
         return "using " + _join([f"{text} as the {p.label}" for p, text in generic], rng)
-    forms = ("a {label} of {text}", "{label} {text}", "the {label} at {text}", "{label} = {text}")
-    joined = _join([rng.choice(forms).format(label=p.label, text=text) for p, text in generic], rng)
+    joined = _join([rng.choice(_forms(p)).format(label=p.label, text=text) for p, text in generic], rng)
     return ("with " if style == "with" else "given ") + joined
 
 
