@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from qwen_tool.data.kinds import (
     Bool,
-    CityState,
     Date,
     Enum,
     Int,
@@ -563,7 +562,7 @@ CONCEPTS: tuple[Concept, ...] = (
             ("yield_percent", Num(1, 15, 2)), "gross yield"),
     Concept("real_estate", "listing_search", "Search property listings in a city.",
             ("search property listings", "find homes for sale"),
-            (P("city|area|location", "City and state.", CityState(), phrases=("in {v}",)),
+            (P("city|area", "City name.", Pick(pool=CITIES), phrases=("in {v}",)),
              P("min_bedrooms|bedrooms", "Minimum bedrooms.", Int(1, 6), phrases=("with at least {v} bedrooms",)),
              P("max_price|budget", "Maximum price.", Money(50000, 3000000), phrases=("under {v}", "up to {v}")),
              P("features|amenities", "Required features.", StrList(pool=("garden", "garage", "balcony", "pool",
@@ -606,7 +605,7 @@ CONCEPTS: tuple[Concept, ...] = (
     # weather
     Concept("weather", "daily_forecast", "Weather forecast for a city.",
             ("get the weather forecast", "check what the weather will be"),
-            (P("city|location", "City and state.", CityState(), phrases=("in {v}", "for {v}")),
+            (P("city|location", "City name.", Pick(pool=CITIES), phrases=("in {v}", "for {v}")),
              P("days|num_days", "Days ahead to forecast. Default is 1.", Int(1, 10), False, 1,
                phrases=("for the next {v} days",)),
              P("units|unit_system", "Units. Default is metric.", Enum(("metric", "imperial")), False, "metric",
@@ -614,7 +613,7 @@ CONCEPTS: tuple[Concept, ...] = (
             ("high_c", Int(-10, 40)), "high temperature", ("get", "fetch", "check")),
     Concept("weather", "aqi_reading", "Air quality index for a city.",
             ("check the air quality", "get the air quality index"),
-            (P("city|place|location", "City and state.", CityState(), phrases=("in {v}", "for {v}")),
+            (P("city|place", "City name.", Pick(pool=CITIES), phrases=("in {v}", "for {v}")),
              P("pollutant|component", "Pollutant. Default is pm25.", Enum(("pm25", "pm10", "ozone", "no2")), False,
                "pm25", phrases=("for {v}",))),
             ("aqi", Int(5, 300)), "air quality index", ("check", "get", "fetch")),
