@@ -296,8 +296,9 @@ class Obj(Kind):
 
 @dataclass
 class NumDict(Kind):
-    """A free-form mapping of names to integers (scores by subject, stock by item): schema type `object` with no fixed
-    properties, said as a literal dict or as "math 90, art 75", so the model practises closing nested braces."""
+    """A free-form mapping of names to integers (scores by subject, counts by category): schema type `object` with
+    no fixed properties, said as a literal dict or as "math 90, art 75", so the model practises closing nested
+    braces."""
 
     keys: tuple[str, ...] = ()
     lo: int = 1
