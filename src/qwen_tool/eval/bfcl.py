@@ -257,13 +257,13 @@ def check_call(doc: dict[str, Any], call: dict[str, Any], gold: dict[str, dict[s
         accepted = accepted_by_arg[param]
         doc_type = properties[param]["type"]
         expected = PYTHON_TYPES[doc_type]
-        item_type = PYTHON_TYPES[properties[param]["items"]["type"]] if doc_type in ("array", "tuple") else None
+        item_doc_type = properties[param]["items"]["type"] if doc_type in ("array", "tuple") else None
+        item_type = PYTHON_TYPES[item_doc_type] if item_doc_type else None
         if doc_type == "float" and type(value) is int:
             value = float(value)
         type_ok, is_variable = _type_check(value, accepted, expected, item_type)
         if not type_ok:
             if type(value) is expected and item_type is not None:  # BFCL's nested type check: the items are wrong
-                item_doc_type = properties[param]["items"]["type"]
                 return Verdict(False, "type_error", f"parameter {param!r}: items should be {item_doc_type}, got "
                                                     f"{value!r}")
             return Verdict(False, "type_error", f"parameter {param!r}: expected {doc_type}, got {type(value).__name__}")
