@@ -187,7 +187,6 @@ def test_word_values_sometimes_stand_before_their_label() -> None:
     assert not any("5 height" in c for c in clauses) and "with height 5" in clauses
 
 
-
 def test_held_out_split_shares_no_tool_concept() -> None:
     held = {c.stem for c in CONCEPTS[::7]}
     train = synthesize(150, seed=0, held_out=held, split="train")
