@@ -43,8 +43,8 @@ class Kind:
     def schema(self) -> dict[str, Any]:
         return {"type": self.json_type}
 
-    def hint(self, rng: random.Random | None = None) -> str:
-        """A fragment appended to a parameter description (units, format); `rng` picks among wordings, if any."""
+    def hint(self) -> str:
+        """A fragment appended to a parameter description (units, format)."""
         return ""
 
     @property
@@ -102,13 +102,12 @@ class Num(Kind):
         text = _grouped(value) if abs(value) >= 10000 and rng.random() < 0.5 else _plain(value)
         units = [u for u in (self.unit, self.unit_short) if u]
         if units and rng.random() < 0.7:
-            unit = self.unit_short if self.unit_short and rng.random() < 0.6 else rng.choice(units)
-            abbreviated = unit == self.unit_short or (" " not in unit and len(unit) <= 3)
-            glued = unit in ("%", "°C", "°F") or (abbreviated and rng.random() < 0.7)
-            text += unit if glued else f" {unit}"  # "6cm", "300K": the number still goes into the JSON bare
+            unit = rng.choice(units)
+            glued = unit in ("%", "°C", "°F") or (unit == self.unit_short and rng.random() < 0.5)
+            text += unit if glued else f" {unit}"  # "5m", "300K": the number still goes into the JSON bare
         return text
 
-    def hint(self, rng: random.Random | None = None) -> str:
+    def hint(self) -> str:
         return f" in {self.unit}" if self.unit else ""
 
 
@@ -131,7 +130,7 @@ class Money(Kind):
             number = f"{value:,.2f}" if "," in number else f"{value:.2f}"
         return rng.choice([f"${number}", f"${number}", f"{number} dollars", f"{number} USD", f"USD {number}"])
 
-    def hint(self, rng: random.Random | None = None) -> str:
+    def hint(self) -> str:
         return " in US dollars"
 
 
@@ -140,30 +139,21 @@ class Percent(Kind):
     """A percentage; `as_fraction` makes the gold value the decimal fraction (3.5% -> 0.035).
 
     A whole percentage is an int (5% -> 5, never 5.0), so the data never teaches a trailing ".0" that an integer
-    parameter would reject; `whole` makes the parameter an integer. Fraction is the convention for rates whose
-    description does not say (finance APIs and BFCL's gold answers: "an interest rate of 5%" -> 0.05); a
-    percent-valued parameter always says so in its description (`hint`, in BFCL's wordings too: "as a percentage"),
-    while a fraction-valued one says so only sometimes (`hint_optional`).
+    parameter would reject. Fraction is the convention for rates whose description does not say (finance APIs and
+    BFCL's gold answers: "an interest rate of 5%" -> 0.05); a percent-valued parameter always says so in its
+    description (`hint`), while a fraction-valued one says so only sometimes (`hint_optional`).
     """
 
     lo: float = 0.5
     hi: float = 15.0
     as_fraction: bool = False
-    whole: bool = False
     json_type: ClassVar[str] = "number"
-
-    PERCENT_HINTS: ClassVar[tuple[str, ...]] = (" in percent (e.g. 5 for 5%)", " as a percentage", " in percentage")
-    FRACTION_HINTS: ClassVar[tuple[str, ...]] = (" as a decimal fraction (e.g. 0.05 for 5%)", " as a decimal",
-                                                 " as a decimal (e.g. 0.05 for 5%)")
 
     def sample(self, rng: random.Random) -> float:
         whole = rng.randint(int(self.lo) + 1, int(self.hi))
         drawn = round(rng.uniform(self.lo, self.hi), 1)
-        percent = whole if self.whole else rng.choice([int(drawn) if drawn.is_integer() else drawn, whole])
+        percent = rng.choice([int(drawn) if drawn.is_integer() else drawn, whole])
         return round(percent / 100, 6) if self.as_fraction else percent
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "integer" if self.whole and not self.as_fraction else "number"}
 
     def say(self, rng: random.Random, value: float) -> str:
         percent = round(value * 100, 4) if self.as_fraction else value
@@ -172,9 +162,8 @@ class Percent(Kind):
             return str(value)
         return rng.choice([f"{text}%", f"{text}%", f"{text} percent"])
 
-    def hint(self, rng: random.Random | None = None) -> str:
-        hints = self.FRACTION_HINTS if self.as_fraction else self.PERCENT_HINTS
-        return rng.choice(hints) if rng else hints[0]
+    def hint(self) -> str:
+        return " as a decimal fraction (e.g. 0.05 for 5%)" if self.as_fraction else " in percent (e.g. 5 for 5%)"
 
     @property
     def hint_optional(self) -> bool:
@@ -230,7 +219,7 @@ class Date(Kind):
     def sample(self, rng: random.Random) -> str:
         return f"{rng.randint(self.lo_year, self.hi_year)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
-    def hint(self, rng: random.Random | None = None) -> str:
+    def hint(self) -> str:
         return " (YYYY-MM-DD)"
 
 
@@ -251,17 +240,13 @@ class NumList(Kind):
     json_type: ClassVar[str] = "array"
 
     def sample(self, rng: random.Random) -> list[float | int]:
-        """Whole numbers for an integer list; for a number list sometimes whole floats, which the query says bare
-        ("1, 3") while the JSON keeps the float ([1.0, 3.0]: a checker that types items, like BFCL's, wants that)."""
         size = rng.randint(self.min_len, self.max_len)
         if self.decimals == 0:
             return [rng.randint(int(self.lo), int(self.hi)) for _ in range(size)]
-        if rng.random() < 0.3:
-            return [float(rng.randint(int(self.lo), int(self.hi))) for _ in range(size)]
         return [round(rng.uniform(self.lo, self.hi), self.decimals) for _ in range(size)]
 
     def say(self, rng: random.Random, value: list) -> str:
-        texts = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in value]
+        texts = [str(v) for v in value]
         return rng.choice([_join(texts, rng), "[" + ", ".join(texts) + "]", ", ".join(texts)])
 
     def schema(self) -> dict[str, Any]:

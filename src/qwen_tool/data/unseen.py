@@ -78,7 +78,7 @@ class DrawnTool:
 def _param_schema(param: DrawnParam, rng: random.Random) -> dict[str, Any]:
     spec = param.spec
     schema = dict(spec.kind.schema())
-    hint = spec.kind.hint(rng)
+    hint = spec.kind.hint()
     description = spec.description
     if spec.kind.hint_optional and rng.random() < 0.5:
         hint = ""
