@@ -201,7 +201,7 @@ def _forms(param: DrawnParam) -> tuple[str, ...]:
     """Clause forms for one generic value; a word value may also stand before its label as a modifier ("ascending
     order", "rock genre"), as users write it, so the model learns to find a value the query never introduces."""
     if isinstance(param.spec.kind, (Enum, Pick)):
-        return (*_FORMS, "{text} {label}", "{text} {label}")
+        return (*_FORMS, "{text} {label}", "{text} {label}")  # listed twice: drawn 2 times in 6
     return _FORMS
 
 
