@@ -199,19 +199,12 @@ class Enum(Kind):
 
 @dataclass
 class Bool(Kind):
-    """A flag; the query states it through the parameter's yes/no phrases.
-
-    Most stated flags are true: a user names an option to switch it on ("with details", "nonstop only"). BFCL's
-    simple_python answers require true for 31 of its 53 boolean parameters and false for none. With 18 flags in 500
-    training examples the model wrote `false` in 15 of those 31 calls, as if copying the description's "Default is
-    false".
-    """
+    """A flag; the query states it through the parameter's yes/no phrases."""
 
     json_type: ClassVar[str] = "boolean"
-    true_share: float = 0.75
 
     def sample(self, rng: random.Random) -> bool:
-        return rng.random() < self.true_share
+        return rng.random() < 0.6
 
 
 @dataclass
