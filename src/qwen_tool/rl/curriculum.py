@@ -15,12 +15,13 @@ STAGE_NAMES = ("single call", "parallel/choice", "multi-step")
 
 
 def stage_of_trajectory(record: Mapping[str, Any]) -> int:
-    """0: one call in one turn with one tool offered; 2: calls in several assistant turns (a chain); 1: the rest
-    (parallel calls, a choice among tools, or no call due)."""
+    """0: one call in one turn with one tool offered, or no call due; 2: calls in several assistant turns (a chain);
+    1: the rest (parallel calls, a choice among tools). No-call prompts start in stage 0 so the first steps do not
+    reward calling on every prompt."""
     turns = [m for m in record["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
     if len(turns) > 1:
         return MULTI_STEP
-    if len(turns) == 1 and len(turns[0]["tool_calls"]) == 1 and len(record.get("tools") or []) == 1:
+    if not turns or (len(turns[0]["tool_calls"]) == 1 and len(record.get("tools") or []) == 1):
         return SINGLE_CALL
     return PARALLEL_OR_CHOICE
 

@@ -1,0 +1,45 @@
+"""Curriculum: which stage a training record belongs to, cumulative pools, and promotion by success or schedule."""
+
+from __future__ import annotations
+
+import random
+
+from qwen_tool.rl.curriculum import MULTI_STEP, PARALLEL_OR_CHOICE, SINGLE_CALL, Curriculum, stage_of_trajectory
+
+
+def _record(calls_per_turn: list[int], tools: int) -> dict:
+    messages = [{"role": "user", "content": "q"}]
+    for n in calls_per_turn:
+        calls = [{"type": "function", "function": {"name": "f", "arguments": "{}"}} for _ in range(n)]
+        messages += [{"role": "assistant", "content": "", "tool_calls": calls},
+                     *[{"role": "tool", "content": "{}"} for _ in range(n)]]
+    messages.append({"role": "assistant", "content": "done"})
+    return {"messages": messages, "tools": [{"type": "function", "function": {"name": f"t{i}"}} for i in range(tools)]}
+
+
+def test_stages_of_records() -> None:
+    assert stage_of_trajectory(_record([1], tools=1)) == SINGLE_CALL
+    # No call due starts in stage 0 too, so the first steps also reward staying silent.
+    assert stage_of_trajectory(_record([], tools=2)) == SINGLE_CALL
+    assert stage_of_trajectory(_record([1], tools=3)) == PARALLEL_OR_CHOICE
+    assert stage_of_trajectory(_record([2], tools=1)) == PARALLEL_OR_CHOICE
+    assert stage_of_trajectory(_record([1, 1], tools=2)) == MULTI_STEP
+
+
+def test_pools_are_cumulative_and_multi_turn_only_in_the_last_stage() -> None:
+    curriculum = Curriculum(stages=[[0, 1], [2], []], multi_turn=[7], promotion="schedule", steps_per_stage=1)
+    rng = random.Random(0)
+    assert curriculum.single_pool() == [0, 1]
+    assert {kind for kind, _ in curriculum.draw(8, 0.5, rng)} == {"single"}
+    assert curriculum.update(0.0) and curriculum.single_pool() == [0, 1, 2]
+    assert curriculum.update(0.0) and curriculum.stage == MULTI_STEP
+    picks = curriculum.draw(8, 0.25, rng)
+    assert sum(kind == "multi" for kind, _ in picks) == 2 and all(i == 7 for kind, i in picks if kind == "multi")
+
+
+def test_promotion_by_success_needs_a_full_window_above_threshold() -> None:
+    curriculum = Curriculum(stages=[[0], [1], []], multi_turn=[], threshold=0.5, window=2, steps_per_stage=10)
+    assert not curriculum.update(0.9)  # window not full yet
+    assert not curriculum.update(0.0)  # mean 0.45 < 0.5
+    assert curriculum.update(1.0)  # mean of the last two 0.5
+    assert curriculum.stage == PARALLEL_OR_CHOICE and curriculum.history == []
