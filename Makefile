@@ -2,7 +2,8 @@
 #   make run   - set up, then the main job (`qwen-tool run`) on the built-in model
 #   make test  - set up, then the test suite
 # Set-up: a .venv with the local CPU build of torch first (so pip never pulls a CUDA build), the package with its dev
-# extras, the BFCL data wheel (no deps), and the built-in model converted once into the cache ($QWEN_TOOL_HOME).
+# extras, the BFCL data wheel and xgrammar (no deps), and the built-in model converted once into the cache
+# ($QWEN_TOOL_HOME).
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,6 +12,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.qwen-tool-installed
 TORCH_VERSION := 2.13.0
 BFCL_VERSION := 2026.3.23
+# Guided tool-call decoding (`--guided`). xgrammar's declared triton dependency (~290 MB) serves only its GPU
+# kernels; CPU token masking runs without it, so xgrammar goes in without dependencies, plus its FFI runtime.
+XGRAMMAR_VERSION := 0.2.8
+TVM_FFI_VERSION := 0.1.15.post2
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -33,6 +38,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q torch==$(TORCH_VERSION)
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps bfcl-eval==$(BFCL_VERSION)
+	$(PIP) install -q --no-deps xgrammar==$(XGRAMMAR_VERSION) apache-tvm-ffi==$(TVM_FFI_VERSION)
 	touch $(STAMP)
 
 assets: $(STAMP)

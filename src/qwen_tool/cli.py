@@ -580,6 +580,9 @@ def eval_command(
         "--prefill-dtype", help="transformers backend: float32, or bfloat16 for a faster prompt prefill on CPUs "
         "with native bf16 (decoding stays float32).")] = "float32",
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default).")] = 0,
+    guided: Annotated[bool, typer.Option(
+        "--guided", help="Decode tool calls under the offered tools' schemas (xgrammar structural tags; the model "
+        "still chooses whether to call). bfcl single-turn and internal suites, transformers backend.")] = False,
 ) -> None:
     """Run a benchmark suite and write outcomes.jsonl, metrics.json, report.md/.html into the run directory."""
     if ctx.invoked_subcommand is not None:
@@ -613,10 +616,12 @@ def eval_command(
         out.print(table)
         out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
         return
+    if guided and suite in ("tasks", "robustness"):
+        raise QwenToolError(f"--guided covers --suite bfcl and internal, not {suite}; fix: drop --guided")
     if suite in ("internal", "tasks"):
         runner = run_internal if suite == "internal" else run_internal_tasks
         summary = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
-                         max_new_tokens=max_new_tokens or 256)["summary"]
+                         max_new_tokens=max_new_tokens or 256, **({"guided": True} if guided else {}))["summary"]
         table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
         for column in ("metric", "%"):
             table.add_column(column)
@@ -628,7 +633,7 @@ def eval_command(
         return
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
-                       max_new_tokens=max_new_tokens)
+                       max_new_tokens=max_new_tokens, guided=guided)
     report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",
                           outcomes={label: run_dir / "outcomes.jsonl"})
     table = Table(title=f"{label}: BFCL accuracy")

@@ -286,6 +286,9 @@ class EvalStageConfig:
     prefill_dtype: Literal["float32", "bfloat16"] = "float32"
     """Prompt prefill dtype of the transformers backend; bfloat16 is ~1.7x faster on CPUs with native bf16
     (AVX512-BF16, AMX); decoding stays in the model's dtype."""
+    guided: bool = False
+    """Decode tool calls under the offered tools' schemas (BFCL single-turn and the internal suite); the report
+    labels the run as guided."""
 
 
 @config

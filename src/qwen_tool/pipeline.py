@@ -135,13 +135,14 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
     backend = load_backend(model, prefill_dtype=cfg.eval.prefill_dtype)
     cache = out_dir.parent / ".generation-cache"
     merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
-                      batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache)
+                      batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache,
+                      guided=cfg.eval.guided)
     if internal_eval and cfg.eval.internal:
         from qwen_tool.eval.runner import run_internal
 
         merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                                          limit=internal_limit, cache_dir=cache)
+                                          limit=internal_limit, cache_dir=cache, guided=cfg.eval.guided)
     if internal_tasks and cfg.eval.internal_tasks:
         from qwen_tool.eval.runner import run_internal_tasks
 

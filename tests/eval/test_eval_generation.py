@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from qwen_tool import QwenToolError
 from qwen_tool.eval.generation import (
     Generation,
     GenerationSettings,
@@ -78,7 +79,7 @@ def test_bf16_prefill_hands_a_float32_cache_to_the_float32_decoder() -> None:
     assert mixed.model_id == "tiny+prefill-bfloat16"  # cached generations of the two settings never mix
     rows = [mixed._encode(p) for p in _prompts(tokenizer, sizes=(2, 7))]
     with torch.inference_mode():
-        cache, mask_BT, _, first_B = mixed._prefill(rows)
+        cache, mask_BT, _, logits_BV = mixed._prefill(rows)
         exact_cache, exact_mask_BT, _, _ = exact._prefill(rows)
         bf16_logits = [mixed.prefill_model(input_ids=torch.tensor([row])).logits[0, -1] for row in rows]
     assert torch.equal(mask_BT, exact_mask_BT)
@@ -86,7 +87,7 @@ def test_bf16_prefill_hands_a_float32_cache_to_the_float32_decoder() -> None:
         assert layer.keys.dtype == torch.float32 and layer.values.dtype == torch.float32
         torch.testing.assert_close(layer.keys, exact_layer.keys, rtol=0.05, atol=0.05)
         assert not torch.equal(layer.keys, exact_layer.keys)  # it really was computed in bf16
-    assert first_B.tolist() == [int(logits.argmax()) for logits in bf16_logits]
+    assert logits_BV.argmax(-1).tolist() == [int(logits.argmax()) for logits in bf16_logits]
     generations = mixed.generate([tokenizer.decode(r) for r in rows], GenerationSettings(max_new_tokens=6))
     assert len(generations) == 2
     assert all(g.new_tokens == 6 or (g.finish_reason == "stop" and g.new_tokens < 6) for g in generations)
@@ -152,3 +153,36 @@ def test_longest_prompts_are_decoded_first_in_batches() -> None:
     backend = ScriptedBackend(texts)
     generate_all(backend, list(texts), GenerationSettings(batch_size=2), progress=False)
     assert backend.decoded == ["xxxx", "xxx", "xx", "x"]
+
+
+def test_guided_rows_write_schema_valid_calls_and_free_rows_decode_as_before(backend: TransformersBackend) -> None:
+    """A random model writes no valid call by itself; under a grammar that requires one (xgrammar's `required`
+    tool choice) every guided row does, while a free row in the same batch decodes exactly as without guidance."""
+    import jsonschema
+    import xgrammar
+
+    from qwen_tool.codec import get_codec
+
+    parameters = {"type": "object", "properties": {"unit": {"type": "string", "enum": ["km", "miles"]},
+                                                   "exact": {"type": "boolean"}}, "required": ["unit", "exact"]}
+    tools = [{"type": "function", "function": {"name": "geo.distance", "parameters": parameters}}]
+    forced = xgrammar.get_builtin_structural_tag("qwen_3", tools=tools, tool_choice="required", reasoning=False,
+                                                 max_whitespace_cnt=1).model_dump_json()
+    prompts = _prompts(backend.tokenizer, sizes=(3, 7, 12))
+    free = backend.generate(prompts, GenerationSettings(max_new_tokens=160, batch_size=3))
+    guided = backend.generate(prompts, GenerationSettings(max_new_tokens=160, batch_size=3, guided=True),
+                              guides=[forced, None, forced])
+    assert guided[1] == free[1]
+    codec = get_codec("hermes")
+    assert not any(codec.parse(g.text, tools).tool_calls for g in free)
+    for generation in (guided[0], guided[2]):
+        parsed = codec.parse(generation.text, tools)
+        assert parsed.error is None and parsed.tool_calls[0].name == "geo.distance", generation.text
+        jsonschema.validate(parsed.tool_calls[0].arguments, parameters)
+
+
+def test_guided_settings_need_one_guide_per_prompt_and_change_the_cache_key() -> None:
+    settings = GenerationSettings(guided=True)
+    assert settings.key() != GenerationSettings().key()
+    with pytest.raises(QwenToolError, match="one guide per prompt"):
+        generate_all(TransformersBackend(tiny_model(), tiny_tokenizer(), "tiny"), ["a"], settings)

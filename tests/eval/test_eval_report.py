@@ -20,7 +20,8 @@ def _metrics(simple: float, parallel: float) -> dict:
 
 
 def test_report_side_by_side(tmp_path) -> None:
-    trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5}}}
+    trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5}},
+               "generation": {"new_tokens": 5, "guided": True}}
     report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": trained},
                           stage_seconds={"sft": 12.34})
     text = report.read_text()
@@ -29,6 +30,8 @@ def test_report_side_by_side(tmp_path) -> None:
     assert "| Overall accuracy (mean over categories) | 20.0 | 32.5 | +12.5 |" in text
     assert "type_error (3)" in text
     assert "| sft | 12.3 |" in text
+    assert "| baseline | m | 20 | 10 | greedy | 1.0 | 5 |" in text  # a guided run says so in its row
+    assert "| trained | m | 20 | 10 | greedy, tool calls guided by schema | 1.0 | 5 |" in text
     assert "| TS: tool selection | – | 90.0 | – |" in text
     assert (tmp_path / "bfcl_categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<td>+25.0</td>" in (tmp_path / "report.html").read_text()

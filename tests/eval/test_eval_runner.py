@@ -237,3 +237,33 @@ def test_internal_tasks_gold_silent_and_hallucinating_players(tmp_path, tokenize
     assert hallucinating["summary"]["average_steps"] == 4.0
     written = [json.loads(line) for line in (tmp_path / "ghost" / "outcomes.jsonl").read_text().splitlines()]
     assert len(written) == 6 and all(not o["valid"] for o in written)
+
+
+class GuideRecorder(FixedBackend):
+    """A FixedBackend that also takes the per-prompt guides of a guided run."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(answer)
+        self.guides: dict[str, str | None] = {}
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 guides: Sequence[str | None] | None = None) -> list[Generation]:
+        assert settings.guided and guides is not None
+        self.guides.update(zip(prompts, guides, strict=True))
+        return super().generate(prompts, settings)
+
+
+def test_guided_run_gives_every_prompt_a_grammar_its_gold_answer_satisfies(tmp_path, tokenizer) -> None:
+    import xgrammar
+
+    answers = _gold_answers()
+    backend = GuideRecorder(lambda prompt: next(a for q, a in answers.items() if q in prompt))
+    result = run_bfcl("scripted", CATEGORIES, LIMIT, tmp_path / "guided", backend=backend, tokenizer=tokenizer,
+                      tool_format="hermes", batch_size=2, cache_dir=tmp_path / "cache", progress=False, guided=True)
+    assert result["generation"]["guided"] is True
+    assert len(backend.guides) == len(CATEGORIES) * LIMIT and all(backend.guides.values())
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
+    compiler = xgrammar.GrammarCompiler(info)
+    for prompt, guide in backend.guides.items():
+        answer = next(a for q, a in answers.items() if q in prompt)
+        assert xgrammar.GrammarMatcher(compiler.compile_structural_tag(guide)).accept_string(answer), answer

@@ -32,6 +32,8 @@ class GenerationSettings:
     """Upper bound per prompt; a row that reaches it is returned with finish_reason "length"."""
     batch_size: int = 8
     """Prompts decoded together (rows leave the batch as they finish)."""
+    guided: bool = False
+    """Tool calls decoded under each prompt's structural tag (`qwen_tool.codec.guided`); free text stays free."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -40,7 +42,8 @@ class GenerationSettings:
 
     def key(self) -> dict[str, Any]:
         """The fields that change the text (batch size does not, under greedy decoding)."""
-        return {"max_new_tokens": self.max_new_tokens, "decoding": "greedy"}
+        return {"max_new_tokens": self.max_new_tokens, "decoding": "greedy", **({"guided": "tool-calls"}
+                                                                                  if self.guided else {})}
 
 
 @dataclass
@@ -60,7 +63,10 @@ class Backend(Protocol):
 
     def token_length(self, prompt: str) -> int: ...
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]: ...
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 guides: Sequence[str | None] | None = None) -> list[Generation]:
+        """`guides`: one structural tag (JSON text) or None per prompt, given when `settings.guided`."""
+        ...
 
 
 def model_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -102,6 +108,8 @@ class TransformersBackend:
         self.stop_ids = stop_token_ids(tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if isinstance(pad, int) else self.stop_ids[0]
+        self._grammar_compiler: Any = None  # built on the first guided batch
+        self._grammars: dict[str, Any] = {}
 
     @classmethod
     def from_name(cls, name: str, dtype: str = "float32", device: str = "cpu",
@@ -119,21 +127,57 @@ class TransformersBackend:
     def token_length(self, prompt: str) -> int:
         return len(self._encode(prompt))
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 guides: Sequence[str | None] | None = None) -> list[Generation]:
         encoded = [self._encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), settings.batch_size):
             batch = order[start:start + settings.batch_size]
+            matchers = [self._matcher(guides[i]) for i in batch] if guides is not None else None
             for index, (tokens, stopped) in zip(batch, self._greedy([encoded[i] for i in batch],
-                                                                    settings.max_new_tokens), strict=True):
+                                                                    settings.max_new_tokens, matchers), strict=True):
                 text_tokens = tokens[:-1] if stopped else tokens
                 results[index] = Generation(self.tokenizer.decode(text_tokens, skip_special_tokens=True),
                                             len(tokens), "stop" if stopped else "length")
         return [r for r in results if r is not None]
 
+    def _matcher(self, guide: str | None) -> Any:
+        """An xgrammar matcher for one prompt's structural tag (compiled grammars are cached); None: unguided."""
+        if guide is None:
+            return None
+        import xgrammar
+
+        if self._grammar_compiler is None:
+            vocab_size = self.model.get_output_embeddings().weight.shape[0]
+            info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab_size,
+                                                           stop_token_ids=self.stop_ids)
+            self._grammar_compiler = xgrammar.GrammarCompiler(info)
+        if guide not in self._grammars:
+            self._grammars[guide] = self._grammar_compiler.compile_structural_tag(guide)
+        return xgrammar.GrammarMatcher(self._grammars[guide])
+
+    @staticmethod
+    def _pick(logits_BV: Any, matchers: list[Any] | None) -> Any:
+        """Greedy tokens (B,); rows with a matcher choose among the tokens their grammar allows, then advance it."""
+        if not matchers or all(m is None for m in matchers):
+            return logits_BV.argmax(-1)
+        import xgrammar
+
+        logits_BV = logits_BV.float()
+        bitmask = xgrammar.allocate_token_bitmask(len(matchers), logits_BV.shape[-1])
+        for b, matcher in enumerate(matchers):
+            if matcher is not None and not matcher.is_terminated():
+                matcher.fill_next_token_bitmask(bitmask, b)
+        xgrammar.apply_token_bitmask_inplace(logits_BV, bitmask.to(logits_BV.device))
+        next_B = logits_BV.argmax(-1)
+        for matcher, token in zip(matchers, next_B.tolist(), strict=True):
+            if matcher is not None and not matcher.is_terminated():
+                matcher.accept_token(token)
+        return next_B
+
     def _prefill(self, rows: list[list[int]]) -> tuple[Any, Any, Any, Any]:
-        """KV cache, attention mask (B, T), last position (B,) and first new token (B,) of left-padded rows.
+        """KV cache, attention mask (B, T), last position (B,) and next-token logits (B, V) of left-padded rows.
 
         Each row is prefilled alone (no padding tokens computed, causal attention without a mask), then the caches
         are left-padded with zeros into one batch; the padding is masked out during decoding. Models whose cache
@@ -157,7 +201,7 @@ class TransformersBackend:
             if not all(type(layer) is DynamicLayer for layer in cache.layers):
                 break
             per_row_kv.append([(layer.keys, layer.values) for layer in cache.layers])
-            first_tokens.append(logits[0, -1].argmax(-1))
+            first_tokens.append(logits[0, -1])
         if len(per_row_kv) == len(rows):
             merged = []
             for layer_kv in zip(*per_row_kv, strict=True):
@@ -176,10 +220,12 @@ class TransformersBackend:
         cache = DynamicCache()
         logits = self.model(input_ids=input_ids_BT, attention_mask=mask_BT, position_ids=positions_BT,
                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-        return cache, mask_BT, last_position_B, logits[:, -1].argmax(-1)
+        return cache, mask_BT, last_position_B, logits[:, -1]
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
-        """Greedy continuation of each row; returns (new token ids, ended at an end-of-turn token) per row."""
+    def _greedy(self, rows: list[list[int]], max_new_tokens: int,
+                matchers: list[Any] | None = None) -> list[tuple[list[int], bool]]:
+        """Greedy continuation of each row; returns (new token ids, ended at an end-of-turn token) per row.
+        `matchers` (one per row, None for a free row) restrict each row's choices to its grammar."""
         import torch
 
         stop_ids = torch.tensor(self.stop_ids, device=self.model.device)
@@ -187,7 +233,8 @@ class TransformersBackend:
         stopped = [False] * len(rows)
         active = list(range(len(rows)))  # original row index of each batch row
         with torch.inference_mode():
-            cache, mask_BT, last_position_B, next_B = self._prefill(rows)
+            cache, mask_BT, last_position_B, logits_BV = self._prefill(rows)
+            next_B = self._pick(logits_BV, matchers)
             for step in range(max_new_tokens):
                 done_B = torch.isin(next_B, stop_ids)
                 for b, token in enumerate(next_B.tolist()):
@@ -201,12 +248,13 @@ class TransformersBackend:
                     cache.batch_select_indices(keep_B)
                     mask_BT, next_B, last_position_B = mask_BT[keep_B], next_B[keep_B], last_position_B[keep_B]
                     active = [active[b] for b in keep_B.tolist()]
+                    matchers = [matchers[b] for b in keep_B.tolist()] if matchers else matchers
                 mask_BT = torch.cat([mask_BT, mask_BT.new_ones((mask_BT.shape[0], 1))], dim=1)
                 last_position_B = last_position_B + 1
                 logits = self.model(input_ids=next_B[:, None], attention_mask=mask_BT,
                                     position_ids=last_position_B[:, None], past_key_values=cache,
                                     use_cache=True).logits
-                next_B = logits[:, -1].argmax(-1)
+                next_B = self._pick(logits[:, -1], matchers)
         return list(zip(outputs, stopped, strict=True))
 
 
@@ -230,9 +278,13 @@ class VLLMBackend:
     def token_length(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 guides: Sequence[str | None] | None = None) -> list[Generation]:
         from vllm import SamplingParams
 
+        if guides is not None and any(g is not None for g in guides):
+            raise QwenToolError("guided tool-call decoding runs on the transformers backend for now; fix: pass "
+                                "--backend transformers, or evaluate without --guided")
         params = SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens, stop_token_ids=self.stop_ids,
                                 skip_special_tokens=True)
         results = []
@@ -307,9 +359,14 @@ class GenerationCache:
 
 def generate_all(backend: Backend, prompts: Sequence[str], settings: GenerationSettings,
                  cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
-                 description: str = "generating") -> list[Generation]:
+                 description: str = "generating", guides: Sequence[str | None] | None = None) -> list[Generation]:
     """Generations for `prompts` (same order), from the cache where present; the rest is decoded longest first in
-    batches of `settings.batch_size`, each batch written to the cache as soon as it is done."""
+    batches of `settings.batch_size`, each batch written to the cache as soon as it is done. With `settings.guided`,
+    `guides` holds each prompt's structural tag (None: that prompt decodes freely)."""
+    if settings.guided != (guides is not None) or (guides is not None and len(guides) != len(prompts)):
+        raise QwenToolError("guided generation needs one guide per prompt, and guides only with settings.guided; "
+                            "fix: build them with qwen_tool.codec.guided.structural_tag")
+    guide_of = dict(zip(prompts, guides, strict=True)) if guides is not None else {}
     cache = GenerationCache(cache_dir, backend.model_id, settings) if cache_dir is not None else None
     found: dict[str, Generation] = {}
     if cache is not None:
@@ -327,7 +384,8 @@ def generate_all(backend: Backend, prompts: Sequence[str], settings: GenerationS
             task = bar.add_task(description, total=len(missing))
             for start in range(0, len(missing), settings.batch_size):
                 chunk = missing[start:start + settings.batch_size]
-                generations = backend.generate(chunk, settings)
+                generations = (backend.generate(chunk, settings, guides=[guide_of[p] for p in chunk])
+                               if guides is not None else backend.generate(chunk, settings))
                 if len(generations) != len(chunk):
                     raise QwenToolError(f"backend {backend.model_id} returned {len(generations)} generations for "
                                         f"{len(chunk)} prompts; fix: the backend must return one per prompt")

@@ -139,8 +139,9 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
             top = list(stats.get("error_categories", {}).items())[:3]
             if top:
                 errors.append([label, category, ", ".join(f"{name} ({count})" for name, count in top)])
-    runs_header = ["run", "model", "examples", "limit", "wall time (s)", "new tokens"]
+    runs_header = ["run", "model", "examples", "limit", "decoding", "wall time (s)", "new tokens"]
     runs = [[label, str(m.get("model", "")), str(m.get("summary", {}).get("examples", "")), str(m.get("limit")),
+             "greedy, tool calls guided by schema" if m.get("generation", {}).get("guided") else "greedy",
              str(m.get("wall_seconds", "")), str(m.get("generation", {}).get("new_tokens", ""))]
             for label, m in results.items()]
     return [

@@ -18,6 +18,7 @@ from qwen_tool import QwenToolError
 from qwen_tool.codec import Codec, ToolCall, get_codec
 from qwen_tool.codec.base import normalise_calls
 from qwen_tool.codec.chat import render_prompt
+from qwen_tool.codec.guided import structural_tag
 from qwen_tool.eval import bfcl, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
 from qwen_tool.log import logger
@@ -179,8 +180,10 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
 def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | dict[str, int | None] | None = None,
              out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
              tool_format: str | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
-             cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | Path | None = None, progress: bool = True, guided: bool = False) -> dict[str, Any]:
     """Evaluate `model` on BFCL single-turn categories and write outcomes.jsonl and metrics.json into `out_dir`.
+
+    `guided` decodes tool calls under the offered tools' schemas (`qwen_tool.codec.guided`; single-turn categories).
 
     `limit` keeps the first `limit` entries of each category in id order (a fixed subset); a dict gives each category
     its own limit (a category absent from it is taken whole). `backend`, `tokenizer`,
@@ -232,11 +235,13 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
                 logger.warning("%s: cannot render the prompt (%s); scored as an error", example.id, exc)
                 prompts.append(None)
         settings = GenerationSettings(max_new_tokens=max_new_tokens or max_new_tokens_for(category),
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, guided=guided)
         tick = time.perf_counter()
         renderable = [p for p in prompts if p is not None]
+        guides = ([structural_tag(codec.name, tools) for p, tools in zip(prompts, tools_per_example, strict=True)
+                   if p is not None] if guided else None)
         generations = iter(generate_all(backend, renderable, settings, cache, progress=progress,
-                                        description=f"BFCL {category}"))
+                                        description=f"BFCL {category}", guides=guides))
         generation_seconds += time.perf_counter() - tick
         for example, prompt, tools in zip(examples, prompts, tools_per_example, strict=True):
             if prompt is None:
@@ -257,7 +262,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
         "suite": "bfcl", "model": model, "tool_format": tool_format, "limit": limit,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "generation": {"new_tokens": generated_tokens, "seconds": round(generation_seconds, 2),
-                       "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id},
+                       "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id,
+                       "guided": guided},
     })
     with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
         for outcome in outcomes:
@@ -309,9 +315,10 @@ def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, 
 def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
                  tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
                  max_new_tokens: int = 256, limit: int | None = None, cache_dir: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, guided: bool = False) -> dict[str, Any]:
     """Score every assistant decision of held-out trajectories (`{"tools", "messages"}` JSON lines): TS/PI/CF on the
     first call, parameter accuracy over all calls, call timing (call when the gold calls, abstain when it answers).
+    `guided` decodes tool calls under the offered tools' schemas, as in `run_bfcl`.
 
     Writes outcomes.jsonl and metrics.json into `out_dir` and returns the metrics.
     """
@@ -323,10 +330,11 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
         for turn, (history, gold) in enumerate(decision_points(record)):
             prompt = render_prompt(tokenizer, history, record.get("tools"), codec)
             items.append((f"{record.get('id', number)}#{turn}", record, prompt, gold))
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, guided=guided)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
+    guides = [structural_tag(codec.name, item[1].get("tools")) for item in items] if guided else None
     generations = generate_all(backend, [item[2] for item in items], settings, cache, progress=progress,
-                               description="internal suite")
+                               description="internal suite", guides=guides)
     outcomes, pairs, argument_pairs, called, gold_called = [], [], [], [], []
     for (item_id, record, prompt, gold), generation in zip(items, generations, strict=True):
         try:

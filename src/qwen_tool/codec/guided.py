@@ -1,0 +1,38 @@
+"""Guided decoding of tool calls: per prompt, a structural tag (xgrammar) that leaves free text alone and, once the
+model opens a call, holds it to the offered tools' names and argument schemas until the call closes.
+
+The model still decides whether to call (the tag only triggers on the format's opening marker); what guidance removes
+is JSON that does not parse, unknown parameters, missing required ones and values of the wrong JSON type. vLLM and
+SGLang serve tool calls the same way through xgrammar's structural tags; only formats whose xgrammar template we have
+checked against our codec's rendering are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qwen_tool.codec.base import CodecError
+
+XGRAMMAR_TEMPLATES: dict[str, str] = {"hermes": "qwen_3"}
+"""Our format → xgrammar's built-in structural tag of the same wire text."""
+
+
+def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """The structural tag (JSON text) that guides calls in format `fmt` to `tools`; None when no tool is offered."""
+    if fmt not in XGRAMMAR_TEMPLATES:
+        raise CodecError(f"guided tool-call decoding has no template for format {fmt!r}; fix: use one of "
+                         f"{sorted(XGRAMMAR_TEMPLATES)} or decode without guidance")
+    if not tools:
+        return None
+    try:
+        import xgrammar
+    except ImportError as err:
+        raise CodecError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)") from err
+    # any_order: a model may name arguments in any order (xgrammar's default holds them to the schema's order).
+    tag = xgrammar.get_builtin_structural_tag(XGRAMMAR_TEMPLATES[fmt], tools=[dict(t) for t in tools],
+                                             tool_choice="auto", reasoning=False, any_order=True)
+    return tag.model_dump_json()
+
+
+__all__ = ["XGRAMMAR_TEMPLATES", "structural_tag"]
