@@ -593,6 +593,8 @@ def eval_command(
 
     if suite not in ("bfcl", "internal", "tasks", "robustness"):
         raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl, internal, tasks or robustness")
+    if guided and suite in ("tasks", "robustness"):
+        raise QwenToolError(f"--guided covers --suite bfcl and internal, not {suite}; fix: drop --guided")
     if suite in ("internal", "tasks", "robustness") and data is None:
         raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
                             "synth --eval-out` (tasks: the main job's data/internal_tasks.jsonl)")
@@ -616,12 +618,11 @@ def eval_command(
         out.print(table)
         out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
         return
-    if guided and suite in ("tasks", "robustness"):
-        raise QwenToolError(f"--guided covers --suite bfcl and internal, not {suite}; fix: drop --guided")
     if suite in ("internal", "tasks"):
         runner = run_internal if suite == "internal" else run_internal_tasks
+        guidance = {"guided": guided} if suite == "internal" else {}  # multi-turn tasks decode freely
         summary = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
-                         max_new_tokens=max_new_tokens or 256, **({"guided": True} if guided else {}))["summary"]
+                         max_new_tokens=max_new_tokens or 256, **guidance)["summary"]
         table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
         for column in ("metric", "%"):
             table.add_column(column)

@@ -103,3 +103,17 @@ def test_tasks_suite_from_the_cli(tiny_runs, tmp_path) -> None:
     metrics = json.loads((tmp_path / "tasks" / "metrics.json").read_text())
     # a random 4-token model never writes a call: each episode ends at once on its text, a final answer
     assert metrics["episodes"] == 2 and metrics["summary"]["VA"] == 1.0 and metrics["summary"]["average_steps"] == 1
+
+
+def test_guided_bfcl_from_the_cli_and_guided_tasks_is_a_user_error(tiny_runs, tmp_path, capsys) -> None:
+    run, _ = tiny_runs
+    model_dir = str(run.parent / "tiny")
+    _cli(["eval", "--model", model_dir, "--categories", "simple_python", "--limit", "1", "--max-new-tokens", "8",
+          "--backend", "transformers", "--threads", "1", "--guided", "--out", str(tmp_path / "guided")])
+    assert json.loads((tmp_path / "guided" / "metrics.json").read_text())["generation"]["guided"] is True
+    assert "tool calls guided by schema" in (tmp_path / "guided" / "report.md").read_text()
+    for suite in ("tasks", "robustness"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", "--model", model_dir, "--suite", suite, "--data", str(tmp_path / "t.jsonl"), "--guided"])
+        assert exit_info.value.code == 1
+        assert f"--guided covers --suite bfcl and internal, not {suite}" in capsys.readouterr().err
