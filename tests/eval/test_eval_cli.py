@@ -90,6 +90,7 @@ def test_internal_suite_from_the_cli(tiny_runs, tmp_path) -> None:
           "--backend", "transformers", "--out", str(tmp_path / "internal")])
     metrics = json.loads((tmp_path / "internal" / "metrics.json").read_text())
     assert metrics["decisions"] == 1 and metrics["summary"]["call_timing_recall"] == 0.0  # random model: no call
+    assert metrics["guided"] is False
 
 
 def test_tasks_suite_from_the_cli(tiny_runs, tmp_path) -> None:

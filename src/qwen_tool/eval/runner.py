@@ -359,7 +359,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
         })
     timing = metrics.call_timing(called, gold_called)
     result = {
-        "suite": "internal", "model": model, "records": len(records), "decisions": len(items),
+        "suite": "internal", "model": model, "records": len(records), "decisions": len(items), "guided": guided,
         "summary": {
             **metrics.single_turn_scores(pairs),
             "parameter_accuracy": metrics.parameter_accuracy(argument_pairs),
