@@ -17,6 +17,10 @@ from qwen_tool.codec.base import CodecError
 XGRAMMAR_TEMPLATES: dict[str, str] = {"hermes": "qwen_3"}
 """Our format → xgrammar's built-in structural tag of the same wire text."""
 
+GUIDE_KIND = "xgrammar structural tag, arguments in any order"
+"""What `structural_tag` builds; part of the generation cache key, so a change to the grammar's options must change it
+(cached guided generations of the old grammar are then not reused)."""
+
 
 def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None) -> str | None:
     """The structural tag (JSON text) that guides calls in format `fmt` to `tools`; None when no tool is offered."""
@@ -35,4 +39,4 @@ def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None) -> str |
     return tag.model_dump_json()
 
 
-__all__ = ["XGRAMMAR_TEMPLATES", "structural_tag"]
+__all__ = ["GUIDE_KIND", "XGRAMMAR_TEMPLATES", "structural_tag"]

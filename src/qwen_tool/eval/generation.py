@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_tool import QwenToolError
+from qwen_tool.codec.guided import GUIDE_KIND
 from qwen_tool.log import console, logger
 from qwen_tool.models import stop_token_ids
 
@@ -42,8 +43,8 @@ class GenerationSettings:
 
     def key(self) -> dict[str, Any]:
         """The fields that change the text (batch size does not, under greedy decoding)."""
-        return {"max_new_tokens": self.max_new_tokens, "decoding": "greedy", **({"guided": "tool-calls"}
-                                                                                  if self.guided else {})}
+        guided = {"guided": GUIDE_KIND} if self.guided else {}
+        return {"max_new_tokens": self.max_new_tokens, "decoding": "greedy", **guided}
 
 
 @dataclass
