@@ -417,6 +417,9 @@ class RLTrainingConfig:
     """token (DAPO, TRL's default), sequence (original GRPO) or constant (Dr. GRPO: Σ / (episodes · max_new_tokens))."""
     kl_coef: float = 0.02
     """β of the KL to the reference; 0 skips the reference model."""
+    drop_uniform_groups: bool = False
+    """GRPO: leave groups whose episodes all scored alike out of the update (zero advantage; DAPO's dynamic-sampling
+    filter). Saves their forward/backward, so more prompts per step cost little; they then add no KL term either."""
     kl_in_reward: bool = False
     """Subtract β·KL (estimator `kl_estimator`) from the per-token reward, as TL-Training's PPO does, instead of
     adding β·k3 to the loss."""
@@ -480,6 +483,8 @@ class RLTrainingConfig:
             raise ValueError("learning rates must be positive")
         if not 0 <= self.multi_turn_share <= 1:
             raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
+        if self.drop_uniform_groups and self.algo != "grpo":
+            raise ValueError("drop_uniform_groups filters GRPO groups; fix: set it false with algo ppo")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive for sampling, got {self.temperature}")
 

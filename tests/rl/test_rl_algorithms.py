@@ -14,10 +14,20 @@ from qwen_tool.rl.algorithms import (
     gae,
     group_advantages,
     grpo_loss,
+    informative_rows,
     kl_estimate,
     kl_shaped_rewards,
     token_logprobs,
 )
+
+
+def test_informative_rows_keeps_groups_whose_rewards_differ():
+    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5])
+    assert informative_rows(rewards, 2).tolist() == [2, 3]
+    assert informative_rows(rewards, 3).tolist() == [0, 1, 2, 3, 4, 5]  # each group of 3 holds a differing reward
+    assert informative_rows(torch.tensor([1.0, 1.0]), 1).tolist() == [0, 1]  # REINFORCE: nothing to compare
+    with pytest.raises(ValueError):
+        informative_rows(rewards, 4)
 
 
 def test_group_advantages_std_and_dr_grpo():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from qwen_tool.config import RLTrainingConfig, load_config
+from qwen_tool.config import ConfigError, RLTrainingConfig, load_config
 from qwen_tool.rl.trainer import train_rl
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
@@ -61,3 +62,53 @@ def test_shipped_recipes_load(path, algo):
 
     cfg = load_config(RLTrainingConfig, Path(__file__).parents[2] / path)
     assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 64
+
+
+def _rollout(task_id: str, completion: list[int], reward: float):
+    from qwen_tool.rl.rollout import Rollout
+
+    return Rollout(task_id, prompt_ids=[5, 6, 7], completion_ids=completion, action_mask=[1] * len(completion),
+                   old_logprobs=[-2.0] * len(completion), turn_ends=[len(completion) - 1], turn_rewards=[reward])
+
+
+def _updated_weights(rollouts, *overrides: str):
+    """Parameters after one GRPO update (groups of 2, no KL) on `rollouts`, and the update's logged metrics."""
+    from accelerate import Accelerator
+
+    from qwen_tool.rl.rollout import collate
+    from qwen_tool.rl.trainer import Models, grpo_update
+
+    cfg = load_config(RLTrainingConfig, None, ["samples_per_prompt=2", "kl_coef=0", "learning_rate=1e-2",
+                                               *overrides])
+    policy = tiny_model(seed=1)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+    models = Models(policy, reference=None, critic=None, shared_trunk=False)
+    metrics = grpo_update(models, optimizer, collate(rollouts, 0), cfg, Accelerator(cpu=True))
+    return [p.detach().clone() for p in policy.parameters()], metrics
+
+
+def test_dropping_uniform_groups_trains_only_on_the_groups_that_disagree():
+    uniform = [_rollout("a", [11, 12, 13, 14, 15, 16], 1.0), _rollout("a", [17, 18], 1.0)]
+    varied = [_rollout("b", [21, 22, 23], 1.0), _rollout("b", [24, 25, 26, 27], 0.0)]
+    filtered, metrics = _updated_weights(uniform + varied, "drop_uniform_groups=true")
+    by_hand, _ = _updated_weights(varied)
+    untouched = [p.detach() for p in tiny_model(seed=1).parameters()]
+    assert metrics["updated_share"] == 0.5
+    # the same update as on the disagreeing group alone: the uniform group's tokens no longer dilute the token mean
+    assert all(torch.allclose(f, h) for f, h in zip(filtered, by_hand, strict=True))
+    assert not all(torch.equal(f, u) for f, u in zip(filtered, untouched, strict=True))
+    unfiltered, _ = _updated_weights(uniform + varied)
+    assert not all(torch.allclose(f, u) for f, u in zip(filtered, unfiltered, strict=True))
+
+
+def test_a_step_where_every_group_agrees_changes_nothing():
+    same = [_rollout("a", [11, 12], 0.5), _rollout("a", [13], 0.5)]
+    weights, metrics = _updated_weights(same, "drop_uniform_groups=true")
+    assert metrics["updated_share"] == 0.0
+    assert all(torch.equal(w, u) for w, u in zip(weights, (p.detach() for p in tiny_model(seed=1).parameters()),
+                                                   strict=True))
+
+
+def test_dropping_groups_is_refused_for_ppo():
+    with pytest.raises(ConfigError, match="drop_uniform_groups"):
+        load_config(RLTrainingConfig, None, ["algo=ppo", "drop_uniform_groups=true"])

@@ -63,6 +63,21 @@ def group_advantages(rewards_B: torch.Tensor, group_size: int, scale: Literal["s
     return centred_GN.reshape(-1)
 
 
+def informative_rows(rewards_B: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Indices of the samples whose group's rewards are not all equal (DAPO's dynamic-sampling filter).
+
+    A group whose samples all scored alike has Â_i = 0 for every sample, so its only gradient is the KL term; leaving
+    it out of the update saves its forward and backward passes. With group_size 1 (REINFORCE) every row is kept.
+    """
+    if rewards_B.numel() % group_size:
+        raise ValueError(f"{rewards_B.numel()} rewards do not split into groups of {group_size}")
+    if group_size == 1:
+        return torch.arange(rewards_B.numel())
+    grouped_GN = rewards_B.view(-1, group_size)
+    varied_G = (grouped_GN != grouped_GN[:, :1]).any(dim=1)
+    return varied_G.repeat_interleave(group_size).nonzero().flatten()
+
+
 def kl_estimate(logprobs_BT: torch.Tensor, ref_logprobs_BT: torch.Tensor, estimator: KLEstimator = "k3"
                 ) -> torch.Tensor:
     """Per-token estimate of KL(π ‖ π_ref) from samples of π (Schulman's estimators), with d = log π_ref − log π:

@@ -31,6 +31,7 @@ from qwen_tool.rl.algorithms import (
     gae,
     group_advantages,
     grpo_loss,
+    informative_rows,
     kl_estimate,
     kl_shaped_rewards,
     masked_mean,
@@ -89,8 +90,17 @@ def _unwrap(model: Any) -> Any:
 
 def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: RolloutBatch, cfg: RLTrainingConfig,
                 accelerator: Any) -> dict[str, float]:
-    """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference)."""
+    """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference).
+    With `drop_uniform_groups`, groups whose episodes all scored alike are left out first (no update if all are)."""
     advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.advantage_scale)
+    share_kept = 1.0
+    if cfg.drop_uniform_groups:
+        rows_B = informative_rows(batch.returns_B, cfg.samples_per_prompt)
+        share_kept = rows_B.numel() / batch.returns_B.shape[0]
+        if not rows_B.numel():
+            return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0,
+                    "advantage_abs": 0.0, "updated_share": 0.0}
+        batch, advantages_B = batch.select(rows_B), advantages_B[rows_B]
     size = batch.returns_B.shape[0]
     micro = _micro_batches(size, cfg.episodes_per_forward)
     total_tokens = batch.action_mask_BC.sum()
@@ -122,6 +132,7 @@ def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: Rollout
         sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         optimizer.step()
     sums["advantage_abs"] = advantages_B.abs().mean().item()
+    sums["updated_share"] = share_kept
     return sums
 
 
