@@ -417,6 +417,9 @@ class RLTrainingConfig:
     """token (DAPO, TRL's default), sequence (original GRPO) or constant (Dr. GRPO: Σ / (episodes · max_new_tokens))."""
     kl_coef: float = 0.02
     """β of the KL to the reference; 0 skips the reference model."""
+    turn_return: Literal["sum", "mean"] = "sum"
+    """How a multi-turn episode's turn rewards enter its return: "sum" (every turn counts, so each failed turn lowers
+    it and giving up early is cheap) or "mean" (averaged over its turns, so length is neither cost nor gain)."""
     drop_uniform_groups: bool = False
     """GRPO: leave groups whose episodes all scored alike out of the update (zero advantage; DAPO's dynamic-sampling
     filter). Saves their forward/backward, so more prompts per step cost little; they then add no KL term either."""

@@ -72,6 +72,25 @@ def test_scripted_policy_rates_are_exact(tokenizer):
                                                   pytest.approx([-1.5])]
 
 
+def test_mean_turn_return_makes_length_neutral(tokenizer):
+    """With turn_return="mean" a two-turn episode's return is the mean of its turn rewards (plus the episode reward),
+    and the per-token scores that PPO sees still sum to that return."""
+    scripts = {"A": [VALID, ANSWER], "C": [ANSWER]}
+    episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
+    summed = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes)
+    episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
+    averaged = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes, turn_return="mean")
+    a_sum, c_sum = summed
+    a_mean, c_mean = averaged
+    # Turn rewards as in the test above: A [-0.25, 1.0], C [-1.5]; WEIGHTS has no coherence, so no episode reward.
+    assert a_sum.reward == pytest.approx(0.75) and a_mean.reward == pytest.approx(0.375)
+    assert c_sum.reward == c_mean.reward == pytest.approx(-1.5)  # one turn: the mean is the sum
+    batch = collate(averaged, tokenizer.pad_token_id)
+    assert batch.returns_B.tolist() == pytest.approx([0.375, -1.5])
+    assert batch.scores_BC.sum(1).tolist() == pytest.approx([0.375, -1.5])
+    assert batch.scores_BC[0, a_mean.turn_ends].tolist() == pytest.approx([-0.125, 0.5])
+
+
 def test_tool_results_are_inserted_tokens_and_masked(tokenizer):
     scripts = {"A": [VALID, ANSWER]}
     (rollout,) = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes",

@@ -112,3 +112,8 @@ def test_a_step_where_every_group_agrees_changes_nothing():
 def test_dropping_groups_is_refused_for_ppo():
     with pytest.raises(ConfigError, match="drop_uniform_groups"):
         load_config(RLTrainingConfig, None, ["algo=ppo", "drop_uniform_groups=true"])
+
+
+def test_unknown_turn_return_names_the_choices():
+    with pytest.raises(ConfigError, match="turn_return.*'sum' or 'mean'|turn_return.*sum.*mean"):
+        load_config(RLTrainingConfig, None, ["turn_return=median"])

@@ -16,7 +16,7 @@ import copy
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -320,6 +320,8 @@ class Rollout:
     """Index in `completion_ids` of the last sampled id of each assistant turn (where its reward lands)."""
     turn_rewards: list[float] = field(default_factory=list)
     episode_reward: float = 0.0
+    turn_return: Literal["sum", "mean"] = "sum"
+    """How the turn rewards enter the return: summed, or averaged so an episode's length is neither cost nor gain."""
     components: dict[str, float] = field(default_factory=dict)
     """Turn components averaged over the turns, plus the episode components."""
     call_categories: list[str] = field(default_factory=list)
@@ -330,9 +332,14 @@ class Rollout:
     success: bool = False
 
     @property
+    def turn_weight(self) -> float:
+        """What each turn's reward is multiplied by in the return: 1 (sum) or 1 / turns (mean)."""
+        return 1.0 / max(1, self.turns) if self.turn_return == "mean" else 1.0
+
+    @property
     def reward(self) -> float:
-        """The episode's return: Σ turn rewards + episode-level reward."""
-        return sum(self.turn_rewards) + self.episode_reward
+        """The episode's return: w · Σ_t r_t + R_episode, w = 1 (sum) or 1 / T (mean over its T turns)."""
+        return self.turn_weight * sum(self.turn_rewards) + self.episode_reward
 
     @property
     def turns(self) -> int:
@@ -356,7 +363,8 @@ def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: lis
 
 
 def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
-                 max_new_tokens: int = 64, max_total_tokens: int = 4096) -> list[Rollout]:
+                 max_new_tokens: int = 64, max_total_tokens: int = 4096,
+                 turn_return: Literal["sum", "mean"] = "sum") -> list[Rollout]:
     """Play every episode to its end, sampling the active ones together turn by turn."""
     codec = get_codec(fmt)
     states: list[tuple[Episode, Rollout, list[dict[str, Any]], list[dict[str, Any]]]] = []
@@ -366,7 +374,7 @@ def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[
         text = render_conversation(tokenizer, messages, tools, fmt, add_generation_prompt=True,
                                    use_model_template=False).text
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        states.append((episode, Rollout(episode.task_id, prompt_ids), messages, tools))
+        states.append((episode, Rollout(episode.task_id, prompt_ids, turn_return=turn_return), messages, tools))
     active = list(range(len(states)))
     while active:
         samples = sampler.sample([states[i][1].prompt_ids + states[i][1].completion_ids for i in active],
@@ -437,7 +445,8 @@ class RolloutBatch:
     """1 only at sampled ids: what receives loss."""
     old_logprobs_BC: torch.Tensor
     scores_BC: torch.Tensor
-    """Each turn's reward at its last sampled id, the episode reward added at the final one (PPO's sparse reward)."""
+    """Each turn's reward (times the rollout's turn weight) at its last sampled id, the episode reward added at the
+    final one (PPO's sparse reward); a row sums to its return."""
     returns_B: torch.Tensor
 
     def to(self, device: torch.device | str) -> RolloutBatch:
@@ -478,7 +487,7 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
             action_mask[b, :n] = torch.tensor(r.action_mask)
             old_logprobs[b, :n] = torch.tensor(r.old_logprobs)
             for end, reward in zip(r.turn_ends, r.turn_rewards, strict=True):
-                scores[b, end] += reward
+                scores[b, end] += r.turn_weight * reward
             scores[b, r.turn_ends[-1]] += r.episode_reward
     returns = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
     return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, action_mask, old_logprobs, scores,

@@ -438,7 +438,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     def rollout() -> tuple[RolloutBatch, dict[str, float]]:
         episodes = pool.episodes(rng)
         rollouts = run_episodes(sampler, tokenizer, fmt, episodes, max_new_tokens=cfg.max_new_tokens,
-                                max_total_tokens=cfg.max_total_tokens)
+                                max_total_tokens=cfg.max_total_tokens, turn_return=cfg.turn_return)
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
 
     if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
