@@ -306,7 +306,9 @@ class PipelineConfig:
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
     """Evaluation settings."""
     rl_enabled: bool = False
-    """Run the RL stage after SFT (and evaluate its result). About 4 minutes per GRPO step on a 2-core CPU."""
+    """Run the RL stage after SFT (and evaluate its result). Off by default: on a 2-core CPU a GRPO step of 8×4
+    episodes costs 40–60 s (single-turn) to 100–170 s (multi-step), and no budget that fits the 45-minute job has
+    yet beaten SFT alone on every measure (BENCHMARKS.md, "RL")."""
     rl: RLTrainingConfig = field(default_factory=lambda: RLTrainingConfig())
     """RL settings (model, data and output_dir are filled in by the pipeline)."""
 
