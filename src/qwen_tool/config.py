@@ -425,6 +425,9 @@ class RLTrainingConfig:
     drop_uniform_groups: bool = False
     """GRPO: leave groups whose episodes all scored alike out of the update (zero advantage; DAPO's dynamic-sampling
     filter). Saves their forward/backward, so more prompts per step cost little; they then add no KL term either."""
+    greedy_member: bool = False
+    """GRPO: decode the first episode of every group greedily, the answer a greedy evaluation scores, so it competes
+    with its sampled siblings (a self-critical baseline inside the group). Needs samples_per_prompt ≥ 2."""
     kl_in_reward: bool = False
     """Subtract β·KL (estimator `kl_estimator`) from the per-token reward, as TL-Training's PPO does, instead of
     adding β·k3 to the loss."""
@@ -490,6 +493,9 @@ class RLTrainingConfig:
             raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
         if self.drop_uniform_groups and self.algo != "grpo":
             raise ValueError("drop_uniform_groups filters GRPO groups; fix: set it false with algo ppo")
+        if self.greedy_member and (self.algo != "grpo" or self.samples_per_prompt < 2):
+            raise ValueError("greedy_member decodes one episode of each GRPO group greedily; fix: use it with algo grpo"
+                             " and samples_per_prompt of at least 2, or set it false")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive for sampling, got {self.temperature}")
 

@@ -28,8 +28,10 @@ class ScriptedSampler:
     def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
         self.tokenizer, self.scripts = tokenizer, scripts
         self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.greedy_calls: list[list[bool]] = []
 
-    def sample(self, prompts, max_new_tokens):
+    def sample(self, prompts, max_new_tokens, greedy=None):
+        self.greedy_calls.append(list(greedy))
         out = []
         for prompt in prompts:
             text = self.tokenizer.decode(prompt)
@@ -122,6 +124,38 @@ def test_single_turn_episode_from_trajectory(tokenizer):
     (rollout,) = run_episodes(ScriptedSampler(tokenizer, {"A": [VALID]}), tokenizer, "hermes", [episode])
     assert rollout.reward == pytest.approx(2.0)  # IRM exact +1, format +1
     assert rollout.action_mask == [1] * len(rollout.completion_ids) and rollout.call_categories == ["ok"]
+
+
+def test_greedy_flags_follow_their_episodes_from_turn_to_turn(tokenizer):
+    scripts = {"A": [VALID, ANSWER], "B": [ANSWER], "C": [VALID, ANSWER]}
+    sampler = ScriptedSampler(tokenizer, scripts)
+    episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
+    run_episodes(sampler, tokenizer, "hermes", episodes, greedy=[False, False, True])
+    # Turn 1: all three; B answers at once, so turn 2 holds A and C, and C keeps its flag.
+    assert sampler.greedy_calls == [[False, False, True], [False, True]]
+    with pytest.raises(ValueError, match="2 flags for 3 episodes"):
+        run_episodes(sampler, tokenizer, "hermes", episodes, greedy=[True, False])
+
+
+def test_greedy_rows_take_the_argmax_and_record_tempered_logprobs(tokenizer):
+    """A flagged row decodes as a greedy sampler would, while its log-probs stay those of the tempered distribution
+    the loss reads; the unflagged row still samples."""
+    from qwen_tool.rl.policy import completion_forward
+    from qwen_tool.rl.rollout import TransformersSampler
+
+    model = tiny_model()
+    prompt = tokenizer("<|im_start|>user\nweather in Oslo?<|im_end|>\n<|im_start|>assistant\n",
+                       add_special_tokens=False)["input_ids"]
+    greedy_ids = TransformersSampler(model, tokenizer, temperature=0).sample([prompt], 8)[0].token_ids
+    sampler = TransformersSampler(model, tokenizer, temperature=2.0, generator=torch.Generator().manual_seed(0))
+    flagged, sampled = sampler.sample([prompt, prompt], max_new_tokens=8, greedy=[True, False])
+    assert flagged.token_ids == greedy_ids
+    assert sampled.token_ids != greedy_ids  # temperature 2 on random weights: a greedy-looking draw is vanishingly rare
+    completion = torch.tensor([flagged.token_ids])
+    with torch.no_grad():
+        out = completion_forward(model, torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long),
+                                 completion, torch.ones_like(completion), temperature=2.0)
+    assert torch.allclose(out.logprobs_BC[0], torch.tensor(flagged.logprobs), atol=1e-4)
 
 
 def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):

@@ -117,3 +117,26 @@ def test_dropping_groups_is_refused_for_ppo():
 def test_unknown_turn_return_names_the_choices():
     with pytest.raises(ConfigError, match="turn_return.*'sum' or 'mean'|turn_return.*sum.*mean"):
         load_config(RLTrainingConfig, None, ["turn_return=median"])
+
+
+def test_greedy_member_flags_the_first_episode_of_every_group(tmp_path, monkeypatch):
+    from qwen_tool.rl import trainer
+
+    seen = []
+
+    def spy(*args, greedy=None, **kwargs):
+        seen.append(list(greedy))
+        return real(*args, greedy=greedy, **kwargs)
+
+    real = trainer.run_episodes
+    monkeypatch.setattr(trainer, "run_episodes", spy)
+    train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "greedy_member=true"), trajectories=[TRAJECTORY],
+             policy=tiny_model(), tokenizer=tiny_tokenizer())
+    assert seen == [[True, False, True, False]]  # 2 groups of 2: each group's first episode is greedy
+
+
+@pytest.mark.parametrize("overrides", [["greedy_member=true", "samples_per_prompt=1"],
+                                       ["greedy_member=true", "algo=ppo"]])
+def test_greedy_member_needs_a_grpo_group_to_compete_in(overrides):
+    with pytest.raises(ConfigError, match="greedy_member.*samples_per_prompt of at least 2"):
+        load_config(RLTrainingConfig, None, overrides)

@@ -46,7 +46,10 @@ class Sample:
 class Sampler(Protocol):
     """Continues token-id prompts; the transformers and vLLM backends, and scripted fakes in tests."""
 
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]: ...
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+               greedy: Sequence[bool] | None = None) -> list[Sample]:
+        """Continue every prompt; rows flagged in `greedy` take the most likely token at each step."""
+        ...
 
 
 
@@ -54,7 +57,8 @@ class Sampler(Protocol):
 class TransformersSampler:
     """Batched temperature sampling with a KV cache; finished rows leave the batch (CPU default backend).
 
-    temperature 0 is greedy decoding (log-probs then come from the untempered distribution).
+    temperature 0 is greedy decoding (log-probs then come from the untempered distribution). Rows flagged greedy take
+    the argmax while the others sample; their log-probs still come from the tempered distribution the loss uses.
     """
 
     def __init__(self, model: Any, tokenizer: Any, temperature: float = 1.0, batch_size: int = 64,
@@ -67,14 +71,18 @@ class TransformersSampler:
         self.pad_id = pad if isinstance(pad, int) else self.stop_ids[0]
         self.generator = generator
 
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+               greedy: Sequence[bool] | None = None) -> list[Sample]:
+        flags = list(greedy) if greedy is not None else [False] * len(prompts)
         out: list[Sample] = []
         for start in range(0, len(prompts), self.batch_size):
-            out.extend(self._sample_batch(prompts[start:start + self.batch_size], max_new_tokens))
+            end = start + self.batch_size
+            out.extend(self._sample_batch(prompts[start:end], max_new_tokens, flags[start:end]))
         return out
 
     @torch.no_grad()
-    def _sample_batch(self, rows: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+    def _sample_batch(self, rows: Sequence[Sequence[int]], max_new_tokens: int,
+                      greedy: Sequence[bool]) -> list[Sample]:
         from transformers import DynamicCache
 
         model = self.model
@@ -102,12 +110,13 @@ class TransformersSampler:
         cache.batch_select_indices(source_B)
         logits_BV, mask_BT = logits_UV[source_B], mask_UT[source_B]
         position_B = mask_BT.sum(-1) - 1
+        greedy_B = torch.tensor(list(greedy), dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
             if self.temperature > 0:
                 logp_BV = torch.log_softmax(logits_BV / self.temperature, dim=-1)
                 # argmax(log p − log E), E ~ Exp(1), is an exact draw from p (cheaper than multinomial on a big vocab)
                 noise_BV = torch.empty_like(logp_BV).exponential_(generator=self.generator)
-                next_B = (logp_BV - noise_BV.log()).argmax(-1)
+                next_B = torch.where(greedy_B, logp_BV.argmax(-1), (logp_BV - noise_BV.log()).argmax(-1))
             else:
                 logp_BV = torch.log_softmax(logits_BV, dim=-1)
                 next_B = logp_BV.argmax(-1)
@@ -124,6 +133,7 @@ class TransformersSampler:
                 keep_B = (~done_B).nonzero().flatten()
                 cache.batch_select_indices(keep_B)
                 mask_BT, next_B, position_B = mask_BT[keep_B], next_B[keep_B], position_B[keep_B]
+                greedy_B = greedy_B[keep_B]
                 active = [active[b] for b in keep_B.tolist()]
             mask_BT = torch.cat([mask_BT, mask_BT.new_ones((mask_BT.shape[0], 1))], dim=1)
             position_B = position_B + 1
@@ -151,11 +161,13 @@ class VLLMSampler:
         self.temperature = temperature
         self.stop_ids = stop_token_ids(tokenizer)
 
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[Sample]:
+    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+               greedy: Sequence[bool] | None = None) -> list[Sample]:
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(temperature=self.temperature, max_tokens=max_new_tokens, logprobs=0,
-                                stop_token_ids=self.stop_ids)
+        flags = list(greedy) if greedy is not None else [False] * len(prompts)
+        params = [SamplingParams(temperature=0.0 if flag else self.temperature, max_tokens=max_new_tokens, logprobs=0,
+                                 stop_token_ids=self.stop_ids) for flag in flags]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
         samples = []
         for output in outputs:
@@ -364,8 +376,12 @@ def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: lis
 
 def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
                  max_new_tokens: int = 64, max_total_tokens: int = 4096,
-                 turn_return: Literal["sum", "mean"] = "sum") -> list[Rollout]:
-    """Play every episode to its end, sampling the active ones together turn by turn."""
+                 turn_return: Literal["sum", "mean"] = "sum", greedy: Sequence[bool] | None = None) -> list[Rollout]:
+    """Play every episode to its end, sampling the active ones together turn by turn; episodes flagged in `greedy`
+    (parallel to `episodes`) are decoded greedily at every turn."""
+    flags = list(greedy) if greedy is not None else [False] * len(episodes)
+    if len(flags) != len(episodes):
+        raise ValueError(f"greedy has {len(flags)} flags for {len(episodes)} episodes; give one flag per episode")
     codec = get_codec(fmt)
     states: list[tuple[Episode, Rollout, list[dict[str, Any]], list[dict[str, Any]]]] = []
     for episode in episodes:
@@ -378,7 +394,7 @@ def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[
     active = list(range(len(states)))
     while active:
         samples = sampler.sample([states[i][1].prompt_ids + states[i][1].completion_ids for i in active],
-                                 max_new_tokens)
+                                 max_new_tokens, greedy=[flags[i] for i in active])
         still_active = []
         for index, sample in zip(active, samples, strict=True):
             episode, rollout, messages, tools = states[index]

@@ -437,8 +437,9 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
 
     def rollout() -> tuple[RolloutBatch, dict[str, float]]:
         episodes = pool.episodes(rng)
+        greedy = [cfg.greedy_member and i % cfg.samples_per_prompt == 0 for i in range(len(episodes))]
         rollouts = run_episodes(sampler, tokenizer, fmt, episodes, max_new_tokens=cfg.max_new_tokens,
-                                max_total_tokens=cfg.max_total_tokens, turn_return=cfg.turn_return)
+                                max_total_tokens=cfg.max_total_tokens, turn_return=cfg.turn_return, greedy=greedy)
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
 
     if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
