@@ -434,7 +434,8 @@ class RLTrainingConfig:
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"
     """KL estimator when the KL is in the reward."""
     reward_clip: float | None = 5.0
-    """Clip each turn's score to ±this before it enters the return."""
+    """PPO: clip each turn's score to ±this before it enters the return (with turn_return "mean", the score after
+    its 1/T weighting)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
     gamma: float = 1.0
