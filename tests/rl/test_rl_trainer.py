@@ -55,6 +55,16 @@ def test_train_resume_and_final_model(tmp_path, algo):
     assert steps == [1, 2, 2, 3]
 
 
+def test_resume_passes_over_a_checkpoint_whose_save_was_cut_short(tmp_path):
+    from qwen_tool.rl.trainer import STATE_FILE, _checkpoints
+
+    for step in (8, 16, 24):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (8, 16):  # checkpoint-24 lost its state file to a full disk
+        (tmp_path / f"checkpoint-{step}" / STATE_FILE).write_text("{}")
+    assert [path.name for path in _checkpoints(tmp_path)] == ["checkpoint-8", "checkpoint-16"]
+
+
 @pytest.mark.parametrize(("path", "algo"), [("configs/grpo-smollm2-cpu.yaml", "grpo"),
                                              ("configs/ppo-smollm2-cpu.yaml", "ppo")])
 def test_shipped_recipes_load(path, algo):

@@ -360,7 +360,10 @@ class StepLogger:
 
 
 def _checkpoints(output_dir: Path) -> list[Path]:
-    return sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """Complete checkpoints, oldest first. The state file is written last, so a save cut short (a full disk, a kill)
+    leaves a directory without it, which resuming must pass over."""
+    found = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return [path for path in found if (path / STATE_FILE).is_file()]
 
 
 def _save_checkpoint(accelerator: Any, output_dir: Path, step: int, state: dict[str, Any], keep: int) -> None:
@@ -414,6 +417,9 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
 
     start, value_done = 0, 0
     checkpoints = _checkpoints(output_dir)
+    if resume:
+        for partial in sorted(set(output_dir.glob("checkpoint-*")) - set(checkpoints)):
+            logger.warning("%s has no %s: its save was cut short, so --resume passes over it", partial, STATE_FILE)
     if resume and checkpoints:
         accelerator.load_state(str(checkpoints[-1]))
         saved = json.loads((checkpoints[-1] / STATE_FILE).read_text())
