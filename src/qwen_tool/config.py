@@ -438,6 +438,12 @@ class RLTrainingConfig:
     its 1/T weighting)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
+    sft_coef: float = 0.0
+    """γ of a supervised term mixed into every policy update: γ · NLL of the assistant turns of trajectories drawn
+    from `data` (InstructGPT's PPO-ptx, with the SFT data in place of pre-training data). It holds the conventions SFT
+    taught that the reward does not check; 0 turns it off."""
+    sft_examples_per_step: int = 4
+    """Trajectories in each update's supervised term (with sft_coef > 0)."""
     gamma: float = 1.0
     """PPO discount."""
     lam: float = 0.95
@@ -497,6 +503,9 @@ class RLTrainingConfig:
         if self.greedy_member and (self.algo != "grpo" or self.samples_per_prompt < 2):
             raise ValueError("greedy_member decodes one episode of each GRPO group greedily; fix: use it with algo grpo"
                              " and samples_per_prompt of at least 2, or set it false")
+        if self.sft_coef < 0 or self.sft_examples_per_step < 1:
+            raise ValueError(f"sft_coef must be ≥ 0 and sft_examples_per_step ≥ 1, got {self.sft_coef} and "
+                             f"{self.sft_examples_per_step}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive for sampling, got {self.temperature}")
 

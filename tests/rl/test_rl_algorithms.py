@@ -93,6 +93,16 @@ def test_gae_skips_environment_tokens():
     assert adv2.tolist()[0] == pytest.approx([0.9, 1.0])
 
 
+def test_sft_nll_is_the_mean_negative_log_likelihood_of_the_gold_tokens():
+    from qwen_tool.rl.algorithms import sft_nll
+
+    logprobs = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -9.0, -9.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert sft_nll(logprobs, mask).item() == pytest.approx((1.0 + 2.0 + 0.5) / 3)
+    # a micro-batch's share of a 7-token accumulated batch
+    assert sft_nll(logprobs, mask, normalizer=7).item() == pytest.approx(3.5 / 7)
+
+
 def test_kl_shaped_rewards():
     # score 7 clipped to 5 at the last token; −β · KL = −0.4 · 0.5 = −0.2 everywhere; env token (mask 0) gets 0.
     scores = torch.tensor([[0.0, 0.0, 7.0]])

@@ -126,6 +126,50 @@ def test_single_turn_episode_from_trajectory(tokenizer):
     assert rollout.action_mask == [1] * len(rollout.completion_ids) and rollout.call_categories == ["ok"]
 
 
+GOLD_TRAJECTORY = {
+    "tools": [{"type": "function", "function": {"name": "fetch_current_conditions", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+    "messages": [{"role": "user", "content": "Weather in Lisbon?"},
+                 {"role": "assistant", "content": "", "erroneous": True, "tool_calls": [{
+                     "id": "c0", "type": "function",
+                     "function": {"name": "fetch_current_conditions", "arguments": '{"town": "Lisbon"}'}}]},
+                 {"role": "tool", "tool_call_id": "c0", "content": "unknown argument town"},
+                 {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                     "name": "fetch_current_conditions", "arguments": '{"city": "Lisbon"}'}}]},
+                 {"role": "tool", "tool_call_id": "c1", "content": "21 C"},
+                 {"role": "assistant", "content": "It is 21 C in Lisbon."}],
+    "meta": {"id": "g0"},
+}
+
+
+def test_gold_rollout_trains_the_assistant_turns_only_and_starts_where_sampling_would(tokenizer):
+    from qwen_tool.codec.chat import render_prompt
+    from qwen_tool.rl.rollout import gold_rollout
+
+    rollout = gold_rollout(GOLD_TRAJECTORY, tokenizer, "hermes", max_total_tokens=4096)
+    ids, mask = torch.tensor(rollout.completion_ids), torch.tensor(rollout.action_mask).bool()
+    trained, context = tokenizer.decode(ids[mask]), tokenizer.decode(ids[~mask])
+    assert trained == ('<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Lisbon"}}\n'
+                       '</tool_call><|im_end|>It is 21 C in Lisbon.<|im_end|>')
+    assert "21 C" in context and "unknown argument town" in tokenizer.decode(rollout.prompt_ids)
+    # MAE: the erroneous first turn is context, so the prompt is what sampling would continue at the second turn
+    prompt = render_prompt(tokenizer, GOLD_TRAJECTORY["messages"][:3], GOLD_TRAJECTORY["tools"], "hermes",
+                           use_model_template=False)
+    assert rollout.prompt_ids == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert rollout.turn_ends == [len(rollout.completion_ids) - 1] and rollout.reward == 0.0
+
+
+def test_gold_rollout_is_cut_at_the_token_budget(tokenizer):
+    from qwen_tool.rl.rollout import gold_rollout
+
+    full = gold_rollout(GOLD_TRAJECTORY, tokenizer, "hermes", max_total_tokens=4096)
+    cut = gold_rollout(GOLD_TRAJECTORY, tokenizer, "hermes", max_total_tokens=len(full.prompt_ids) + 5)
+    assert cut.completion_ids == full.completion_ids[:5] and cut.action_mask == full.action_mask[:5]
+    assert gold_rollout(GOLD_TRAJECTORY, tokenizer, "hermes", max_total_tokens=len(full.prompt_ids)) is None
+    no_turn = {**GOLD_TRAJECTORY, "messages": GOLD_TRAJECTORY["messages"][:1]}
+    assert gold_rollout(no_turn, tokenizer, "hermes", max_total_tokens=4096) is None
+
+
 def test_greedy_flags_follow_their_episodes_from_turn_to_turn(tokenizer):
     scripts = {"A": [VALID, ANSWER], "B": [ANSWER], "C": [VALID, ANSWER]}
     sampler = ScriptedSampler(tokenizer, scripts)

@@ -119,6 +119,44 @@ def test_a_step_where_every_group_agrees_changes_nothing():
                                                    strict=True))
 
 
+def test_the_supervised_term_adds_the_gradient_of_the_gold_nll():
+    from accelerate import Accelerator
+
+    from qwen_tool.rl.algorithms import sft_nll
+    from qwen_tool.rl.policy import completion_forward
+    from qwen_tool.rl.rollout import collate, gold_rollout
+    from qwen_tool.rl.trainer import Models, grpo_update
+
+    gold = collate([gold_rollout(TRAJECTORY, tiny_tokenizer(), "hermes", 4096)], 0)
+    agreeing = [_rollout("a", [11, 12], 0.5), _rollout("a", [13], 0.5)]  # zero advantages: no policy gradient
+    cfg = load_config(RLTrainingConfig, None, ["samples_per_prompt=2", "kl_coef=0", "learning_rate=1e-2",
+                                               "sft_coef=0.5"])
+    policy = tiny_model(seed=1)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+    metrics = grpo_update(Models(policy, None, None, False), optimizer, collate(agreeing, 0), cfg,
+                          Accelerator(cpu=True), gold=gold)
+    by_hand = tiny_model(seed=1)
+    nll = sft_nll(completion_forward(by_hand, gold.prompt_ids_BP, gold.prompt_mask_BP, gold.completion_ids_BC,
+                                     gold.completion_mask_BC).logprobs_BC, gold.action_mask_BC)
+    (0.5 * nll).backward()
+    torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.max_grad_norm)
+    torch.optim.AdamW(by_hand.parameters(), lr=cfg.learning_rate).step()
+    assert metrics["sft_nll"] == pytest.approx(nll.item(), rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(policy.parameters(), by_hand.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(policy.parameters(), tiny_model(seed=1).parameters(),
+                                                       strict=True))
+
+
+def test_the_supervised_term_needs_trajectories(tmp_path):
+    from qwen_tool import QwenToolError
+
+    with pytest.raises(QwenToolError, match="sft_coef.*fix"):
+        train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "sft_coef=0.1"), trajectories=[],
+                 policy=tiny_model(), tokenizer=tiny_tokenizer())
+    with pytest.raises(ConfigError, match="sft_coef"):
+        small_config(tmp_path, "sft_coef=-1")
+
+
 def test_dropping_groups_is_refused_for_ppo():
     with pytest.raises(ConfigError, match="drop_uniform_groups"):
         load_config(RLTrainingConfig, None, ["algo=ppo", "drop_uniform_groups=true"])

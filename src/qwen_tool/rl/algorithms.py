@@ -135,6 +135,13 @@ def grpo_loss(logprobs_BT: torch.Tensor, old_logprobs_BT: torch.Tensor, advantag
     return loss, stats
 
 
+def sft_nll(logprobs_BT: torch.Tensor, mask_BT: torch.Tensor,
+            normalizer: float | torch.Tensor | None = None) -> torch.Tensor:
+    """The supervised (PPO-ptx) term: L = −Σ_t m_t log π(y_t | y_<t) / N over gold tokens, N = Σ m unless given
+    (the token count of the whole accumulated batch, as in `aggregate`)."""
+    return aggregate(-logprobs_BT, mask_BT, "token", normalizer)
+
+
 def clipped_value_loss(values_BT: torch.Tensor, old_values_BT: torch.Tensor, returns_BT: torch.Tensor,
                        mask_BT: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
     """PPO value loss: ½ · mean_m max((V − R)², (V_old + clip(V − V_old, −ε, ε) − R)²)."""

@@ -438,6 +438,36 @@ def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[
     return [state[1] for state in states]
 
 
+def gold_rollout(record: Mapping[str, Any], tokenizer: Any, fmt: str, max_total_tokens: int) -> Rollout | None:
+    """A trajectory teacher-forced into the rollout layout, for the supervised term: the prompt is everything before
+    its first trained assistant turn; the completion is the rest, with action mask 1 on the assistant-authored text of
+    each assistant turn (MAE: not on turns marked `erroneous`). Pieces are tokenised separately, as sampling sees them.
+    Cut at `max_total_tokens`; None when nothing trained is left."""
+    messages, tools = record["messages"], record.get("tools") or []
+    rendered = render_conversation(tokenizer, messages, tools, fmt, use_model_template=False)
+    trained = sorted((s for s in rendered.segments
+                      if s.trainable and not messages[s.message_index].get("erroneous")), key=lambda s: s.start)
+    if not trained:
+        return None
+    text, cursor = rendered.text, trained[0].start
+    rollout = Rollout(str(record.get("meta", {}).get("id", "")),
+                      tokenizer(text[:cursor], add_special_tokens=False)["input_ids"])
+    for segment in trained:
+        for start, end, action in ((cursor, segment.start, 0), (segment.start, segment.end, 1)):
+            if end > start:
+                ids = tokenizer(text[start:end], add_special_tokens=False)["input_ids"]
+                rollout.completion_ids += ids
+                rollout.action_mask += [action] * len(ids)
+        cursor = segment.end
+    room = max(0, max_total_tokens - len(rollout.prompt_ids))
+    rollout.completion_ids, rollout.action_mask = rollout.completion_ids[:room], rollout.action_mask[:room]
+    if not any(rollout.action_mask):
+        return None
+    rollout.old_logprobs = [0.0] * len(rollout.completion_ids)
+    rollout.turn_ends, rollout.turn_rewards = [len(rollout.completion_ids) - 1], [0.0]
+    return rollout
+
+
 def _assistant_message(parsed: ParsedOutput) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": parsed.content or ""}
     if parsed.tool_calls:

@@ -35,17 +35,20 @@ from qwen_tool.rl.algorithms import (
     kl_estimate,
     kl_shaped_rewards,
     masked_mean,
+    sft_nll,
 )
 from qwen_tool.rl.curriculum import STAGE_NAMES, Curriculum, stage_of_trajectory
 from qwen_tool.rl.policy import SeparateCritic, ValueHead, completion_forward
 from qwen_tool.rl.rollout import (
     Episode,
+    Rollout,
     RolloutBatch,
     SingleTurnEpisode,
     ToolEnvEpisode,
     TransformersSampler,
     VLLMSampler,
     collate,
+    gold_rollout,
     rollout_stats,
     run_episodes,
 )
@@ -88,10 +91,24 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
 
 
+def _sft_backward(models: Models, gold: RolloutBatch | None, cfg: RLTrainingConfig, accelerator: Any) -> float:
+    """Accumulate the gradient of γ · NLL of the gold batch's assistant tokens (untempered); return the NLL."""
+    if gold is None:
+        return 0.0
+    total_tokens, size, nll = gold.action_mask_BC.sum(), gold.returns_B.shape[0], 0.0
+    for rows in _micro_batches(size, cfg.episodes_per_forward):
+        mb = gold.select(rows)
+        loss = sft_nll(_forward(models.policy, mb, 1.0).logprobs_BC, mb.action_mask_BC, normalizer=total_tokens)
+        accelerator.backward(cfg.sft_coef * loss)
+        nll += loss.item()
+    return nll
+
+
 def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: RolloutBatch, cfg: RLTrainingConfig,
-                accelerator: Any) -> dict[str, float]:
-    """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference).
-    With `drop_uniform_groups`, groups whose episodes all scored alike are left out first (no update if all are)."""
+                accelerator: Any, gold: RolloutBatch | None = None) -> dict[str, float]:
+    """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference,
+    + γ·NLL of the `gold` trajectories when given). With `drop_uniform_groups`, groups whose episodes all scored alike
+    are left out first (no update at all if all are)."""
     advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.advantage_scale)
     share_kept = 1.0
     if cfg.drop_uniform_groups:
@@ -129,6 +146,9 @@ def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: Rollout
             sums["clip_fraction"] += stats["clip_fraction"].item() * share
             sums["kl"] += stats.get("kl", torch.tensor(0.0)).item() * share
             sums["entropy"] += masked_mean(out.entropy_BC, mb.action_mask_BC).item() * share
+        if gold is not None:
+            sums["sft_nll"] = sums.get("sft_nll", 0.0) + _sft_backward(models, gold, cfg, accelerator) \
+                / cfg.epochs_per_step
         sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         optimizer.step()
     sums["advantage_abs"] = advantages_B.abs().mean().item()
@@ -155,10 +175,11 @@ def _values(models: Models, mb: RolloutBatch, hidden_BCH: torch.Tensor | None) -
 
 
 def ppo_update(models: Models, optimizer: torch.optim.Optimizer, critic_optimizer: torch.optim.Optimizer,
-               batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any, critic_only: bool = False
-               ) -> dict[str, float]:
+               batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any, critic_only: bool = False,
+               gold: RolloutBatch | None = None) -> dict[str, float]:
     """Token rewards (turn scores at turn ends, −β·KL per token when the KL is in the reward), GAE over the action
-    tokens, then clipped policy + clipped value losses. `critic_only` fits the value function alone (pre-training)."""
+    tokens, then clipped policy + clipped value losses (+ γ·NLL of the `gold` trajectories when given).
+    `critic_only` fits the value function alone (pre-training)."""
     size = batch.returns_B.shape[0]
     micro = _micro_batches(size, cfg.episodes_per_forward)
     prepared = []
@@ -214,6 +235,9 @@ def ppo_update(models: Models, optimizer: torch.optim.Optimizer, critic_optimize
         accelerator.clip_grad_norm_(models.critic.parameters(), cfg.max_grad_norm)
         critic_optimizer.step()
         if not critic_only:
+            if gold is not None:
+                sums["sft_nll"] = sums.get("sft_nll", 0.0) + _sft_backward(models, gold, cfg, accelerator) \
+                    / cfg.epochs_per_step
             sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
             optimizer.step()
     return sums
@@ -314,6 +338,20 @@ class TaskPool:
         return out
 
 
+def _gold_rollouts(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tokenizer: Any,
+                   fmt: str) -> list[Rollout]:
+    """The supervised term's examples (none with sft_coef 0)."""
+    if not cfg.sft_coef:
+        return []
+    gold = [r for r in (gold_rollout(t, tokenizer, fmt, cfg.max_total_tokens) for t in trajectories) if r is not None]
+    if not gold:
+        raise QwenToolError("sft_coef is set but data= holds no trajectory with a trained assistant turn; fix: point "
+                            "data= at SFT trajectories, or set sft_coef=0")
+    logger.info("Supervised term: γ = %g over %d trajectories, %d per update", cfg.sft_coef, len(gold),
+                cfg.sft_examples_per_step)
+    return gold
+
+
 # ---------------------------------------------------------------- logging and checkpoints
 
 
@@ -322,7 +360,7 @@ class StepLogger:
 
     COLUMNS = {"reward": "reward", "success_rate": "success", "call_rate": "call", "failure_rate": "fail",
                "kl": "kl", "entropy": "entropy", "clip_fraction": "clip", "response_length": "length",
-               "calls_per_episode": "calls/ep", "seconds": "s"}
+               "calls_per_episode": "calls/ep", "sft_nll": "sft", "seconds": "s"}
 
     def __init__(self, output_dir: Path, enabled: bool) -> None:
         self.enabled = enabled
@@ -402,6 +440,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     if trajectories is None:
         trajectories = load_trajectories(cfg.data) if cfg.data else []
     pool = TaskPool(cfg, trajectories, env_tasks(cfg.suites) if tasks is None else tasks)
+    gold = _gold_rollouts(cfg, pool.trajectories, tokenizer, fmt)
     models = build_models(cfg, policy, reference)
     optimizer = torch.optim.AdamW([p for p in models.policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -448,6 +487,11 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
                                 max_total_tokens=cfg.max_total_tokens, turn_return=cfg.turn_return, greedy=greedy)
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
 
+    def gold_batch() -> RolloutBatch | None:
+        if not gold:
+            return None
+        return collate(rng.sample(gold, min(cfg.sft_examples_per_step, len(gold))), pad_id).to(accelerator.device)
+
     if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
         for k in range(value_done, cfg.value_pretrain_steps):
             batch, stats = rollout()
@@ -460,9 +504,9 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
         started = time.perf_counter()
         batch, stats = rollout()
         if cfg.algo == "grpo":
-            update = grpo_update(models, optimizer, batch, cfg, accelerator)
+            update = grpo_update(models, optimizer, batch, cfg, accelerator, gold=gold_batch())
         else:
-            update = ppo_update(models, optimizer, critic_optimizer, batch, cfg, accelerator)
+            update = ppo_update(models, optimizer, critic_optimizer, batch, cfg, accelerator, gold=gold_batch())
         if cfg.backend == "vllm":
             sampler.sync_weights(_unwrap(models.policy))
         stage = pool.curriculum.stage
