@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
@@ -175,6 +175,18 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
     )
 
 
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` whose save finished. The Trainer writes its state file last, so a save cut short (a
+    full disk, a kill) leaves a directory without it; resuming there would restart the step count on loaded weights.
+    Such directories are passed over with a warning naming them."""
+    found = sorted((p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    complete = [p for p in found if (p / TRAINER_STATE_NAME).is_file()]
+    for partial in sorted(set(found) - set(complete)):
+        logger.warning("%s has no %s: its save was cut short, so --resume passes over it", partial, TRAINER_STATE_NAME)
+    return str(complete[-1]) if complete else None
+
+
 def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
     """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path."""
     from qwen_tool.data.schema import read_any
@@ -196,7 +208,7 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
                 "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
     model = load_model(cfg.model)
     trainer = build_trainer(cfg, model, tokenizer, examples)
-    checkpoint = get_last_checkpoint(cfg.output_dir) if resume and Path(cfg.output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(Path(cfg.output_dir)) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
