@@ -188,3 +188,11 @@ def test_greedy_member_flags_the_first_episode_of_every_group(tmp_path, monkeypa
 def test_greedy_member_needs_a_grpo_group_to_compete_in(overrides):
     with pytest.raises(ConfigError, match="greedy_member.*samples_per_prompt of at least 2"):
         load_config(RLTrainingConfig, None, overrides)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_the_supervised_term_is_logged_by_both_algorithms(tmp_path, algo):
+    train_rl(small_config(tmp_path, f"algo={algo}", "steps=1", "kl_coef=0", "sft_coef=0.5", "suites=[]"),
+             trajectories=[TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
+    (line,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert line["sft_nll"] > 0  # a random tiny model is far from the gold tokens
