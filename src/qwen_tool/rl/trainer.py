@@ -91,10 +91,8 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
 
 
-def _sft_backward(models: Models, gold: RolloutBatch | None, cfg: RLTrainingConfig, accelerator: Any) -> float:
+def _sft_backward(models: Models, gold: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any) -> float:
     """Accumulate the gradient of γ · NLL of the gold batch's assistant tokens (untempered); return the NLL."""
-    if gold is None:
-        return 0.0
     total_tokens, size, nll = gold.action_mask_BC.sum(), gold.returns_B.shape[0], 0.0
     for rows in _micro_batches(size, cfg.episodes_per_forward):
         mb = gold.select(rows)
