@@ -621,8 +621,9 @@ def eval_command(
     if suite in ("internal", "tasks"):
         runner = run_internal if suite == "internal" else run_internal_tasks
         guidance = {"guided": guided} if suite == "internal" else {}  # multi-turn tasks decode freely
-        summary = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
-                         max_new_tokens=max_new_tokens or 256, **guidance)["summary"]
+        result = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
+                        max_new_tokens=max_new_tokens or 256, **guidance)
+        summary = result["summary"]
         table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
         for column in ("metric", "%"):
             table.add_column(column)
@@ -630,6 +631,8 @@ def eval_command(
             average = key in ("average_calls", "average_steps")
             table.add_row(key, f"{value:.2f}" if average else f"{100 * value:.1f}")
         out.print(table)
+        if result.get("error_classes"):
+            out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_classes"].items()))
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None

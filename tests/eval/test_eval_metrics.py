@@ -90,3 +90,35 @@ def test_accuracy_by_category_and_mean() -> None:
     acc = m.accuracy_by_category(verdicts)
     assert acc == {"parallel": 1.0, "simple": 0.5}
     assert m.unweighted_mean(acc.values()) == 0.75
+
+
+def test_decision_error_names_each_kind_of_miss() -> None:
+    weather = call("get_weather", city="Paris", days=3)
+    time_ = call("get_time", city="Paris")
+    assert m.decision_error([], []) is None
+    assert m.decision_error([time_, weather], [weather, time_]) is None  # parallel calls are unordered
+    assert m.decision_error([call("get_weather", city="Paris", days=3.0)], [weather]) is None  # 3.0 == 3
+    assert m.decision_error([weather], []) == "unneeded_call"
+    assert m.decision_error([], [weather]) == "missed_call"
+    assert m.decision_error([weather], [weather, time_]) == "call_count"
+    assert m.decision_error([time_], [weather]) == "wrong_tool"
+    # a key missing outranks a key added, which outranks a wrong value
+    assert m.decision_error([call("get_weather", city="Rome", unit="c")], [weather]) == "missing_argument"
+    assert m.decision_error([call("get_weather", city="Rome", days=3, unit="c")], [weather]) == "extra_argument"
+    # the exact call of a parallel pair is set aside; the other one is judged
+    assert m.decision_error([weather, call("get_time", city=" Paris")], [time_, weather]) == "value_whitespace"
+
+
+@pytest.mark.parametrize(("predicted", "gold", "kind"), [
+    (" Harbor City Comets", "Harbor City Comets", "value_whitespace"),
+    ("LIMA", "Lima", "value_case"),
+    ("the Magna Carta", "the signing of the Magna Carta", "value_string"),
+    (False, True, "value_boolean"),
+    (0, False, "value_boolean"),  # 0 == False in Python, but a bool on either side names the kind
+    (0.06, 0.6, "value_number"),
+    ([" lentils", "quinoa"], ["lentils", "quinoa"], "value_whitespace"),  # first differing item
+    (["lentils"], ["lentils", "quinoa"], "value_other"),
+    ({"a": 1}, {"a": 2}, "value_other"),
+])
+def test_value_error_kinds(predicted, gold, kind) -> None:
+    assert m.value_error(predicted, gold) == kind

@@ -20,7 +20,8 @@ def _metrics(simple: float, parallel: float) -> dict:
 
 
 def test_report_side_by_side(tmp_path) -> None:
-    trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5}},
+    trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5},
+                                                   "error_classes": {"value_whitespace": 4, "missed_call": 2}},
                "generation": {"new_tokens": 5, "guided": True}}
     report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": trained},
                           stage_seconds={"sft": 12.34})
@@ -29,6 +30,7 @@ def test_report_side_by_side(tmp_path) -> None:
     assert "| simple_python | 10 | 30.0 | 55.0 | +25.0 |" in text
     assert "| Overall accuracy (mean over categories) | 20.0 | 32.5 | +12.5 |" in text
     assert "type_error (3)" in text
+    assert "| trained | internal suite | value_whitespace (4), missed_call (2) |" in text
     assert "| sft | 12.3 |" in text
     assert "| baseline | m | 20 | 10 | greedy | 1.0 | 5 |" in text  # a guided run says so in its row
     assert "| trained | m | 20 | 10 | greedy, tool calls guided by schema | 1.0 | 5 |" in text

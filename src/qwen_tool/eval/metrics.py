@@ -71,6 +71,63 @@ def single_turn_scores(pairs: Iterable[tuple[CallLike | None, CallLike | None]])
     }
 
 
+def decision_error(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> str | None:
+    """What kind of miss one decision is; None when its calls equal the gold calls as a multiset (values by ==).
+
+    The first test that holds names the miss: missed_call (a call was due, none came); unneeded_call (calls where none
+    was due); call_count; wrong_tool (the names differ as multisets). Otherwise the calls that are not exact are paired
+    with the unused calls of the same name, in order, and the pairs give: missing_argument (a gold key absent), then
+    extra_argument (a key gold lacks), then the first differing value in gold key order (see `value_error`).
+    """
+    if not gold:
+        return "unneeded_call" if predicted else None
+    if not predicted:
+        return "missed_call"
+    if len(predicted) != len(gold):
+        return "call_count"
+    if sorted(call.name for call in predicted) != sorted(call.name for call in gold):
+        return "wrong_tool"
+    unused = list(range(len(predicted)))
+    inexact = []
+    for gold_call in gold:
+        exact = next((i for i in unused if predicted[i].name == gold_call.name
+                      and predicted[i].arguments == gold_call.arguments), None)
+        if exact is None:
+            inexact.append(gold_call)
+        else:
+            unused.remove(exact)
+    pairs = []
+    for gold_call in inexact:
+        match = next(i for i in unused if predicted[i].name == gold_call.name)
+        unused.remove(match)
+        pairs.append((predicted[match].arguments, gold_call.arguments))
+    if not pairs:
+        return None
+    if any(set(gold_args) - set(args) for args, gold_args in pairs):
+        return "missing_argument"
+    if any(set(args) - set(gold_args) for args, gold_args in pairs):
+        return "extra_argument"
+    return next(value_error(args[key], value) for args, gold_args in pairs
+                for key, value in gold_args.items() if args[key] != value)
+
+
+def value_error(predicted: Any, gold: Any) -> str:
+    """The kind of one wrong argument value: value_boolean (either side is a bool), value_whitespace (strings equal
+    once stripped), value_case (strings equal ignoring case), value_string, value_number; a list of the gold's length
+    takes the kind of its first differing item; anything else is value_other."""
+    if isinstance(predicted, bool) or isinstance(gold, bool):
+        return "value_boolean"
+    if isinstance(predicted, str) and isinstance(gold, str):
+        if predicted.strip() == gold.strip():
+            return "value_whitespace"
+        return "value_case" if predicted.casefold() == gold.casefold() else "value_string"
+    if isinstance(predicted, int | float) and isinstance(gold, int | float):
+        return "value_number"
+    if isinstance(predicted, list) and isinstance(gold, list) and len(predicted) == len(gold):
+        return next((value_error(p, g) for p, g in zip(predicted, gold, strict=True) if p != g), "value_other")
+    return "value_other"
+
+
 # ---------------------------------------------------------------- multi turn (ToolEyes-style)
 
 

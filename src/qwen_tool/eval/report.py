@@ -135,9 +135,12 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
     errors_header = ["run", "category", "most frequent error categories"]
     errors = []
     for label in labels:
-        for category, stats in results[label].get("categories", {}).items():
-            top = list(stats.get("error_categories", {}).items())[:3]
-            if top:
+        counted = [(category, stats.get("error_categories", {}))
+                   for category, stats in results[label].get("categories", {}).items()]
+        counted.append(("internal suite", results[label].get("internal", {}).get("error_classes", {})))
+        for category, counts in counted:
+            if counts:  # already most frequent first
+                top = list(counts.items())[:3]
                 errors.append([label, category, ", ".join(f"{name} ({count})" for name, count in top)])
     runs_header = ["run", "model", "examples", "limit", "decoding", "wall time (s)", "new tokens"]
     runs = [[label, str(m.get("model", "")), str(m.get("summary", {}).get("examples", "")), str(m.get("limit")),
