@@ -119,7 +119,9 @@ def test_a_step_where_every_group_agrees_changes_nothing():
                                                    strict=True))
 
 
-def test_the_supervised_term_adds_the_gradient_of_the_gold_nll():
+@pytest.mark.parametrize("drop", ["drop_uniform_groups=false", "drop_uniform_groups=true"])
+def test_the_supervised_term_adds_the_gradient_of_the_gold_nll(drop):
+    """Zero advantages leave γ·NLL alone, also when every group agreeing drops every group from the policy loss."""
     from accelerate import Accelerator
 
     from qwen_tool.rl.algorithms import sft_nll
@@ -130,7 +132,7 @@ def test_the_supervised_term_adds_the_gradient_of_the_gold_nll():
     gold = collate([gold_rollout(TRAJECTORY, tiny_tokenizer(), "hermes", 4096)], 0)
     agreeing = [_rollout("a", [11, 12], 0.5), _rollout("a", [13], 0.5)]  # zero advantages: no policy gradient
     cfg = load_config(RLTrainingConfig, None, ["samples_per_prompt=2", "kl_coef=0", "learning_rate=1e-2",
-                                               "sft_coef=0.5"])
+                                               "sft_coef=0.5", drop])
     policy = tiny_model(seed=1)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
     metrics = grpo_update(Models(policy, None, None, False), optimizer, collate(agreeing, 0), cfg,

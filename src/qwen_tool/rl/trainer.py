@@ -106,15 +106,14 @@ def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: Rollout
                 accelerator: Any, gold: RolloutBatch | None = None) -> dict[str, float]:
     """Group-normalised advantages, then `epochs_per_step` passes of the clipped loss (+ β·k3 to the reference,
     + γ·NLL of the `gold` trajectories when given). With `drop_uniform_groups`, groups whose episodes all scored alike
-    are left out first (no update at all if all are)."""
+    are left out first; if all are, only the supervised term (if any) moves the policy."""
     advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.advantage_scale)
     share_kept = 1.0
     if cfg.drop_uniform_groups:
         rows_B = informative_rows(batch.returns_B, cfg.samples_per_prompt)
         share_kept = rows_B.numel() / batch.returns_B.shape[0]
         if not rows_B.numel():
-            return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0,
-                    "advantage_abs": 0.0, "updated_share": 0.0}
+            return _supervised_only_update(models, optimizer, cfg, accelerator, gold)
         batch, advantages_B = batch.select(rows_B), advantages_B[rows_B]
     size = batch.returns_B.shape[0]
     micro = _micro_batches(size, cfg.episodes_per_forward)
@@ -152,6 +151,22 @@ def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: Rollout
     sums["advantage_abs"] = advantages_B.abs().mean().item()
     sums["updated_share"] = share_kept
     return sums
+
+
+def _supervised_only_update(models: Models, optimizer: torch.optim.Optimizer, cfg: RLTrainingConfig, accelerator: Any,
+                            gold: RolloutBatch | None) -> dict[str, float]:
+    """A GRPO step with no group to learn from: `epochs_per_step` steps on γ·NLL of `gold` alone (none without it)."""
+    metrics = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0,
+               "advantage_abs": 0.0, "updated_share": 0.0}
+    if gold is None:
+        return metrics
+    metrics["sft_nll"] = 0.0
+    for _ in range(cfg.epochs_per_step):
+        optimizer.zero_grad()
+        metrics["sft_nll"] += _sft_backward(models, gold, cfg, accelerator) / cfg.epochs_per_step
+        metrics["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
+        optimizer.step()
+    return metrics
 
 
 def _entropy_with_grad(policy: Any, mb: RolloutBatch, cfg: RLTrainingConfig) -> torch.Tensor:
