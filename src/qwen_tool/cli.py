@@ -631,8 +631,8 @@ def eval_command(
             average = key in ("average_calls", "average_steps")
             table.add_row(key, f"{value:.2f}" if average else f"{100 * value:.1f}")
         out.print(table)
-        if result.get("error_classes"):
-            out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_classes"].items()))
+        if result.get("error_categories"):
+            out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_categories"].items()))
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None

@@ -21,7 +21,7 @@ def _metrics(simple: float, parallel: float) -> dict:
 
 def test_report_side_by_side(tmp_path) -> None:
     trained = {**_metrics(0.55, 0.1), "internal": {"summary": {"TS": 0.9, "CF": 0.5},
-                                                   "error_classes": {"value_whitespace": 4, "missed_call": 2}},
+                                                   "error_categories": {"value_whitespace": 4, "missed_call": 2}},
                "generation": {"new_tokens": 5, "guided": True}}
     report = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1), "trained": trained},
                           stage_seconds={"sft": 12.34})

@@ -160,9 +160,9 @@ def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
     assert summary["call_timing_abstain_recall"] == 0.5
     assert summary["parameter_accuracy"] == 0.5
     # misses by kind: days 2 for 3 is a wrong number, the second call an unneeded one; the silent answer is right.
-    assert result["error_classes"] == {"value_number": 1, "unneeded_call": 1}
+    assert result["error_categories"] == {"value_number": 1, "unneeded_call": 1}
     outcomes = [json.loads(line) for line in (tmp_path / "internal" / "outcomes.jsonl").read_text().splitlines()]
-    assert [o["error"] for o in outcomes] == ["value_number", "unneeded_call", None]
+    assert [o["error_category"] for o in outcomes] == ["value_number", "unneeded_call", None]
 
 
 def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:

@@ -137,7 +137,7 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
     for label in labels:
         counted = [(category, stats.get("error_categories", {}))
                    for category, stats in results[label].get("categories", {}).items()]
-        counted.append(("internal suite", results[label].get("internal", {}).get("error_classes", {})))
+        counted.append(("internal suite", results[label].get("internal", {}).get("error_categories", {})))
         for category, counts in counted:
             if counts:  # already most frequent first
                 top = list(counts.items())[:3]

@@ -354,7 +354,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
             "valid": metrics.content_filling(first_pred, first_gold) and len(predicted) == len(gold),
             "TS": metrics.tool_selection(first_pred, first_gold),
             "PI": metrics.parameter_identification(first_pred, first_gold),
-            "error": metrics.decision_error(predicted, gold),
+            "error_category": metrics.decision_error(predicted, gold),
             "parse_error": parse_error, "new_tokens": generation.new_tokens,
             "finish_reason": generation.finish_reason,
         })
@@ -369,7 +369,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
             "exact_match": metrics.end_to_end_success([o["valid"] for o in outcomes]),
             "average_calls": metrics.average_calls([len(o["parsed_calls"]) for o in outcomes]),
         },
-        "error_classes": dict(Counter(o["error"] for o in outcomes if o["error"]).most_common()),
+        "error_categories": dict(Counter(o["error_category"] for o in outcomes if o["error_category"]).most_common()),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
