@@ -91,15 +91,19 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
 
 
-def _sft_backward(models: Models, gold: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any) -> float:
-    """Accumulate the gradient of γ · NLL of the gold batch's assistant tokens (untempered); return the NLL."""
+def _add_supervised_term(sums: dict[str, float], models: Models, gold: RolloutBatch | None, cfg: RLTrainingConfig,
+                         accelerator: Any) -> None:
+    """Accumulate the gradient of γ · NLL of the gold batch's assistant tokens (untempered), and add this epoch's
+    share of the NLL to `sums["sft_nll"]`; nothing without a gold batch."""
+    if gold is None:
+        return
     total_tokens, size, nll = gold.action_mask_BC.sum(), gold.returns_B.shape[0], 0.0
     for rows in _micro_batches(size, cfg.episodes_per_forward):
         mb = gold.select(rows)
         loss = sft_nll(_forward(models.policy, mb, 1.0).logprobs_BC, mb.action_mask_BC, normalizer=total_tokens)
         accelerator.backward(cfg.sft_coef * loss)
         nll += loss.item()
-    return nll
+    sums["sft_nll"] = sums.get("sft_nll", 0.0) + nll / cfg.epochs_per_step
 
 
 def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: RolloutBatch, cfg: RLTrainingConfig,
@@ -143,9 +147,7 @@ def grpo_update(models: Models, optimizer: torch.optim.Optimizer, batch: Rollout
             sums["clip_fraction"] += stats["clip_fraction"].item() * share
             sums["kl"] += stats.get("kl", torch.tensor(0.0)).item() * share
             sums["entropy"] += masked_mean(out.entropy_BC, mb.action_mask_BC).item() * share
-        if gold is not None:
-            sums["sft_nll"] = sums.get("sft_nll", 0.0) + _sft_backward(models, gold, cfg, accelerator) \
-                / cfg.epochs_per_step
+        _add_supervised_term(sums, models, gold, cfg, accelerator)
         sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         optimizer.step()
     sums["advantage_abs"] = advantages_B.abs().mean().item()
@@ -160,10 +162,9 @@ def _supervised_only_update(models: Models, optimizer: torch.optim.Optimizer, cf
                "advantage_abs": 0.0, "updated_share": 0.0}
     if gold is None:
         return metrics
-    metrics["sft_nll"] = 0.0
     for _ in range(cfg.epochs_per_step):
         optimizer.zero_grad()
-        metrics["sft_nll"] += _sft_backward(models, gold, cfg, accelerator) / cfg.epochs_per_step
+        _add_supervised_term(metrics, models, gold, cfg, accelerator)
         metrics["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         optimizer.step()
     return metrics
@@ -248,9 +249,7 @@ def ppo_update(models: Models, optimizer: torch.optim.Optimizer, critic_optimize
         accelerator.clip_grad_norm_(models.critic.parameters(), cfg.max_grad_norm)
         critic_optimizer.step()
         if not critic_only:
-            if gold is not None:
-                sums["sft_nll"] = sums.get("sft_nll", 0.0) + _sft_backward(models, gold, cfg, accelerator) \
-                    / cfg.epochs_per_step
+            _add_supervised_term(sums, models, gold, cfg, accelerator)
             sums["grad_norm"] = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
             optimizer.step()
     return sums
