@@ -24,7 +24,7 @@ class ToolDefinitionError(QwenToolError):
 class Tool:
     """A callable tool: `parameters` is a JSON Schema object; `handler(**arguments)` runs it.
 
-    `timeout_s` overrides the executor's default; `isolate` forces a sandboxed subprocess (untrusted code).
+    `timeout_s` overrides the executor's default; `isolate` forces the sandbox (`tools.sandbox`, untrusted code).
     """
 
     name: str
@@ -94,7 +94,7 @@ class Tool:
             if _needs_conversion(hint):
                 converters[pname] = hint
         parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-        handler = _with_conversion(fn, converters) if converters else fn
+        handler = ConvertingHandler(fn, converters) if converters else fn
         description = description if description is not None else summary
         return cls(name or fn.__name__, description, parameters, handler, **options)
 
@@ -247,15 +247,22 @@ def _convert(value: Any, hint: Any) -> Any:
     return value
 
 
-def _with_conversion(fn: Callable[..., Any], converters: dict[str, Any]) -> Callable[..., Any]:
-    def handler(**arguments: Any) -> Any:
-        for pname, hint in converters.items():
+class ConvertingHandler:
+    """Calls `fn` after turning JSON arguments into the dataclasses and enums its hints ask for.
+
+    A class rather than a closure so the sandbox can name `fn` to a fresh interpreter, which rebuilds the conversion.
+    """
+
+    def __init__(self, fn: Callable[..., Any], converters: dict[str, Any]) -> None:
+        self.fn = fn
+        self.converters = converters
+        self.__name__ = getattr(fn, "__name__", "handler")
+
+    def __call__(self, **arguments: Any) -> Any:
+        for pname, hint in self.converters.items():
             if pname in arguments:
                 arguments[pname] = _convert(arguments[pname], hint)
-        return fn(**arguments)
-
-    handler.__name__ = getattr(fn, "__name__", "handler")
-    return handler
+        return self.fn(**arguments)
 
 
 _GOOGLE_ARG = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
