@@ -4,11 +4,11 @@ Model output is data: a call is dispatched by looking its name up in the offered
 arguments as keywords. Nothing is ever `eval`ed.
 
 A tool runs in the sandbox (`tools.sandbox`: a confined child process, killed with everything it forked at the
-timeout, its outcome returned as JSON) when it is marked so (`Tool.isolate=True`) or the executor is told to sandbox
-every tool (`isolate=True`). State changes made by a sandboxed handler stay in its child, so only stateless tools
-belong there.
+timeout, its outcome returned as JSON) unless it is marked trusted (`Tool.isolate=False`, as the built-in simulated
+suites are) or the executor is told to trust every unmarked tool (`isolate=False`). State changes made by a sandboxed
+handler stay in its child, so only stateless tools belong there.
 
-Any other tool runs in a daemon thread of the caller and the executor stops *waiting* at the timeout; Python cannot
+A trusted tool runs in a daemon thread of the caller and the executor stops *waiting* at the timeout; Python cannot
 kill a thread, so a hung handler is abandoned (its late result is discarded).
 """
 
@@ -36,8 +36,9 @@ class Executor:
         max_result_chars: the text sent back to the model is cut to this length.
         concurrent: run the calls of one turn at the same time; turn it off for stateful tools whose calls depend
             on each other's order (they then run one after another, in the order the model wrote them).
-        isolate: sandbox every tool (tools with `isolate=True` always are). The timeout includes the sandbox's start
-            (a fresh interpreter takes about 0.1 s).
+        isolate: None (the default) sandboxes every tool not marked trusted (`Tool.isolate=False`); True sandboxes
+            every tool, trusted or not; False trusts every unmarked tool (tools with `isolate=True` are still
+            sandboxed). The timeout includes the sandbox's start (a fresh interpreter takes about 0.1 s).
         memory_limit_mb, cpu_limit_s: the sandbox's limits (address space beyond what its process holds at start).
     """
 
@@ -46,7 +47,7 @@ class Executor:
         timeout_s: float = 10.0,
         max_result_chars: int = 4000,
         concurrent: bool = True,
-        isolate: bool = False,
+        isolate: bool | None = None,
         memory_limit_mb: int = 512,
         cpu_limit_s: int = 10,
     ) -> None:
@@ -99,8 +100,10 @@ class Executor:
         return None
 
     def sandboxes(self, tool: Tool) -> bool:
-        """Whether `tool` runs in the sandbox."""
-        return tool.isolate or self.isolate
+        """Whether `tool` runs in the sandbox: marked so, or not marked trusted while the executor trusts nothing."""
+        if tool.isolate is True or self.isolate is True:
+            return True
+        return tool.isolate is None and self.isolate is None
 
     def _start(self, tool: Tool, call: ToolCall) -> Any:
         """Launch the handler; returns something `_finish` can turn into a `RawOutcome` before a deadline."""

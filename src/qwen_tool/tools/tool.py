@@ -24,7 +24,9 @@ class ToolDefinitionError(QwenToolError):
 class Tool:
     """A callable tool: `parameters` is a JSON Schema object; `handler(**arguments)` runs it.
 
-    `timeout_s` overrides the executor's default; `isolate` forces the sandbox (`tools.sandbox`, untrusted code).
+    `timeout_s` overrides the executor's default. `isolate`: True always runs the handler in the sandbox
+    (`tools.sandbox`), False runs it in the caller's process (trusted code, such as the built-in simulated suites,
+    whose state must live on between calls), None (the default) leaves it to the executor, which sandboxes it.
     """
 
     name: str
@@ -32,7 +34,7 @@ class Tool:
     parameters: dict[str, Any]
     handler: Callable[..., Any] | None = field(default=None, compare=False)
     timeout_s: float | None = None
-    isolate: bool = False
+    isolate: bool | None = None
 
     def openai_schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry: `{"type": "function", "function": {name, description, parameters}}`."""
