@@ -2,27 +2,28 @@
 
 Each call gets a fresh working folder (its cwd, HOME and TMPDIR, removed afterwards) and a scrubbed environment (PATH,
 LANG, HOME, TMPDIR; no inherited variable, so no inherited secret). The child leads its own session; it enters new
-user, PID, network and IPC namespaces and a Landlock domain where the kernel allows (`tools.confine` says what each
-gives), and runs under address-space, CPU-time and file-size limits. Its stdout and stderr go to pipes the parent
-drains, keeping the first `output_bytes` of each and discarding the rest, so a chatty tool neither blocks nor floods
-the caller. The outcome comes back as one JSON document on a pipe of its own; the parent never unpickles anything.
-At the timeout the whole process group is killed, and after every call the group is killed again, so what the tool
-forked does not outlive it; in a PID namespace the kernel also kills those that left the group.
+user, mount, PID, network and IPC namespaces with a /proc of its own and a Landlock domain where the kernel allows,
+drops every capability (`tools.confine` says what each gives), and runs under address-space, CPU-time and file-size
+limits. Its stdout and stderr go to pipes the parent drains, keeping the first `output_bytes` of each and discarding
+the rest, so a chatty tool neither blocks nor floods the caller. The outcome comes back as one JSON document on a pipe
+of its own; the parent never unpickles anything. At the timeout the whole process group is killed, and after every
+call the group is killed again, so what the tool forked does not outlive it; in a PID namespace the kernel also kills
+those that left the group.
 
 A handler that can be imported by module and qualified name (a module-level function) runs in a fresh interpreter
-(`qwen_tool.tools.sandbox_child.main`) that holds nothing of the caller's. Any other handler (a closure, a
-lambda, a bound method, a function of `__main__`) runs in a forked copy of the caller: it is confined the same way,
-but it holds a copy of the caller's memory, so secrets the caller keeps in memory are readable there.
+(`qwen_tool.tools.sandbox_child.main`) that holds nothing of the caller's. Any other handler (a closure, a lambda, a
+bound method, a function of `__main__`) runs in a forked copy of the caller: it is confined the same way, but it holds
+a copy of the caller's memory, so secrets the caller keeps in memory are readable there.
 
-Not guaranteed: protection against kernel exploits; reads (the tool may read any file the caller may read, though not
-other processes' environments once Landlock is in force); Unix sockets named by a path; a bound on the number of
-processes (a fork bomb runs until the timeout); any of the namespaces or Landlock where the kernel or a container
-policy refuses them, in which case the first call logs a warning naming what is missing. docs/sandbox.md has the
-full list and what was measured.
+Not guaranteed: protection against kernel exploits; secrecy of files (the tool reads what the caller's user may read);
+Unix sockets named by a path (reachable); a bound on the number of processes or on the disk the working folder takes
+(both run until the timeout); any namespace or Landlock where the kernel or a container policy refuses it, in which
+case the first call that misses one logs a warning naming it. docs/sandbox.md has the full list and the measurements.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -77,6 +78,8 @@ class SandboxedCall:
     """One running sandboxed call: started by the constructor, finished by `wait`, which returns its `RawOutcome`."""
 
     def __init__(self, name: str, handler: Any, arguments: dict[str, Any], limits: SandboxLimits) -> None:
+        if not hasattr(os, "pidfd_open"):
+            raise OSError(errno.ENOSYS, "the tool sandbox needs Linux >= 5.3; mark trusted tools isolate=False")
         self.name = name
         self.limits = limits
         self.workdir = tempfile.mkdtemp(prefix="qwen-tool-sandbox-")
