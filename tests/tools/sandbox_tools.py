@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import socket
@@ -76,6 +77,16 @@ def connect(port: int) -> str:
     """Opens a TCP connection to 127.0.0.1:`port`."""
     with socket.create_connection(("127.0.0.1", port), timeout=2):
         return "connected"
+
+
+def end_the_process(how: str) -> str:
+    """Ends its own process: `sys.exit`, `os._exit`, or a segmentation fault."""
+    if how == "sys_exit":
+        sys.exit(3)
+    if how == "os_exit":
+        os._exit(3)
+    ctypes.string_at(0)
+    return "unreachable"
 
 
 def answer_with_tuple_and_object(as_object: bool) -> object:

@@ -205,6 +205,19 @@ def test_results_come_back_as_json(make_tool, sandbox_root):
     assert_no_process_left(sandbox_root)
 
 
+@pytest.mark.parametrize(("how", "error_type", "category", "says"), [
+    ("sys_exit", "SystemExit", FeedbackCategory.CALL_FAILURE, "3"),
+    ("os_exit", "SandboxCrash", FeedbackCategory.TOOL_INSTABILITY, "exit code 3"),
+    ("segfault", "SandboxCrash", FeedbackCategory.TOOL_INSTABILITY, "SIGSEGV"),
+])
+def test_tool_that_ends_its_process_is_a_failed_call(make_tool, sandbox_root, how, error_type, category, says):
+    executor = Executor(timeout_s=10)
+    outcome = call(executor, make_tool(sandbox_tools.end_the_process), how=how)
+    assert outcome.category is category and outcome.error_type == error_type and says in outcome.error_message
+    assert_caller_goes_on(executor)
+    assert_no_process_left(sandbox_root)
+
+
 def test_user_tools_are_sandboxed_by_default_and_builtin_suites_are_not():
     user_tool = Tool.from_callable(sandbox_tools.sleep_forever)
     suite_tool = get_suite("weather")(seed=0).tools()[0]
