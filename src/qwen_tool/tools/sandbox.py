@@ -52,6 +52,7 @@ _CONSEQUENCE_OF_MISSING: dict[tuple[str, ...], str] = {  # any one of the facili
 }
 _warned: set[tuple[str, ...]] = set()
 _RESULT_FD = 3
+_DRAIN_READS_AFTER_EXIT = 16  # 16 reads of 64 KiB empty the largest default pipe, even if a stray writer goes on
 _CHILD_MAIN = "from qwen_tool.tools.sandbox_child import main; main()"  # not -m: the package imports that module
 
 
@@ -179,8 +180,9 @@ class SandboxedCall:
         self._kill_group()
         for fd, capture in readers.items():  # what the child wrote before it exited; writers left behind are ignored
             os.set_blocking(fd, False)
-            while capture.read_from(fd):
-                pass
+            for _ in range(_DRAIN_READS_AFTER_EXIT):
+                if not capture.read_from(fd):
+                    break
             os.close(fd)
         with self._lock:
             if self._popen is not None:
