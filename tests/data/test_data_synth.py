@@ -102,8 +102,11 @@ def test_custom_mix_is_met_within_two_points() -> None:
 
 
 def _replay(record: dict) -> list[tuple[bool, dict]]:
-    """Re-execute every assistant call against the offered schemas: (accepted, message) per call turn."""
-    tools = {t["function"]["name"]: Tool.from_schema(t, handler=lambda **_: {"ok": True}) for t in record["tools"]}
+    """Re-execute every assistant call against the offered schemas: (accepted, message) per call turn.
+
+    The stub handler is trusted (`isolate=False`): the replay checks validation, not the sandbox."""
+    tools = {t["function"]["name"]: Tool.from_schema(t, handler=lambda **_: {"ok": True}, isolate=False)
+             for t in record["tools"]}
     executor = Executor(concurrent=False)
     results = []
     for message in record["messages"]:

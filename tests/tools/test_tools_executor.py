@@ -54,7 +54,9 @@ TOOLS = ToolRegistry([get_temperature, set_mode, divide, flaky, sleepy, unserial
 
 
 def run(name, **arguments):
-    return Executor(timeout_s=0.5).execute([ToolCall(name, arguments)], TOOLS)[0]
+    """One call of a trusted tool, in-process: these tests are about validation and classification, and a sandbox's
+    start-up (tests/tools/test_sandbox.py) would eat into the short timeout."""
+    return Executor(timeout_s=0.5, isolate=False).execute([ToolCall(name, arguments)], TOOLS)[0]
 
 
 def test_ok():
@@ -125,12 +127,12 @@ def test_parallel_calls_run_concurrently_and_keep_order():
     calls = [ToolCall("sleepy", {"seconds": 0.3}), ToolCall("get_temperature", {"city": "A"}),
              ToolCall("sleepy", {"seconds": 0.3})]
     start = time.perf_counter()
-    outcomes = Executor(timeout_s=2).execute(calls, TOOLS)
+    outcomes = Executor(timeout_s=2, isolate=False).execute(calls, TOOLS)
     elapsed = time.perf_counter() - start
     assert [o.content for o in outcomes] == ["woke", '{"city": "A", "temperature": 21}', "woke"]
     assert elapsed < 0.55  # two 0.3 s sleeps overlapped
     start = time.perf_counter()
-    Executor(timeout_s=2, concurrent=False).execute(calls, TOOLS)
+    Executor(timeout_s=2, concurrent=False, isolate=False).execute(calls, TOOLS)
     assert time.perf_counter() - start >= 0.6
 
 

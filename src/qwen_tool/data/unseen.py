@@ -72,7 +72,7 @@ class DrawnTool:
         """An executable `Tool` whose handler returns a plausible result (seeded by `rng`)."""
         key, kind = self.concept.out
         results = random.Random(rng.getrandbits(64))
-        return Tool.from_schema(self.schema, handler=lambda **_: {key: kind.sample(results)})
+        return Tool.from_schema(self.schema, handler=lambda **_: {key: kind.sample(results)}, isolate=False)
 
 
 def _param_schema(param: DrawnParam, rng: random.Random) -> dict[str, Any]:

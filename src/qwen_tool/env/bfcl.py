@@ -213,7 +213,7 @@ class BFCLSuite(Suite):
                    meta.get("long_context", False))
 
     def tools(self) -> list[Tool]:
-        return [Tool.from_bfcl(doc, handler=self._handler(doc["name"]))
+        return [Tool.from_bfcl(doc, handler=self._handler(doc["name"]), isolate=False)
                 for class_name in self.classes for doc in function_docs(class_name)]
 
     def _handler(self, name: str) -> Callable[..., Any]:

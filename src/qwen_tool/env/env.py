@@ -12,6 +12,7 @@ provides the functions; the env only calls them).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class ToolEnv:
             else:
                 spec = Tool.from_schema(entry)
                 real = self._all_tools.get(spec.name)
-                offered.append(spec.with_handler(real.handler) if real and real.handler else spec)
+                if real and real.handler:  # the suite's own handler, trusted (in-process) as the suite's tools are
+                    spec = dataclasses.replace(spec, handler=real.handler, isolate=real.isolate)
+                offered.append(spec)
         return offered
 
     def _add_tool(self, name: str) -> None:

@@ -54,19 +54,19 @@ class Suite:
             for attr in dir(cls):
                 member = getattr(cls, attr)
                 if callable(member) and getattr(member, "__is_tool__", False):
-                    specs.append(Tool.from_callable(member))
+                    specs.append(Tool.from_callable(member, isolate=False))
             Suite._specs[cls] = specs
         return Suite._specs[cls]
 
     def tools(self) -> list[Tool]:
-        """The tools bound to this instance's state."""
+        """The tools bound to this instance's state: they run in-process (`isolate=False`), state lives on."""
         tools = []
         for spec in self.tool_specs():
             method = getattr(self, spec.name)
             if spec.handler is getattr(type(self), spec.name):  # plain JSON arguments: bind the method directly
                 tools.append(spec.with_handler(method))
             else:  # arguments converted to dataclasses/enums: rebuild around the bound method
-                tools.append(Tool.from_callable(method))
+                tools.append(Tool.from_callable(method, isolate=False))
         return tools
 
     def state(self) -> Any:

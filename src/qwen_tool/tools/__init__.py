@@ -1,4 +1,4 @@
-"""Tools: schema + handler, argument validation, the executor (timeouts, isolation) and the feedback taxonomy."""
+"""Tools: schema + handler, argument validation, the executor (timeouts, the sandbox) and the feedback taxonomy."""
 
 from qwen_tool.tools.executor import Executor
 from qwen_tool.tools.feedback import (

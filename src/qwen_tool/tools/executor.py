@@ -3,10 +3,13 @@
 Model output is data: a call is dispatched by looking its name up in the offered tools and passing the decoded JSON
 arguments as keywords. Nothing is ever `eval`ed.
 
-In-process mode runs each call in a daemon thread and stops *waiting* at the timeout; Python cannot kill a thread, so
-a hung handler is abandoned (its late result is discarded). Isolation mode forks a subprocess with CPU-time and memory
-limits (`resource.setrlimit`) and kills it at the timeout: use it for untrusted tools. State changes made by an
-isolated handler stay in the child, so isolate stateless tools only.
+A tool runs in the sandbox (`tools.sandbox`: a confined child process, killed with everything it forked at the
+timeout, its outcome returned as JSON) unless it is marked trusted (`Tool.isolate=False`, as the built-in simulated
+suites are) or the executor is told to trust every unmarked tool (`isolate=False`). State changes made by a sandboxed
+handler stay in its child, so only stateless tools belong there.
+
+A trusted tool runs in a daemon thread of the caller and the executor stops *waiting* at the timeout; Python cannot
+kill a thread, so a hung handler is abandoned (its late result is discarded).
 """
 
 from __future__ import annotations
@@ -15,29 +18,14 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory, ToolCallError, ToolInstabilityError
+from qwen_tool.tools.feedback import CallOutcome, FeedbackCategory
+from qwen_tool.tools.running import RawOutcome, run_handler
+from qwen_tool.tools.sandbox import SandboxedCall, SandboxLimits
 from qwen_tool.tools.tool import Tool
 from qwen_tool.tools.validation import category_of_problems, validate_arguments
-
-_INSTABILITY_ERRORS: tuple[type[BaseException], ...] = (
-    ToolInstabilityError, TimeoutError, ConnectionError, MemoryError,
-)
-
-
-@dataclass
-class _Raw:
-    """What running a handler produced: a value, an exception (type name + message), or nothing (timeout)."""
-
-    status: str  # "ok" | "error" | "timeout" | "limit"
-    value: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
-    instability: bool = False
-    content: str | None = None  # verbatim text for the model (ToolCallError.content)
 
 
 class Executor:
@@ -48,8 +36,10 @@ class Executor:
         max_result_chars: the text sent back to the model is cut to this length.
         concurrent: run the calls of one turn at the same time; turn it off for stateful tools whose calls depend
             on each other's order (they then run one after another, in the order the model wrote them).
-        isolate: run every tool in a sandboxed subprocess (tools with `isolate=True` always are).
-        memory_limit_mb, cpu_limit_s: the subprocess's limits (address space above what the fork inherited).
+        isolate: None (the default) sandboxes every tool not marked trusted (`Tool.isolate=False`); True sandboxes
+            every tool, trusted or not; False trusts every unmarked tool (tools with `isolate=True` are still
+            sandboxed). The timeout includes the sandbox's start (a fresh interpreter takes about 0.1 s).
+        memory_limit_mb, cpu_limit_s: the sandbox's limits (address space beyond what its process holds at start).
     """
 
     def __init__(
@@ -57,7 +47,7 @@ class Executor:
         timeout_s: float = 10.0,
         max_result_chars: int = 4000,
         concurrent: bool = True,
-        isolate: bool = False,
+        isolate: bool | None = None,
         memory_limit_mb: int = 512,
         cpu_limit_s: int = 10,
     ) -> None:
@@ -109,15 +99,25 @@ class Executor:
             return CallOutcome(call, category_of_problems(problems), f"Error: {message}", "ValidationError", message)
         return None
 
-    def _start(self, tool: Tool, call: ToolCall) -> Any:
-        """Launch the handler; returns something `_wait` can turn into a `_Raw` before a deadline."""
-        if tool.handler is None:
-            return _Raw("error", error_type="ToolNotImplemented", error_message=f"tool '{tool.name}' has no handler")
-        if tool.isolate or self.isolate:
-            from qwen_tool.tools.sandbox import start_isolated
+    def sandboxes(self, tool: Tool) -> bool:
+        """Whether `tool` runs in the sandbox: marked so, or not marked trusted while the executor trusts nothing."""
+        if tool.isolate is True or self.isolate is True:
+            return True
+        return tool.isolate is None and self.isolate is None
 
-            return start_isolated(tool.handler, dict(call.arguments), self.memory_limit_mb, self.cpu_limit_s)
-        box: list[_Raw] = []
+    def _start(self, tool: Tool, call: ToolCall) -> Any:
+        """Launch the handler; returns something `_finish` can turn into a `RawOutcome` before a deadline."""
+        if tool.handler is None:
+            return RawOutcome("error", error_type="ToolNotImplemented",
+                              error_message=f"tool '{tool.name}' has no handler")
+        if self.sandboxes(tool):
+            limits = SandboxLimits(memory_mb=self.memory_limit_mb, cpu_s=self.cpu_limit_s)
+            try:
+                return SandboxedCall(tool.name, tool.handler, dict(call.arguments), limits)
+            except OSError as exc:  # no process, pipe or folder to be had (limits of the machine)
+                return RawOutcome("error", error_type="SandboxUnavailable", instability=True,
+                                  error_message=f"cannot start the sandbox: {exc}")
+        box: list[RawOutcome] = []
         thread = threading.Thread(target=_run_into, args=(tool.handler, dict(call.arguments), box), daemon=True)
         thread.start()
         return thread, box
@@ -125,20 +125,20 @@ class Executor:
     def _finish(self, call: ToolCall, tool: Tool, start: float, waiter: Any) -> CallOutcome:
         timeout = tool.timeout_s if tool.timeout_s is not None else self.timeout_s
         remaining = max(0.0, start + timeout - time.perf_counter())
-        if isinstance(waiter, _Raw):
+        if isinstance(waiter, RawOutcome):
             raw = waiter
         elif isinstance(waiter, tuple):
             thread, box = waiter
             thread.join(remaining)
-            raw = box[0] if box else _Raw("timeout")
+            raw = box[0] if box else RawOutcome("timeout")
         else:
             raw = waiter.wait(remaining)
         if raw.status == "timeout":
             message = f"'{tool.name}' did not answer within {timeout:g} s"
-            raw = _Raw("timeout", error_type="Timeout", error_message=message, instability=True)
+            raw = RawOutcome("timeout", error_type="Timeout", error_message=message, instability=True)
         return self._outcome(call, raw, time.perf_counter() - start)
 
-    def _outcome(self, call: ToolCall, raw: _Raw, elapsed: float) -> CallOutcome:
+    def _outcome(self, call: ToolCall, raw: RawOutcome, elapsed: float) -> CallOutcome:
         if raw.status == "ok":
             try:
                 text = raw.value if isinstance(raw.value, str) else json.dumps(raw.value, ensure_ascii=False)
@@ -147,7 +147,8 @@ class Executor:
                 return CallOutcome(call, FeedbackCategory.OTHER, f"Error: {message}", "UnserialisableResult",
                                    message, elapsed)
             return CallOutcome(call, FeedbackCategory.OK, self._cap(text), elapsed_s=elapsed, result=raw.value)
-        category = FeedbackCategory.TOOL_INSTABILITY if raw.instability else FeedbackCategory.CALL_FAILURE
+        category = raw.category or (FeedbackCategory.TOOL_INSTABILITY if raw.instability
+                                    else FeedbackCategory.CALL_FAILURE)
         message = raw.error_message or ""
         content = raw.content or (f"Error: {raw.error_type}: {message}" if message else f"Error: {raw.error_type}")
         content = self._cap(content)
@@ -159,17 +160,5 @@ class Executor:
         return text[: self.max_result_chars] + f"... [truncated {len(text) - self.max_result_chars} characters]"
 
 
-def _run_into(handler: Any, arguments: dict[str, Any], box: list[_Raw]) -> None:
+def _run_into(handler: Any, arguments: dict[str, Any], box: list[RawOutcome]) -> None:
     box.append(run_handler(handler, arguments))
-
-
-def run_handler(handler: Any, arguments: dict[str, Any]) -> _Raw:
-    """Call the handler and capture what happened; instability-type exceptions are marked as such."""
-    try:
-        return _Raw("ok", handler(**arguments))
-    except ToolCallError as exc:
-        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc), content=exc.content)
-    except _INSTABILITY_ERRORS as exc:
-        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc), instability=True)
-    except Exception as exc:
-        return _Raw("error", error_type=type(exc).__name__, error_message=str(exc))

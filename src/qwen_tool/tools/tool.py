@@ -24,7 +24,9 @@ class ToolDefinitionError(QwenToolError):
 class Tool:
     """A callable tool: `parameters` is a JSON Schema object; `handler(**arguments)` runs it.
 
-    `timeout_s` overrides the executor's default; `isolate` forces a sandboxed subprocess (untrusted code).
+    `timeout_s` overrides the executor's default. `isolate`: True always runs the handler in the sandbox
+    (`tools.sandbox`), False runs it in the caller's process (trusted code, such as the built-in simulated suites,
+    whose state must live on between calls), None (the default) leaves it to the executor, which sandboxes it.
     """
 
     name: str
@@ -32,7 +34,7 @@ class Tool:
     parameters: dict[str, Any]
     handler: Callable[..., Any] | None = field(default=None, compare=False)
     timeout_s: float | None = None
-    isolate: bool = False
+    isolate: bool | None = None
 
     def openai_schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry: `{"type": "function", "function": {name, description, parameters}}`."""
@@ -94,7 +96,7 @@ class Tool:
             if _needs_conversion(hint):
                 converters[pname] = hint
         parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-        handler = _with_conversion(fn, converters) if converters else fn
+        handler = ConvertingHandler(fn, converters) if converters else fn
         description = description if description is not None else summary
         return cls(name or fn.__name__, description, parameters, handler, **options)
 
@@ -247,15 +249,22 @@ def _convert(value: Any, hint: Any) -> Any:
     return value
 
 
-def _with_conversion(fn: Callable[..., Any], converters: dict[str, Any]) -> Callable[..., Any]:
-    def handler(**arguments: Any) -> Any:
-        for pname, hint in converters.items():
+class ConvertingHandler:
+    """Calls `fn` after turning JSON arguments into the dataclasses and enums its hints ask for.
+
+    A class rather than a closure so the sandbox can name `fn` to a fresh interpreter, which rebuilds the conversion.
+    """
+
+    def __init__(self, fn: Callable[..., Any], converters: dict[str, Any]) -> None:
+        self.fn = fn
+        self.converters = converters
+        self.__name__ = getattr(fn, "__name__", "handler")
+
+    def __call__(self, **arguments: Any) -> Any:
+        for pname, hint in self.converters.items():
             if pname in arguments:
                 arguments[pname] = _convert(arguments[pname], hint)
-        return fn(**arguments)
-
-    handler.__name__ = getattr(fn, "__name__", "handler")
-    return handler
+        return self.fn(**arguments)
 
 
 _GOOGLE_ARG = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
