@@ -16,6 +16,7 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
+from qwen_tool.files import write_json, write_lines
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
 
@@ -85,7 +86,7 @@ class Run:
         result = work()
         seconds = time.perf_counter() - started
         record = {"result": result, "seconds": round(seconds, 1), "settings": settings}
-        marker.write_text(json.dumps(record, indent=2))
+        write_json(marker, record)
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
         return result
 
@@ -118,7 +119,7 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
     write_jsonl(train, data_dir / "train.jsonl")
     write_jsonl(held, data_dir / "internal_eval.jsonl")
     tasks_path = data_dir / "internal_tasks.jsonl"
-    tasks_path.write_text("".join(json.dumps(task, ensure_ascii=False) + "\n" for task in tasks))
+    write_lines(tasks_path, (json.dumps(task, ensure_ascii=False) for task in tasks))
     return {"train": str(data_dir / "train.jsonl"), "internal_eval": str(data_dir / "internal_eval.jsonl"),
             "internal_tasks": str(tasks_path), "n_train": len(train), "n_eval": len(held), "n_tasks": len(tasks),
             "mix": mix_of(train)}
@@ -149,7 +150,7 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
         merged["internal_tasks"] = run_internal_tasks(
             model, internal_tasks, out_dir / "internal_tasks", backend=backend, batch_size=cfg.eval.batch_size,
             max_new_tokens=cfg.eval.max_new_tokens, limit=internal_limit, cache_dir=cache)
-    (out_dir / "metrics.json").write_text(json.dumps(merged, indent=2))
+    write_json(out_dir / "metrics.json", merged)
     return merged
 
 
@@ -184,7 +185,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from qwen_tool.sft.trainer import train_sft
 
     run = Run(cfg.run_dir)
-    (run.root / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_json(run.root / "config.json", to_dict(cfg))
     made = stage_settings(cfg)
     data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}

@@ -22,6 +22,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from qwen_tool import QwenToolError
+from qwen_tool.files import FileProblem, atomic_write, decode_utf8, open_input
 
 # NOTE (lead engineer): the category strings are the tools room's `FeedbackCategory` values (ok, tool_instability,
 # call_failure, tool_hallucination, parameter_hallucination, parameter_missing, other), one vocabulary for the whole
@@ -233,21 +234,20 @@ class ReadReport:
 def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport | None = None) -> Iterator[dict]:
     """Yield validated trajectories from a JSONL file; bad lines raise (or are counted in `report` if skipping)."""
     path = Path(path)
-    if not path.is_file():
-        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .jsonl file")
     report = report if report is not None else ReadReport()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open_input(path, fix="pass an existing .jsonl file") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
+                line = decode_utf8(raw, where, fix="save the file as UTF-8 JSON lines, one trajectory per line")
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
                 yield_record = validate_trajectory(record, where)
-            except TrajectoryError as exc:
+            except (TrajectoryError, FileProblem) as exc:
                 if not skip_invalid:
                     raise
                 report.skipped += 1
@@ -271,10 +271,8 @@ def to_jsonl_line(record: dict[str, Any]) -> str:
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write trajectories as JSONL; returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for record in records:
             handle.write(to_jsonl_line(record) + "\n")
             count += 1
@@ -293,19 +291,23 @@ def write_parquet(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     columns = {name: [json.dumps(row.get(name, {} if name == "meta" else []), ensure_ascii=False) for row in rows]
                for name in _PARQUET_COLUMNS}
     columns["category"] = [row.get("meta", {}).get("category") for row in rows]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), str(path))
+    with atomic_write(path, "wb") as handle:
+        pq.write_table(pa.table(columns), handle)
     return len(rows)
 
 
 def read_parquet(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
     """Read trajectories written by `write_parquet`; rows are validated like JSONL lines (row numbers from 1)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
-    if not path.is_file():
-        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .parquet file")
-    table = pq.read_table(str(path)).to_pydict()
+    with open_input(path, fix="pass an existing .parquet file") as handle:
+        try:
+            table = pq.read_table(handle).to_pydict()
+        except pa.ArrowException as exc:
+            raise TrajectoryError(f"{path}: not a Parquet file ({exc}); fix: write it with write_parquet, or name a "
+                                  "JSON lines file .jsonl") from None
     missing = [name for name in _PARQUET_COLUMNS if name not in table]
     if missing:
         raise TrajectoryError(f"{path}: missing columns {missing}; fix: write it with write_parquet")

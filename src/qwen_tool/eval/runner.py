@@ -21,6 +21,7 @@ from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
 from qwen_tool.eval import bfcl, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
+from qwen_tool.files import read_text, write_json, write_lines
 from qwen_tool.log import logger
 
 DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
@@ -265,10 +266,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
                        "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id,
                        "guided": guided},
     })
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        for outcome in outcomes:
-            fh.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(asdict(outcome), ensure_ascii=False) for outcome in outcomes))
+    write_json(out / "metrics.json", result)
     return result
 
 
@@ -304,11 +303,18 @@ def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: 
 
 def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The first `limit` records (all when None) of a held-out JSONL."""
-    path = Path(path)
-    if not path.is_file():
-        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth "
-                            "--eval-out`")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fix = "pass the held-out JSONL written by `qwen-tool data synth --eval-out`"
+    records = []
+    for number, line in enumerate(read_text(path, fix=fix).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QwenToolError(f"{path}:{number}: not valid JSON ({exc.msg}); fix: {fix}") from None
+        if not isinstance(record, dict):
+            raise QwenToolError(f"{path}:{number}: not a JSON object; fix: {fix}")
+        records.append(record)
     return records[:limit] if limit is not None else records
 
 
@@ -372,9 +378,8 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
         "error_categories": dict(Counter(o["error_category"] for o in outcomes if o["error_category"]).most_common()),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in outcomes)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(o, ensure_ascii=False) for o in outcomes))
+    write_json(out / "metrics.json", result)
     return result
 
 
@@ -413,7 +418,6 @@ def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, 
         },
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(asdict(o), ensure_ascii=False) + "\n" for o in outcomes)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(asdict(o), ensure_ascii=False) for o in outcomes))
+    write_json(out / "metrics.json", result)
     return result
