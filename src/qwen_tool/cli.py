@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qwen_tool import QwenToolError, __version__
+from qwen_tool.files import read_json, read_text, write_lines, write_text
 from qwen_tool.log import console, setup_logging
 
 app = typer.Typer(
@@ -220,7 +221,7 @@ def env_play(
     meta = trajectory["meta"]
     out.print(f"termination: {meta['termination']}, steps: {meta['steps']}, end state: {meta['end_state']}")
     if save is not None:
-        save.write_text(json.dumps(trajectory, indent=1, default=str))
+        write_text(save, json.dumps(trajectory, indent=1, default=str))
 
 
 def _play_with_model(model: str, task: Any, noise: str, instability: float, seed: int | None,
@@ -262,11 +263,12 @@ def env_bfcl_replay(
 def _read_tools(path: Path | None) -> list[dict] | None:
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise QwenToolError(f"--tools {path}: {err}; fix: pass a JSON file holding the OpenAI `tools` list") from err
-    return data.get("tools", data) if isinstance(data, dict) else data
+    fix = "pass a JSON file holding the OpenAI `tools` list"
+    data = read_json(path, fix=fix, label="--tools")
+    tools = data.get("tools", data) if isinstance(data, dict) else data
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise QwenToolError(f"--tools {path}: holds no list of tool objects; fix: {fix}")
+    return tools
 
 
 def _convert_message(message: dict, source: str, target: str, tools: list[dict] | None) -> dict:
@@ -316,7 +318,8 @@ def convert_command(
     if output_path is None:
         raise QwenToolError("convert --input needs --output; fix: add --output FILE.jsonl")
     lines_out = []
-    for number, line in enumerate(input_path.read_text(encoding="utf-8").splitlines(), 1):
+    text = read_text(input_path, fix="pass an existing trajectory JSONL file", label="--input")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -327,7 +330,7 @@ def convert_command(
         record_tools = record.get("tools") or tool_list
         record["messages"] = [_convert_message(m, source, target, record_tools) for m in record.get("messages", [])]
         lines_out.append(json.dumps(record, ensure_ascii=False))
-    output_path.write_text("\n".join(lines_out) + "\n", encoding="utf-8")
+    write_lines(output_path, lines_out)
     console.print(f"converted {len(lines_out)} trajectories → {output_path}")
 
 
@@ -391,8 +394,7 @@ def data_synth(
                   + eval_report.summary(), highlight=False)
     if eval_tasks_out is not None:
         tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed, held_out=held)
-        eval_tasks_out.parent.mkdir(parents=True, exist_ok=True)
-        eval_tasks_out.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), encoding="utf-8")
+        write_lines(eval_tasks_out, (json.dumps(t, ensure_ascii=False) for t in tasks))
         out.print(f"{len(tasks)} multi-turn eval tasks (env.Task) → {eval_tasks_out}", highlight=False)
 
 
@@ -423,8 +425,10 @@ def data_convert(
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad lines.")] = False,
 ) -> None:
     """Convert between trajectory, openai, sharegpt, xlam, react and bfcl."""
-    from qwen_tool.data.formats import read_format, write_format
+    from qwen_tool.data.formats import check_format, read_format, write_format
 
+    check_format(from_fmt, "--from")
+    check_format(to_fmt, "--to")
     records, errors = read_format(src, from_fmt, skip_invalid=skip_invalid)
     count = write_format(records, dst, to_fmt)
     out.print(f"{count} records {from_fmt} → {to_fmt}: {dst}" + (f" ({len(errors)} skipped)" if errors else ""))
