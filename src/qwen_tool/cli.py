@@ -435,16 +435,25 @@ def data_convert(
 
 
 @data_app.command("annotate")
-def data_annotate(src: DataPath, dst: Annotated[Path, typer.Argument(help="Output file.")]) -> None:
-    """Mark erroneous assistant turns (replayed through the executor, or classified from recorded feedback)."""
-    from qwen_tool.data.annotate import annotate
-    from qwen_tool.data.schema import read_any, write_any
+def data_annotate(
+    src: DataPath,
+    dst: Annotated[Path, typer.Argument(help="Output file.")],
+    skip_invalid: Annotated[bool, typer.Option(help="Skip bad lines (counted) instead of stopping at the first.")
+                            ] = False,
+) -> None:
+    """Mark erroneous assistant turns (replayed through the executor, or classified from recorded feedback).
 
-    records, _ = read_any(src)
-    annotated = [annotate(r) for r in records]
+    A call to a tool the record does not offer is read, and marked erroneous (tool_hallucination), not rejected.
+    """
+    from qwen_tool.data.annotate import annotate
+    from qwen_tool.data.schema import read_any, validate_trajectory, write_any
+
+    records, report = read_any(src, skip_invalid=skip_invalid, allow_unknown_tools=True)
+    annotated = [validate_trajectory(annotate(r), f"{src} record {index}") for index, r in enumerate(records, 1)]
     write_any(annotated, dst)
     wrong = sum(bool(m.get("erroneous")) for r in annotated for m in r["messages"])
-    out.print(f"{len(annotated)} trajectories, {wrong} erroneous turns → {dst}")
+    skipped = f" ({report.skipped} invalid lines skipped)" if report.skipped else ""
+    out.print(f"{len(annotated)} trajectories, {wrong} erroneous turns → {dst}{skipped}")
 
 
 @data_app.command("augment")

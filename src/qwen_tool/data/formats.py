@@ -214,7 +214,8 @@ def _parse_react(text: str, where: str) -> tuple[str, str, dict[str, Any]]:
     try:
         arguments = json.loads(action_input or "{}")
     except json.JSONDecodeError as exc:
-        raise TrajectoryError(f"{where}: Action Input is not JSON ({exc.msg})") from None
+        raise TrajectoryError(f"{where}: Action Input is not JSON ({exc.msg}); fix: write it as a JSON object"
+                              ) from None
     return thought.removeprefix("Thought: ").removeprefix("Thought:"), name.strip(), arguments
 
 
@@ -315,7 +316,8 @@ def read_format(path: str | Path, fmt: str, skip_invalid: bool = False) -> tuple
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one {fmt} "
+                                      "item per line") from None
             try:
                 record = importer(item)
             except TrajectoryError as exc:
