@@ -35,6 +35,12 @@ OverridesArg = Annotated[list[str] | None, typer.Argument(help="Config overrides
 out = Console()  # results go to stdout; logs and progress go to stderr (`console`)
 
 
+def _at_least(option: str, value: int | float | None, minimum: int) -> None:
+    """A size option below `minimum` is a one-line user error (typer's own `min=` exits 2 with a usage box)."""
+    if value is not None and value < minimum:
+        raise QwenToolError(f"{option} {value}: must be at least {minimum}; fix: pass {option} {minimum} or more")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"qwen-tool {__version__}")
@@ -184,6 +190,8 @@ def env_play(
     """Play one task with the scripted gold policy (or a model) and print the episode."""
     from qwen_tool.env import ToolEnv, run_gold_episode
 
+    if not 0 <= instability <= 1:
+        raise QwenToolError(f"--instability {instability}: a probability must be between 0 and 1; fix: e.g. 0.1")
     if suite == "bfcl":
         from qwen_tool.env.bfcl import load_bfcl_tasks
 
@@ -293,7 +301,8 @@ def parse_command(
     """Model output on stdin → the OpenAI assistant message (JSON) on stdout."""
     from qwen_tool.codec.openai import text_to_message
 
-    print(json.dumps(text_to_message(sys.stdin.read(), fmt, _read_tools(tools)), ensure_ascii=False, indent=2))
+    tool_list = _read_tools(tools)  # before stdin: a bad --tools fails at once, not after the input is typed
+    print(json.dumps(text_to_message(sys.stdin.read(), fmt, tool_list), ensure_ascii=False, indent=2))
 
 
 @app.command("convert")
@@ -370,6 +379,9 @@ def data_synth(
     from qwen_tool.data.suite_synth import synthesize_eval_tasks
     from qwen_tool.data.synth import held_out_split, mix_of, synthesize
 
+    for option, value, minimum in (("--n", n, 1), ("--eval-n", eval_n, 1), ("--eval-tasks-n", eval_tasks_n, 1),
+                                   ("--max-length", max_length, 0)):
+        _at_least(option, value, minimum)
     held = held_out_split(held_out_tools, seed) if held_out_tools > 0 else None
     measure = None
     if tokenizer:
@@ -529,6 +541,7 @@ def train_rl_command(
     from qwen_tool.config import RLTrainingConfig, load_config
     from qwen_tool.rl.trainer import train_rl
 
+    _at_least("--synth", synth, 0)
     cfg = load_config(RLTrainingConfig, config, [*(overrides or []), *([f"algo={algo}"] if algo else [])])
     trajectories = None
     if cfg.data:
@@ -611,6 +624,22 @@ def eval_command(
     if suite in ("internal", "tasks", "robustness") and data is None:
         raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
                             "synth --eval-out` (tasks: the main job's data/internal_tasks.jsonl)")
+    # Everything a user typed is checked before the model loads (seconds), not after it (a minute or more).
+    for option, value, minimum in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
+                                   ("--max-new-tokens", max_new_tokens, 1), ("--threads", threads, 0)):
+        _at_least(option, value, minimum)
+    chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    if suite == "bfcl" and chosen:
+        from qwen_tool.eval.bfcl import check_categories
+
+        check_categories(chosen)
+    if data is not None:
+        from qwen_tool.eval.runner import read_held_out, read_tasks
+
+        (read_tasks if suite == "tasks" else read_held_out)(data)
+    from qwen_tool.models import check_model_name
+
+    check_model_name(model)
     if threads:
         import torch
 
@@ -648,7 +677,6 @@ def eval_command(
             out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_categories"].items()))
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
-    chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, guided=guided)
     report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",

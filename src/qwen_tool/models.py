@@ -7,7 +7,6 @@ local Hugging Face model directory, or a hub id (needs a network). Every room th
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen_tool import QwenToolError
+from qwen_tool import QwenToolError, did_you_mean
 from qwen_tool.log import logger
 
 if TYPE_CHECKING:
@@ -294,9 +293,8 @@ HUB_PROBE_TIMEOUT_S = 5.0
 
 
 def _unknown_model(name: str, why: str) -> ModelNotFoundError:
-    close = difflib.get_close_matches(name, list(BUILTIN_MODELS), n=1)
-    hint = (f"did you mean the built-in model {close[0]!r}? Or pass" if close
-            else f"use the built-in model {DEFAULT_MODEL!r} (see `qwen-tool models list`),")
+    close = did_you_mean(name, BUILTIN_MODELS, "the built-in model")
+    hint = f"{close}Or pass" if close else f"use the built-in model {DEFAULT_MODEL!r} (see `qwen-tool models list`),"
     return ModelNotFoundError(f"model {name!r}: not a built-in model, not a local model directory, {why}; "
                               f"fix: {hint} a local model directory, or a hub id with a network")
 

@@ -58,6 +58,6 @@ def test_annotate_marks_a_call_to_an_unknown_tool_erroneous_as_validate_suggests
     line = cli_user_error(capsys, "data", "annotate", str(src), str(dst))
     assert "raw.jsonl:2: field messages" in line
     result = runner.invoke(app, ["data", "annotate", str(src), str(dst), "--skip-invalid"])
-    printed = result.output.replace("\n", "")
+    printed = " ".join(result.output.split())  # rich wraps long lines at spaces
     assert result.exit_code == 0 and "1 trajectories, 1 erroneous turns" in printed
     assert "(1 invalid lines skipped)" in printed

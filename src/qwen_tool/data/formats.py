@@ -6,12 +6,12 @@ items these exporters write (tests check each). What a format cannot hold is sai
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qwen_tool import did_you_mean
 from qwen_tool.data.annotate import annotate
 from qwen_tool.data.schema import TrajectoryError, validate_trajectory
 from qwen_tool.files import read_text, write_lines
@@ -290,8 +290,7 @@ FORMATS: dict[str, tuple[Callable[[dict], dict], Callable[[dict], dict]]] = {
 def check_format(fmt: str, option: str = "--format") -> None:
     """Raise a one-line error unless `fmt` is a data format this module reads and writes."""
     if fmt != "trajectory" and fmt not in FORMATS:
-        close = difflib.get_close_matches(fmt, ["trajectory", *FORMATS], n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(fmt, ["trajectory", *FORMATS])
         raise TrajectoryError(f"{option} {fmt!r} is not a data format; fix: {hint}use one of trajectory, "
                               f"{', '.join(FORMATS)}")
 

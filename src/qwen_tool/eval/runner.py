@@ -28,7 +28,6 @@ DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
 """Caps per category kind: one call fits in ~100 tokens of JSON; parallel answers hold several."""
 
 
-MULTI_TURN_CATEGORIES = ("multi_turn_base",)
 MULTI_TURN_MAX_STEPS = 20
 """Assistant steps allowed per user turn; BFCL's own limit (its runner force-terminates after 20)."""
 
@@ -85,7 +84,7 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
             "truncated": sum(o.finish_reason == "length" for o in rows),
             "average_calls": metrics.average_calls([len(o.parsed_calls) for o in rows]),
         }
-        if category in MULTI_TURN_CATEGORIES:
+        if category in bfcl.MULTI_TURN_CATEGORIES:
             call_categories = [c for o in rows for c in o.extra.get("call_categories", [])]
             per_category[category]["DE"] = metrics.documentation_error_rate(call_categories)
             per_category[category]["CE"] = metrics.call_error_rate(call_categories)
@@ -194,10 +193,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     from qwen_tool.models import load_tokenizer, tool_format_for
 
     categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
-    unknown = [c for c in categories if c not in (*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES)]
-    if unknown:
-        choices = ", ".join((*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES))
-        raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices}")
+    bfcl.check_categories(categories)
     limits = limit if isinstance(limit, dict) else {category: limit for category in categories}
     if any(value is not None and value < 1 for value in limits.values()):
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
@@ -214,7 +210,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     generated_tokens = 0
     generation_seconds = 0.0
     for category in categories:
-        if category in MULTI_TURN_CATEGORIES:
+        if category in bfcl.MULTI_TURN_CATEGORIES:
             settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
                                           batch_size=batch_size)
             tick = time.perf_counter()
@@ -390,7 +386,14 @@ def read_tasks(path: str | Path, limit: int | None = None) -> list[Any]:
     """The first `limit` tasks (all when None) of a task JSONL (`Task.to_dict` lines, as the main job writes)."""
     from qwen_tool.env.task import Task
 
-    return [Task.from_dict(record) for record in read_held_out(path, limit)]
+    tasks = []
+    for number, record in enumerate(read_held_out(path, limit), 1):
+        try:
+            tasks.append(Task.from_dict(record))
+        except TypeError as exc:
+            raise QwenToolError(f"{path}: record {number} is not a task ({exc}); fix: pass the tasks JSONL written by "
+                                "`qwen-tool data synth --eval-tasks-out` or the main job") from None
+    return tasks
 
 
 def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
