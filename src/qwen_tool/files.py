@@ -26,9 +26,11 @@ class FileProblem(QwenToolError):
 
 
 def _cannot_write(path: Path, err: OSError) -> FileProblem:
-    where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
-    return FileProblem(f"cannot write {path}: {err.strerror or err}{where}; fix: choose a file path in a folder you "
-                       "can write to")
+    if isinstance(err, FileExistsError | NotADirectoryError):  # from mkdir: a file stands where a folder must be
+        reason = f"{next(p for p in path.parents if p.exists())} is a file, not a folder"
+    else:
+        reason = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename and err.filename != str(path) else "")
+    return FileProblem(f"cannot write {path}: {reason}; fix: choose a file path in a folder you can write to")
 
 
 @contextmanager

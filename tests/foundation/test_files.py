@@ -66,7 +66,8 @@ def test_atomic_write_creates_folders_and_keeps_the_usual_permissions(tmp_path):
 
 def test_an_unwritable_output_is_one_line_naming_it(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(FileProblem, match=r"cannot write .*a_file/out.txt: .*; fix: choose a file path") as info:
+    expected = r"cannot write .*a_file/out.txt: .*a_file is a file, not a folder; fix: choose a file path"
+    with pytest.raises(FileProblem, match=expected) as info:
         write_text(tmp_path / "a_file" / "out.txt", "data")
     assert "\n" not in str(info.value)
     with pytest.raises(FileProblem, match="it is a folder"):

@@ -75,7 +75,8 @@ def test_an_output_under_a_file_is_one_line(tmp_path: Path, capsys, args: list[s
     blocker.write_text("a file, not a folder")
     run = _run_dir(tmp_path, "run", _metrics())
     line = cli_user_error(capsys, *[a.format(blocker=blocker, run=run) for a in args])
-    assert f"cannot write {blocker}/" in line and "fix: choose a file path in a folder you can write to" in line
+    assert f"cannot write {blocker}/" in line and f"{blocker} is a file, not a folder" in line
+    assert "fix: choose a file path in a folder you can write to" in line
 
 
 # ---------------------------------------------------------------- sizes, formats and missing inputs
