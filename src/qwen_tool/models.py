@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.files import read_json
 from qwen_tool.log import logger
 
 if TYPE_CHECKING:
@@ -275,7 +276,11 @@ def resolve(name: str) -> ResolvedModel:
         fmt = _format_from_config(path, name)
         for meta_file in (TRAINED_META, MANIFEST):  # a trained model or a converted built-in says what it speaks
             if (path / meta_file).is_file():
-                fmt = json.loads((path / meta_file).read_text()).get("tool_format", fmt)
+                fix = f"restore {meta_file}, or delete it to fall back to config.json"
+                meta = read_json(path / meta_file, fix=fix)
+                if not isinstance(meta, dict):
+                    raise ModelNotFoundError(f"{path / meta_file} holds no JSON object; fix: {fix}")
+                fmt = meta.get("tool_format", fmt)
                 break
         return ResolvedModel(name, str(path), "local", fmt)
     if path.exists() or name.startswith((".", "/", "~")):

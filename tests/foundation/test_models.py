@@ -148,3 +148,18 @@ def test_offline_mode_checks_the_cache_only(monkeypatch):
     with pytest.raises(ModelNotFoundError, match="not in the hub cache \\(HF_HUB_OFFLINE is set\\).*did you mean"):
         check_model_name("smollm2-135m-instruc")
     check_model_name("smollm2-135m-instruct")  # built in: nothing to look up, nothing pulled
+
+
+def test_a_broken_trained_model_record_is_one_line(tmp_path):
+    """qwen_tool.json says which tool format a trained model speaks; a damaged one names itself and the fix."""
+    from qwen_tool.files import FileProblem
+
+    model = tmp_path / "trained"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / models.TRAINED_META).write_text('{"tool_format": ')
+    with pytest.raises(FileProblem, match=r"qwen_tool.json:1:17: not valid JSON .*fix: restore qwen_tool.json"):
+        resolve(str(model))
+    (model / models.TRAINED_META).write_text("[]")
+    with pytest.raises(ModelNotFoundError, match=r"qwen_tool.json holds no JSON object; fix: restore"):
+        resolve(str(model))

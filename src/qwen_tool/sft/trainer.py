@@ -10,7 +10,6 @@ is already normalised.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import SFTTrainingConfig, to_dict
+from qwen_tool.files import write_json
 from qwen_tool.log import console, logger
 from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
 from qwen_tool.sft.weights import predicted_positions, weight_normaliser, weighted_nll_sum, weighted_nll_sum_at
@@ -218,7 +218,6 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
         trained = trained.merge_and_unload()
     trained.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    (final / TRAINED_META).write_text(json.dumps({"tool_format": fmt, "base_model": cfg.model,
-                                                "sft": to_dict(cfg)}, indent=2))
+    write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg)})
     logger.info("Saved the trained model to %s", final)
     return final
