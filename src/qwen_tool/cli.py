@@ -603,8 +603,8 @@ def eval_command(
         "--max-new-tokens", help="Cap per answer (default 160, 384 for parallel categories).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, transformers or vllm.")] = "auto",
     prefill_dtype: Annotated[str, typer.Option(
-        "--prefill-dtype", help="transformers backend: float32, or bfloat16 for a faster prompt prefill on CPUs "
-        "with native bf16 (decoding stays float32).")] = "float32",
+        "--prefill-dtype", help="transformers backend: auto (bfloat16 where bf16 is native, else float32), float32, "
+        "or bfloat16 (a faster prompt prefill on CPUs with native bf16; decoding stays float32).")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default).")] = 0,
     guided: Annotated[bool, typer.Option(
         "--guided", help="Decode tool calls under the offered tools' schemas (xgrammar structural tags; the model "
@@ -723,12 +723,18 @@ def serve_command(
     request_timeout: Annotated[float, typer.Option(help="Seconds per request, queue wait included.")] = 300.0,
     device: Annotated[str | None, typer.Option(help="Torch device for the transformers backend.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="Weights of the transformers backend: auto (bf16 where the hardware runs it natively, else fp32), fp32, "
+        "bf16 or fp16.")] = "auto",
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
     from qwen_tool.serve.server import serve
 
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise QwenToolError(f"--precision {precision!r} is not a precision; fix: use auto, fp32, bf16 or fp16")
     serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
-          max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads)
+          max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads,
+          precision=precision)
 
 
 def main(argv: list[str] | None = None) -> None:

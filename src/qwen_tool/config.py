@@ -291,7 +291,8 @@ class SFTTrainingConfig:
     skip_invalid: bool = False
     """Skip data lines that fail validation (counted and reported) instead of stopping."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto: bf16 on a GPU that supports it, else fp32."""
+    """auto: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512-BF16 or AMX),
+    else fp32; the log says what was chosen and why."""
     gradient_checkpointing: bool = False
     """Trade compute for memory."""
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -363,9 +364,9 @@ class EvalStageConfig:
     """Prompts decoded together."""
     max_new_tokens: int = 128
     """Cap on generated tokens per answer."""
-    prefill_dtype: Literal["float32", "bfloat16"] = "float32"
+    prefill_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Prompt prefill dtype of the transformers backend; bfloat16 is ~1.7x faster on CPUs with native bf16
-    (AVX512-BF16, AMX); decoding stays in the model's dtype."""
+    (AVX512-BF16, AMX); decoding stays in the model's dtype. auto: bfloat16 where bf16 is native, else float32."""
     guided: bool = False
     """Decode tool calls under the offered tools' schemas (BFCL single-turn and the internal suite); the report
     labels the run as guided."""
@@ -560,7 +561,8 @@ class RLTrainingConfig:
     backend: Literal["transformers", "vllm"] = "transformers"
     """Sampling backend; vllm needs a GPU and the vllm package."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto: bf16 on a GPU that supports it, else fp32."""
+    """auto: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512-BF16 or AMX),
+    else fp32; the log says what was chosen and why."""
     gradient_checkpointing: bool = False
     """Trade compute for memory."""
     logging_steps: int = 1

@@ -16,6 +16,7 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
+from qwen_tool.cost import JobProjection, generation_seconds, measure_rates, training_seconds
 from qwen_tool.files import write_json, write_lines
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
@@ -62,6 +63,8 @@ class Run:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         (self.root / "stages").mkdir(parents=True, exist_ok=True)
+        self.projection: JobProjection | None = None
+        """Projected stage times, logged as stages start and finish (set by `project_job`)."""
 
     def marker(self, stage: str) -> Path:
         return self.root / "stages" / f"{stage}.json"
@@ -82,12 +85,17 @@ class Run:
             logger.info("Stage %s: already complete (delete %s to redo it)", name, marker)
             return recorded["result"]
         console.rule(f"[bold]{name}")
+        if self.projection is not None:
+            self.projection.log_start(name)
         started = time.perf_counter()
         result = work()
         seconds = time.perf_counter() - started
         record = {"result": result, "seconds": round(seconds, 1), "settings": settings}
         write_json(marker, record)
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
+        if self.projection is not None:
+            self.projection.finish(name, seconds)
+            (self.root / "projection.json").write_text(json.dumps(self.projection.as_dict(), indent=2))
         return result
 
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
@@ -154,6 +162,103 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
     return merged
 
 
+def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, limits: dict[str, int | None],
+                         internal_eval: str | None, internal_limit: int | None) -> list[int]:
+    """Token lengths of every prompt an evaluation stage will decode (BFCL categories, then the internal suite)."""
+    from qwen_tool.codec import get_codec
+    from qwen_tool.codec.chat import render_prompt
+    from qwen_tool.eval import bfcl
+    from qwen_tool.eval.runner import decision_points, read_held_out
+    from qwen_tool.models import tool_format_for
+
+    codec = get_codec(tool_format_for(cfg.model))
+    conversations = []
+    for category in cfg.eval.categories:
+        if category not in bfcl.SINGLE_TURN_CATEGORIES:
+            continue  # multi-turn categories are played step by step; not projected
+        for example in bfcl.load_category(category, limits.get(category)):
+            conversations.append((example.messages, bfcl.functions_to_tools(example.functions)))
+    if internal_eval and cfg.eval.internal:
+        for record in read_held_out(internal_eval, internal_limit):
+            conversations.extend((history, record.get("tools")) for history, _ in decision_points(record))
+    lengths = []
+    for messages, tools in conversations:
+        try:
+            lengths.append(len(tokenizer(render_prompt(tokenizer, messages, tools, codec),
+                                         add_special_tokens=False)["input_ids"]))
+        except QwenToolError:
+            continue  # an unrenderable prompt is scored as an error without decoding
+    return lengths
+
+
+TRAINED_ANSWER_QUANTILE = 0.9
+"""A trained model's answers are about as long as its training targets; a batch lasts as long as its longest
+answer, so the evaluation projection takes this quantile of the targets' lengths."""
+
+
+def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProjection:
+    """Probe this machine on the job's model (a few seconds) and project every stage still to run from the work it
+    holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT."""
+    import math
+
+    from qwen_tool.data.schema import read_any
+    from qwen_tool.hardware import resolve_precision
+    from qwen_tool.models import tool_format_for
+    from qwen_tool.sft.trainer import encode_dataset
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.model)
+    train_precision = resolve_precision(cfg.sft.precision, "SFT").precision
+    prefill = cfg.eval.prefill_dtype
+    if prefill == "auto":
+        prefill = "bfloat16" if resolve_precision("auto", "Evaluation prefill").precision == "bf16" else None
+    rates = measure_rates(load_model(cfg.model), train_precision, prefill, cfg.eval.batch_size)
+    trajectories, _ = read_any(data["train"], skip_invalid=True)
+    examples = encode_dataset(trajectories, tokenizer, cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    steps = math.ceil(len(examples) / (cfg.sft.examples_per_device * cfg.sft.gradient_accumulation)) * cfg.sft.epochs
+    targets = sorted(sum(label != -100 for label in e["labels"]) for e in examples)
+    answer = min(cfg.eval.max_new_tokens, targets[int(TRAINED_ANSWER_QUANTILE * (len(targets) - 1))])
+    baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
+    baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, baseline_limits, data["internal_eval"],
+                                            cfg.eval.baseline_limit)
+    trained_prompts = _eval_prompt_lengths(cfg, tokenizer, dict(cfg.eval.limits), data["internal_eval"], None)
+    # The untrained model answers in prose until the cap; the trained one about as long as its training targets.
+    projected = {
+        "baseline_eval": generation_seconds(baseline_prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens, rates),
+        "sft": training_seconds(int(tokens * cfg.sft.epochs), int(steps), rates),
+        "trained_eval": generation_seconds(trained_prompts, cfg.eval.batch_size, answer, rates),
+    }
+    if cfg.rl_enabled:
+        logger.info("The RL stage is not projected (its cost depends on the episodes the policy plays)")
+    logger.info("Probed this machine in %.1f s: prefill %.0f tokens/s, a decode step of %d rows %.0f ms, training "
+                "%.0f tokens/s, an optimiser step %.2f s", time.perf_counter() - started, rates.prefill_tokens_per_s,
+                rates.decode_batch, 1000 * rates.decode_step_s, rates.train_tokens_per_s, rates.optimizer_step_s)
+    done = run.seconds()
+    projection = JobProjection({k: v for k, v in projected.items() if k not in done}, done, rates)
+    (run.root / "projection.json").write_text(json.dumps(projection.as_dict(), indent=2))
+    return projection
+
+
+def sft_reprojector(projection: JobProjection, after_steps: int = 3) -> Callable[[int, int, float], None]:
+    """A step observer that replaces SFT's projection by its measured pace after `after_steps` steps (the first,
+    with its warm-up, is left out of the pace) and again at the halfway point."""
+    first: dict[str, float] = {}
+
+    def observe(step: int, total: int, seconds: float) -> None:
+        if not first:
+            first.update(step=step, seconds=seconds)
+            return
+        done = step - first["step"]
+        if done == after_steps - 1 or step == total // 2:
+            pace = (seconds - first["seconds"]) / done
+            stage_total = seconds + (total - step) * pace
+            projection.reproject("sft", seconds, stage_total, f"{pace:.1f} s a step over steps "
+                                 f"{int(first['step']) + 1}-{step} of {total}")
+
+    return observe
+
+
 def training_suites(cfg: PipelineConfig) -> list[str]:
     """The RL recipe's ToolEnv suites minus those held out for the multi-turn evaluation, which RL must not see."""
     from qwen_tool.data.synth import held_out_split
@@ -182,19 +287,25 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from dataclasses import replace
 
     from qwen_tool.eval.report import write_report
+    from qwen_tool.hardware import cpu_capability, resolve_precision
     from qwen_tool.sft.trainer import train_sft
 
     run = Run(cfg.run_dir)
     write_json(run.root / "config.json", to_dict(cfg))
     made = stage_settings(cfg)
     data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
+    if not {"baseline_eval", "sft", "trained_eval"} <= set(run.seconds()):
+        run.projection = project_job(cfg, run, data)
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
     baseline = run.stage("baseline_eval", lambda: evaluate(cfg.model, run.root / "eval" / "baseline", cfg,
                                                            baseline_limits, data["internal_eval"],
                                                            cfg.eval.baseline_limit, data.get("internal_tasks")),
                          made["baseline_eval"])
     sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(run.root / "sft"))
-    sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True))}, made["sft"])
+    observer = sft_reprojector(run.projection) if run.projection is not None else None
+    sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True, step_observer=observer)),
+                                    "precision": resolve_precision(sft_cfg.precision, "SFT").describe()},
+                    made["sft"])
     trained = run.stage("trained_eval", lambda: evaluate(sft["model"], run.root / "eval" / "trained", cfg,
                                                          dict(cfg.eval.limits), data["internal_eval"],
                                                          internal_tasks=data.get("internal_tasks")),
@@ -210,7 +321,11 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
             "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
                                         data["internal_eval"], internal_tasks=data.get("internal_tasks")),
             made["rl_eval"])
-    report = write_report(run.root, results, stage_seconds=run.seconds())
+    machine = {"CPU capability": cpu_capability(), "SFT precision": sft.get("precision", "not recorded"),
+               "evaluation prefill": cfg.eval.prefill_dtype}
+    projected = run.projection.first_projection if run.projection is not None else None
+    report = write_report(run.root, results, stage_seconds=run.seconds(), stage_projection=projected,
+                          machine=machine)
     logger.info("Report: %s", report)
     return Path(report)
 

@@ -66,6 +66,15 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     assert all(c["n"] == 2 for c in trained["categories"].values())
     assert trained["internal_tasks"]["episodes"] == 2 and "Multi-turn VA" in text
     assert (root / "sft" / "final" / "qwen_tool.json").is_file()
+    # The job projected each stage at its start and recorded what each then took; the report shows both, and the
+    # precision SFT chose with its reason.
+    projection = json.loads((root / "projection.json").read_text())
+    assert set(projection["projected_at_start"]) == {"baseline_eval", "sft", "trained_eval"}
+    assert all(seconds > 0 for seconds in projection["projected_at_start"].values())
+    assert set(projection["took"]) == {"data", "baseline_eval", "sft", "trained_eval"}
+    assert projection["rates"]["train_tokens_per_s"] > 0
+    assert "projected at the job's start" in text and "Machine and precision" in text
+    assert "fp32 (pinned to fp32 by the test suite)" in text
 
     # A rerun finds every stage complete and only rewrites the report.
     marker_times = {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}

@@ -219,14 +219,17 @@ def _html(title: str, tables: list[tuple[str, list[str], list[list[str]]]], char
 
 def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, title: str = "Evaluation report",
                  outcomes: dict[str, str | Path] | None = None,
-                 stage_seconds: dict[str, float] | None = None) -> Path:
+                 stage_seconds: dict[str, float] | None = None, stage_projection: dict[str, float] | None = None,
+                 machine: dict[str, str] | None = None) -> Path:
     """Write report.md, report.html and bfcl_categories.png (robustness.png when a result carries noise levels)
     into `run_dir`; return the path of report.md.
 
     `results` maps a run label (e.g. "baseline", "trained") to the metrics `run_bfcl` returned. `metrics.json`
     gets `{"runs": results}`, except for a single run reported in its own directory, whose metrics.json is kept.
     `outcomes` (label → outcomes.jsonl path) are gathered into one outcomes.jsonl with a `run` field per line.
-    `stage_seconds` (stage → wall seconds, from the pipeline) becomes a table of its own.
+    `stage_seconds` (stage → wall seconds, from the pipeline) becomes a table of its own, beside what the job
+    projected for each stage at its start (`stage_projection`); `machine` (what → value: the CPU capability, the
+    precision each stage chose and why) another.
     """
     if not results:
         raise QwenToolError("write_report got no results; fix: pass at least one run's metrics")
@@ -248,8 +251,12 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
         charts.append("robustness.png")
     tables = _tables(results)
     if stage_seconds:
-        tables.append(("Stage wall times", ["stage", "seconds"],
-                       [[stage, f"{seconds:.1f}"] for stage, seconds in stage_seconds.items()]))
+        projected = stage_projection or {}
+        tables.append(("Stage wall times", ["stage", "seconds", "projected at the job's start"],
+                       [[stage, f"{seconds:.1f}", f"{projected[stage]:.1f}" if stage in projected else "-"]
+                        for stage, seconds in stage_seconds.items()]))
+    if machine:
+        tables.append(("Machine and precision", ["what", "value"], [[k, str(v)] for k, v in machine.items()]))
     write_text(out / "report.html", _html(title, tables, charts))
     return write_text(out / "report.md", _markdown(title, tables, charts))
 

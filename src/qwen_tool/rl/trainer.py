@@ -24,6 +24,7 @@ from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
 from qwen_tool.files import read_text, write_json
+from qwen_tool.hardware import resolve_precision
 from qwen_tool.log import console, logger
 from qwen_tool.rl.algorithms import (
     aggregate,
@@ -260,9 +261,9 @@ def ppo_update(models: Models, optimizer: torch.optim.Optimizer, critic_optimize
 
 
 def _precision(cfg: RLTrainingConfig) -> str:
-    if cfg.precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision]
+    """accelerate's mixed_precision for `cfg.precision` (`auto`: bf16 only where it is native)."""
+    precision = resolve_precision(cfg.precision, "RL").precision
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
 def build_models(cfg: RLTrainingConfig, policy: Any | None = None, reference: Any | None = None) -> Models:

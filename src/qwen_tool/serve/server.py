@@ -222,16 +222,18 @@ class BackgroundServer:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
           backend: str = "auto", max_batch: int = 8, max_queue: int = 64, request_timeout_s: float = 300.0,
-          device: str | None = None, threads: int | None = None) -> None:
+          device: str | None = None, threads: int | None = None, precision: str = "auto") -> None:
     """Load `model` and serve it until interrupted (what `qwen-tool serve` runs).
 
     `threads` caps torch's CPU threads (on a shared or small machine, fewer threads than cores is often faster).
+    `precision` is the transformers backend's weights (`auto`: bf16 only where the hardware runs it natively).
     """
     import os
 
     import torch
     import uvicorn
 
+    from qwen_tool.hardware import resolve_precision, torch_dtype_name
     from qwen_tool.models import load_tokenizer, tool_format_for
     from qwen_tool.serve.engine import load_engine
 
@@ -242,7 +244,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
             raise QwenToolError(f"--api-key-env names ${api_key_env}, which is unset or empty; fix: export it")
     if threads:
         torch.set_num_threads(threads)
-    engine = load_engine(model, backend, device=device, max_batch=max_batch, max_queue=max_queue)
+    dtype = torch_dtype_name(resolve_precision(precision, "Serving").precision)
+    engine = load_engine(model, backend, device=device, dtype=dtype, max_batch=max_batch, max_queue=max_queue)
     settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), api_key=api_key,
                              request_timeout_s=request_timeout_s)
     app = create_app(engine, load_tokenizer(model), settings)

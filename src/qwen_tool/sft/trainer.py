@@ -11,17 +11,21 @@ is already normalised.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import SFTTrainingConfig, to_dict
 from qwen_tool.files import write_json
+from qwen_tool.hardware import resolve_precision
 from qwen_tool.log import console, logger
 from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
 from qwen_tool.sft.weights import predicted_positions, weight_normaliser, weighted_nll_sum, weighted_nll_sum_at
@@ -118,10 +122,9 @@ def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str, cfg: SFTT
 
 
 def _precision(cfg: SFTTrainingConfig) -> dict[str, bool]:
-    if cfg.precision == "auto":
-        use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return {"bf16": use_bf16, "fp16": False}
-    return {"bf16": cfg.precision == "bf16", "fp16": cfg.precision == "fp16"}
+    """The Trainer's mixed-precision switches for `cfg.precision` (`auto`: bf16 only where it is native)."""
+    precision = resolve_precision(cfg.precision, "SFT").precision
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def _report_to() -> list[str]:
@@ -187,8 +190,27 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
-    """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path."""
+StepObserver = Callable[[int, int, float], None]
+"""Called after every optimiser step with (step, total steps, seconds since training began)."""
+
+
+class _ObserveSteps(TrainerCallback):
+    """Hands each finished optimiser step to a `StepObserver` (the main job re-projects its time from them)."""
+
+    def __init__(self, observer: StepObserver) -> None:
+        self.observer = observer
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.observer(state.global_step, state.max_steps, time.perf_counter() - self.started)
+
+
+def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepObserver | None = None) -> Path:
+    """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path.
+    `step_observer` sees every optimiser step (step, total steps, seconds so far)."""
     from qwen_tool.data.schema import read_any
     from qwen_tool.models import TRAINED_META, load_model, load_tokenizer, resolve
 
@@ -208,6 +230,8 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
                 "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
     model = load_model(cfg.model)
     trainer = build_trainer(cfg, model, tokenizer, examples)
+    if step_observer is not None:
+        trainer.add_callback(_ObserveSteps(step_observer))
     checkpoint = last_complete_checkpoint(Path(cfg.output_dir)) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
@@ -218,6 +242,7 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False) -> Path:
         trained = trained.merge_and_unload()
     trained.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg)})
+    write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg),
+                                      "precision": resolve_precision(cfg.precision, "SFT").describe()})
     logger.info("Saved the trained model to %s", final)
     return final

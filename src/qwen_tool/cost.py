@@ -1,0 +1,173 @@
+"""What a job will cost on this machine: a few seconds of probing, then each stage's time from the work it holds.
+
+A user on a slow machine should learn within a minute that the job will take two hours, not after the first hour.
+The probe times the three operations the main job spends its time in (a prompt prefill, a batched decode step, a
+training forward and backward with its optimiser step) on the job's own model, in the dtypes the job will use; the
+stages' projections multiply those rates by the tokens each stage holds. Once a stage runs, its own pace replaces the
+probe's (SFT re-projects itself after its first steps).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from qwen_tool.log import logger
+
+PROBE_PROMPT_TOKENS = 256
+"""Length of the probe's prefill and training sequences (the main job's prompts average about 470 tokens)."""
+PROBE_CONTEXT_TOKENS = 32
+"""Context each row of the probe's decode batch holds before the timed decode steps."""
+PROBE_DECODE_STEPS = 3
+"""Timed decode steps (the mean is taken)."""
+
+
+@dataclass(frozen=True)
+class MachineRates:
+    """This machine's measured pace on one model."""
+
+    prefill_tokens_per_s: float
+    """Prompt tokens prefilled per second (inference, the evaluation's prefill dtype)."""
+    decode_step_s: float
+    """Seconds of one decode step with `decode_batch` rows."""
+    decode_batch: int
+    train_tokens_per_s: float
+    """Tokens per second through forward and backward in the training precision."""
+    optimizer_step_s: float
+    """Seconds of one AdamW step over every trainable weight."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: round(value, 4) if isinstance(value, float) else value for key, value in asdict(self).items()}
+
+
+def generation_seconds(prompt_tokens: list[int], batch_size: int, new_tokens: int, rates: MachineRates) -> float:
+    """Projected seconds to answer prompts in batches, greedy:
+
+        T = Σ_i p_i / r_prefill + ⌈n / B⌉ · L · t_step · (B / B_probe)
+
+    with p_i the prompt lengths, r_prefill the prefill rate, n prompts in batches of B, L the new tokens of each
+    batch's longest answer, t_step the probe's decode step at B_probe rows. The decode term scales with the batch
+    (on a CPU a decode step is compute-bound once the batch is a few rows wide)."""
+    if not prompt_tokens:
+        return 0.0
+    batches = math.ceil(len(prompt_tokens) / batch_size)
+    step_s = rates.decode_step_s * batch_size / rates.decode_batch
+    return sum(prompt_tokens) / rates.prefill_tokens_per_s + batches * new_tokens * step_s
+
+
+def training_seconds(tokens: int, steps: int, rates: MachineRates) -> float:
+    """Projected seconds of a training run: T = N / r_train + S · t_opt, N tokens through forward and backward in S
+    optimiser steps."""
+    return tokens / rates.train_tokens_per_s + steps * rates.optimizer_step_s
+
+
+def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, decode_batch: int) -> MachineRates:
+    """Time the three operations on `model` (float32 weights; bf16 through autocast where asked). About 2 s on a CPU
+    with native bf16 and 10 s on an AVX2 one for the built-in 135M model; the weights are left as they were."""
+    import torch
+
+    def autocast(dtype_name: str | None) -> Any:
+        wanted = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16}.get(dtype_name or "")
+        device = "cuda" if next(model.parameters()).is_cuda else "cpu"
+        return torch.autocast(device, dtype=wanted) if wanted is not None else torch.autocast(device, enabled=False)
+
+    device = next(model.parameters()).device
+    vocab = int(model.config.vocab_size)
+    ids = torch.randint(0, vocab, (1, PROBE_PROMPT_TOKENS), device=device)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast(prefill_dtype):
+        model(ids[:, :8])  # first call: allocations and kernel selection, not timed
+        started = time.perf_counter()
+        model(ids)
+        prefill_s = time.perf_counter() - started
+        context = torch.randint(0, vocab, (decode_batch, PROBE_CONTEXT_TOKENS), device=device)
+    from transformers import DynamicCache
+
+    cache = DynamicCache()  # filled in place; transformers 5 names the argument `cache`, 4 `past_key_values`
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.inference_mode():
+        model(context, use_cache=True, **{cache_argument: cache})
+        step_ids = context[:, -1:]
+        model(step_ids, use_cache=True, **{cache_argument: cache})  # the first step is not timed
+        started = time.perf_counter()
+        for _ in range(PROBE_DECODE_STEPS):
+            model(step_ids, use_cache=True, **{cache_argument: cache})
+        decode_s = (time.perf_counter() - started) / PROBE_DECODE_STEPS
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def forward_backward(tokens: Any) -> None:
+        with autocast(train_precision):
+            loss = model(tokens, labels=tokens).loss
+        loss.backward()
+
+    forward_backward(ids[:, :8])  # first call: kernel selection for the training dtype, not timed
+    started = time.perf_counter()
+    forward_backward(ids)
+    train_s = time.perf_counter() - started
+    optimizer = torch.optim.AdamW(trainable, lr=0.0)  # lr 0: the step costs what a real one costs, changes nothing
+    optimizer.step()  # the first step allocates the moments; time the second, as every later step runs
+    started = time.perf_counter()
+    optimizer.step()
+    optimizer_s = time.perf_counter() - started
+    optimizer.zero_grad(set_to_none=True)
+    del optimizer
+    model.train(was_training)
+    return MachineRates(prefill_tokens_per_s=PROBE_PROMPT_TOKENS / prefill_s, decode_step_s=decode_s,
+                        decode_batch=decode_batch, train_tokens_per_s=PROBE_PROMPT_TOKENS / train_s,
+                        optimizer_step_s=optimizer_s)
+
+
+class JobProjection:
+    """Projected and measured seconds of a job's stages, logged at the start of each stage and whenever a stage
+    re-projects itself, so the whole job's projected end is always in the log."""
+
+    def __init__(self, projected: dict[str, float], done: dict[str, float] | None = None,
+                 rates: MachineRates | None = None) -> None:
+        self.rates = rates
+        """The probe's measurements the projection came from."""
+        self.projected = dict(projected)
+        """Seconds each stage is projected to take (updated as stages measure themselves)."""
+        self.first_projection = dict(projected)
+        """What the probe projected, kept for the comparison with what the stages took."""
+        self.took = dict(done or {})
+        """Seconds each completed stage took."""
+
+    def remaining_s(self, running: str | None = None, running_left_s: float | None = None) -> float:
+        left = sum(s for name, s in self.projected.items() if name not in self.took and name != running)
+        if running is not None:
+            left += self.projected.get(running, 0.0) if running_left_s is None else running_left_s
+        return left
+
+    def log_start(self, stage: str) -> None:
+        """Log the stage's projection and the job's, at the stage's start."""
+        if stage not in self.projected:
+            return
+        total = sum(self.took.values()) + self.remaining_s()
+        logger.info("Stage %s: projected %s on this machine; whole job %s (%s still to go)", stage,
+                    _minutes(self.projected[stage]), _minutes(total), _minutes(self.remaining_s()))
+
+    def reproject(self, stage: str, elapsed_s: float, stage_total_s: float, why: str) -> None:
+        """A running stage measured itself: replace its projection and log the stage's and the job's."""
+        self.projected[stage] = stage_total_s
+        left = max(0.0, stage_total_s - elapsed_s)
+        total = sum(self.took.values()) + elapsed_s + self.remaining_s(stage, left)
+        logger.info("Stage %s: %s; projected %s for the stage (%s left), whole job %s", stage, why,
+                    _minutes(stage_total_s), _minutes(left), _minutes(total))
+
+    def finish(self, stage: str, seconds: float) -> None:
+        self.took[stage] = seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"projected_at_start": {k: round(v, 1) for k, v in self.first_projection.items()},
+                "projected_last": {k: round(v, 1) for k, v in self.projected.items()},
+                "took": {k: round(v, 1) for k, v in self.took.items()},
+                "rates": self.rates.as_dict() if self.rates is not None else None}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"

@@ -1,0 +1,50 @@
+"""The job's cost projection: pure formulas checked against hand-derived values, the probe on a tiny model."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from qwen_tool.cost import JobProjection, MachineRates, generation_seconds, measure_rates, training_seconds
+
+RATES = MachineRates(prefill_tokens_per_s=100.0, decode_step_s=0.2, decode_batch=4, train_tokens_per_s=50.0,
+                     optimizer_step_s=0.5)
+
+
+def test_generation_seconds_by_hand() -> None:
+    # 5 prompts of 100 tokens: prefill 500 / 100 = 5 s; batches of 2 → 3 batches × 10 tokens × 0.2 s × 2/4 = 3 s
+    assert generation_seconds([100] * 5, 2, 10, RATES) == pytest.approx(8.0)
+    assert generation_seconds([], 2, 10, RATES) == 0.0
+
+
+def test_training_seconds_by_hand() -> None:
+    # 1,000 tokens / 50 = 20 s, plus 4 optimiser steps × 0.5 s
+    assert training_seconds(1000, 4, RATES) == pytest.approx(22.0)
+
+
+def test_projection_logs_stage_and_job_then_reprojects(caplog) -> None:
+    projection = JobProjection({"baseline_eval": 60.0, "sft": 600.0, "trained_eval": 300.0}, {"data": 6.0})
+    with caplog.at_level(logging.INFO, logger="qwen_tool"):
+        projection.log_start("baseline_eval")
+        assert "projected 1.0 min" in caplog.text and "whole job 16.1 min" in caplog.text
+        projection.finish("baseline_eval", 120.0)
+        # SFT measured 100 s so far and projects 1,200 s: the job is 6 + 120 + 1,200 + 300 s = 27.1 min
+        projection.reproject("sft", 100.0, 1200.0, "2.0 s a step")
+    assert "whole job 27.1 min" in caplog.text and "(18.3 min left)" in caplog.text
+    assert projection.as_dict()["projected_at_start"]["sft"] == 600.0
+    assert projection.as_dict()["projected_last"]["sft"] == 1200.0
+
+
+def test_probe_measures_a_tiny_model_and_leaves_its_weights() -> None:
+    import torch
+
+    from qwen_tool.testing import tiny_model
+
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    rates = measure_rates(model, "fp32", None, decode_batch=2)
+    assert rates.prefill_tokens_per_s > 0 and rates.decode_step_s > 0 and rates.train_tokens_per_s > 0
+    assert rates.decode_batch == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
