@@ -95,7 +95,7 @@ class Run:
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
         if self.projection is not None:
             self.projection.finish(name, seconds)
-            (self.root / "projection.json").write_text(json.dumps(self.projection.as_dict(), indent=2))
+            write_json(self.root / "projection.json", self.projection.as_dict())
         return result
 
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
@@ -236,7 +236,7 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
                 rates.decode_batch, 1000 * rates.decode_step_s, rates.train_tokens_per_s, rates.optimizer_step_s)
     done = run.seconds()
     projection = JobProjection({k: v for k, v in projected.items() if k not in done}, done, rates)
-    (run.root / "projection.json").write_text(json.dumps(projection.as_dict(), indent=2))
+    write_json(run.root / "projection.json", projection.as_dict())
     return projection
 
 
