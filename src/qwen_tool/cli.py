@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qwen_tool import QwenToolError, __version__
+from qwen_tool.files import read_json, read_text, write_lines, write_text
 from qwen_tool.log import console, setup_logging
 
 app = typer.Typer(
@@ -32,6 +33,12 @@ ConfigOption = Annotated[
 ]
 OverridesArg = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. max_new_tokens=32).")]
 out = Console()  # results go to stdout; logs and progress go to stderr (`console`)
+
+
+def _at_least(option: str, value: int | float | None, minimum: int) -> None:
+    """A size option below `minimum` is a one-line user error (typer's own `min=` exits 2 with a usage box)."""
+    if value is not None and value < minimum:
+        raise QwenToolError(f"{option} {value}: must be at least {minimum}; fix: pass {option} {minimum} or more")
 
 
 def _version(value: bool) -> None:
@@ -183,6 +190,8 @@ def env_play(
     """Play one task with the scripted gold policy (or a model) and print the episode."""
     from qwen_tool.env import ToolEnv, run_gold_episode
 
+    if not 0 <= instability <= 1:
+        raise QwenToolError(f"--instability {instability}: a probability must be between 0 and 1; fix: e.g. 0.1")
     if suite == "bfcl":
         from qwen_tool.env.bfcl import load_bfcl_tasks
 
@@ -220,7 +229,7 @@ def env_play(
     meta = trajectory["meta"]
     out.print(f"termination: {meta['termination']}, steps: {meta['steps']}, end state: {meta['end_state']}")
     if save is not None:
-        save.write_text(json.dumps(trajectory, indent=1, default=str))
+        write_text(save, json.dumps(trajectory, indent=1, default=str))
 
 
 def _play_with_model(model: str, task: Any, noise: str, instability: float, seed: int | None,
@@ -262,11 +271,12 @@ def env_bfcl_replay(
 def _read_tools(path: Path | None) -> list[dict] | None:
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise QwenToolError(f"--tools {path}: {err}; fix: pass a JSON file holding the OpenAI `tools` list") from err
-    return data.get("tools", data) if isinstance(data, dict) else data
+    fix = "pass a JSON file holding the OpenAI `tools` list"
+    data = read_json(path, fix=fix, label="--tools")
+    tools = data.get("tools", data) if isinstance(data, dict) else data
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise QwenToolError(f"--tools {path}: holds no list of tool objects; fix: {fix}")
+    return tools
 
 
 def _convert_message(message: dict, source: str, target: str, tools: list[dict] | None) -> dict:
@@ -291,7 +301,8 @@ def parse_command(
     """Model output on stdin → the OpenAI assistant message (JSON) on stdout."""
     from qwen_tool.codec.openai import text_to_message
 
-    print(json.dumps(text_to_message(sys.stdin.read(), fmt, _read_tools(tools)), ensure_ascii=False, indent=2))
+    tool_list = _read_tools(tools)  # before stdin: a bad --tools fails at once, not after the input is typed
+    print(json.dumps(text_to_message(sys.stdin.read(), fmt, tool_list), ensure_ascii=False, indent=2))
 
 
 @app.command("convert")
@@ -316,7 +327,8 @@ def convert_command(
     if output_path is None:
         raise QwenToolError("convert --input needs --output; fix: add --output FILE.jsonl")
     lines_out = []
-    for number, line in enumerate(input_path.read_text(encoding="utf-8").splitlines(), 1):
+    text = read_text(input_path, fix="pass an existing trajectory JSONL file", label="--input")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -327,7 +339,7 @@ def convert_command(
         record_tools = record.get("tools") or tool_list
         record["messages"] = [_convert_message(m, source, target, record_tools) for m in record.get("messages", [])]
         lines_out.append(json.dumps(record, ensure_ascii=False))
-    output_path.write_text("\n".join(lines_out) + "\n", encoding="utf-8")
+    write_lines(output_path, lines_out)
     console.print(f"converted {len(lines_out)} trajectories → {output_path}")
 
 
@@ -367,6 +379,9 @@ def data_synth(
     from qwen_tool.data.suite_synth import synthesize_eval_tasks
     from qwen_tool.data.synth import held_out_split, mix_of, synthesize
 
+    for option, value, minimum in (("--n", n, 1), ("--eval-n", eval_n, 1), ("--eval-tasks-n", eval_tasks_n, 1),
+                                   ("--max-length", max_length, 0)):
+        _at_least(option, value, minimum)
     held = held_out_split(held_out_tools, seed) if held_out_tools > 0 else None
     measure = None
     if tokenizer:
@@ -391,8 +406,7 @@ def data_synth(
                   + eval_report.summary(), highlight=False)
     if eval_tasks_out is not None:
         tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed, held_out=held)
-        eval_tasks_out.parent.mkdir(parents=True, exist_ok=True)
-        eval_tasks_out.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), encoding="utf-8")
+        write_lines(eval_tasks_out, (json.dumps(t, ensure_ascii=False) for t in tasks))
         out.print(f"{len(tasks)} multi-turn eval tasks (env.Task) → {eval_tasks_out}", highlight=False)
 
 
@@ -423,24 +437,35 @@ def data_convert(
     skip_invalid: Annotated[bool, typer.Option(help="Skip bad lines.")] = False,
 ) -> None:
     """Convert between trajectory, openai, sharegpt, xlam, react and bfcl."""
-    from qwen_tool.data.formats import read_format, write_format
+    from qwen_tool.data.formats import check_format, read_format, write_format
 
+    check_format(from_fmt, "--from")
+    check_format(to_fmt, "--to")
     records, errors = read_format(src, from_fmt, skip_invalid=skip_invalid)
     count = write_format(records, dst, to_fmt)
     out.print(f"{count} records {from_fmt} → {to_fmt}: {dst}" + (f" ({len(errors)} skipped)" if errors else ""))
 
 
 @data_app.command("annotate")
-def data_annotate(src: DataPath, dst: Annotated[Path, typer.Argument(help="Output file.")]) -> None:
-    """Mark erroneous assistant turns (replayed through the executor, or classified from recorded feedback)."""
-    from qwen_tool.data.annotate import annotate
-    from qwen_tool.data.schema import read_any, write_any
+def data_annotate(
+    src: DataPath,
+    dst: Annotated[Path, typer.Argument(help="Output file.")],
+    skip_invalid: Annotated[bool, typer.Option(help="Skip bad lines (counted) instead of stopping at the first.")
+                            ] = False,
+) -> None:
+    """Mark erroneous assistant turns (replayed through the executor, or classified from recorded feedback).
 
-    records, _ = read_any(src)
-    annotated = [annotate(r) for r in records]
+    A call to a tool the record does not offer is read, and marked erroneous (tool_hallucination), not rejected.
+    """
+    from qwen_tool.data.annotate import annotate
+    from qwen_tool.data.schema import read_any, validate_trajectory, write_any
+
+    records, report = read_any(src, skip_invalid=skip_invalid, allow_unknown_tools=True)
+    annotated = [validate_trajectory(annotate(r), f"{src} record {index}") for index, r in enumerate(records, 1)]
     write_any(annotated, dst)
     wrong = sum(bool(m.get("erroneous")) for r in annotated for m in r["messages"])
-    out.print(f"{len(annotated)} trajectories, {wrong} erroneous turns → {dst}")
+    skipped = f" ({report.skipped} invalid lines skipped)" if report.skipped else ""
+    out.print(f"{len(annotated)} trajectories, {wrong} erroneous turns → {dst}{skipped}")
 
 
 @data_app.command("augment")
@@ -516,6 +541,7 @@ def train_rl_command(
     from qwen_tool.config import RLTrainingConfig, load_config
     from qwen_tool.rl.trainer import train_rl
 
+    _at_least("--synth", synth, 0)
     cfg = load_config(RLTrainingConfig, config, [*(overrides or []), *([f"algo={algo}"] if algo else [])])
     trajectories = None
     if cfg.data:
@@ -598,6 +624,22 @@ def eval_command(
     if suite in ("internal", "tasks", "robustness") and data is None:
         raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
                             "synth --eval-out` (tasks: the main job's data/internal_tasks.jsonl)")
+    # Everything a user typed is checked before the model loads (seconds), not after it (a minute or more).
+    for option, value, minimum in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
+                                   ("--max-new-tokens", max_new_tokens, 1), ("--threads", threads, 0)):
+        _at_least(option, value, minimum)
+    chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    if suite == "bfcl" and chosen:
+        from qwen_tool.eval.bfcl import check_categories
+
+        check_categories(chosen)
+    if data is not None:
+        from qwen_tool.eval.runner import read_held_out, read_tasks
+
+        (read_tasks if suite == "tasks" else read_held_out)(data)
+    from qwen_tool.models import check_model_name
+
+    check_model_name(model)
     if threads:
         import torch
 
@@ -635,7 +677,6 @@ def eval_command(
             out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_categories"].items()))
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
-    chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
                        max_new_tokens=max_new_tokens, guided=guided)
     report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",

@@ -17,7 +17,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from qwen_tool import QwenToolError
+from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.files import read_text
 
 T = TypeVar("T")
 
@@ -112,8 +113,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file; fix: pass an existing YAML file (see configs/)")
+        text = read_text(path, fix="pass a YAML recipe, a UTF-8 text file (see configs/)")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -127,7 +129,81 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         _apply_override(data, keys, value)
     if overrides:
         source += " + overrides"
-    return from_dict(cls, data, source)
+    cfg = from_dict(cls, data, source)
+    check_model_names(cfg, source)
+    return cfg
+
+
+def check_model_names(cfg: Any, source: str = "config") -> None:
+    """A recipe's model names must load (built in, a model directory, or a cached or reachable hub model): checked at
+    load, in seconds and with did-you-mean, before any model loads. Nested sections' models are left out: the main job
+    fills them in."""
+    from qwen_tool.models import ModelNotFoundError, check_model_name
+
+    for key in ("model", "reference_model", "critic_model"):
+        name = getattr(cfg, key, None)
+        if isinstance(name, str) and name:
+            try:
+                check_model_name(name)
+            except ModelNotFoundError as exc:
+                raise ConfigError(f"{source}: key {key!r}: {exc}") from None
+
+
+def _at_least(cfg: Any, minimum: int, *names: str) -> None:
+    """Raise ValueError (a one-line ConfigError at load) naming the first of `names` below `minimum` (None passes)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}; fix: set {name}: {minimum} or more")
+
+
+def _known(kind: str, name: str, names: list[str] | tuple[str, ...]) -> None:
+    """Raise ValueError unless `name` is one of `names`, suggesting the closest."""
+    if name not in names:
+        raise ValueError(f"unknown {kind} {name!r}; fix: {did_you_mean(name, names)}choose from {', '.join(names)}")
+
+
+def _check_data_stage(cfg: DataStageConfig) -> None:
+    """Sizes, shares and mix categories of the data stage (the synthesizer would otherwise fail, or make odd data)."""
+    _at_least(cfg, 1, "n_train", "n_eval", "n_eval_tasks")
+    if not 0 < cfg.held_out_fraction < 1:
+        raise ValueError(f"held_out_fraction must be between 0 and 1, got {cfg.held_out_fraction}; fix: e.g. 0.2")
+    if not 0 <= cfg.suite_share <= 1:
+        raise ValueError(f"suite_share must be between 0 and 1, got {cfg.suite_share}; fix: e.g. 0.2")
+    for key in ("mix", "eval_mix"):
+        mix = getattr(cfg, key)
+        if mix is None:
+            continue
+        from qwen_tool.data.synth import CATEGORIES
+
+        for category, weight in mix.items():
+            _known(f"{key} category", category, CATEGORIES)
+            if weight < 0:
+                raise ValueError(f"{key}.{category} is {weight}; fix: give a weight of 0 or more")
+        if sum(mix.values()) <= 0:
+            raise ValueError(f"{key} weights are all zero; fix: give at least one category a positive weight")
+
+
+def _check_eval_stage(cfg: EvalStageConfig) -> None:
+    """Sizes and BFCL category names of the evaluation stage, so a typo fails at load rather than after the model
+    loads (or after training)."""
+    from qwen_tool.eval.bfcl import CATEGORIES
+
+    _at_least(cfg, 1, "batch_size", "max_new_tokens", "baseline_limit")
+    if not cfg.categories:
+        raise ValueError(f"categories is empty; fix: list BFCL categories, e.g. {', '.join(CATEGORIES[:3])}")
+    for category in [*cfg.categories, *cfg.limits]:
+        _known("BFCL category", category, CATEGORIES)
+    for category, limit in cfg.limits.items():
+        if limit < 1:
+            raise ValueError(f"limits.{category} must be at least 1, got {limit}; fix: set 1 or more, or remove it")
+
+
+def _check_rl_suites(cfg: RLTrainingConfig) -> None:
+    from qwen_tool.env.suites import SUITES
+
+    for suite in cfg.suites:
+        _known("suite", suite, sorted(SUITES))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -241,6 +317,7 @@ class SFTTrainingConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ValueError("epochs and learning_rate must be positive")
+        _at_least(self, 1, "max_examples", "save_total_limit")
 
 
 @config
@@ -263,6 +340,9 @@ class DataStageConfig:
     """Category mix of the held-out set (None: the synthesizer's default)."""
     suite_share: float = 0.2
     """Share of examples drawn from the built-in simulated suites (the rest from the unseen-tool generator)."""
+
+    def __post_init__(self) -> None:
+        _check_data_stage(self)
 
 
 @config
@@ -291,6 +371,9 @@ class EvalStageConfig:
     """Decode tool calls under the offered tools' schemas (BFCL single-turn and the internal suite); the report
     labels the run as guided."""
 
+    def __post_init__(self) -> None:
+        _check_eval_stage(self)
+
 
 @config
 class PipelineConfig:
@@ -317,7 +400,7 @@ class PipelineConfig:
 __all__ = [
     "ConfigError", "DataStageConfig", "EvalStageConfig", "GenerateConfig", "LoraSettings", "PipelineConfig",
     "SFTTrainingConfig",
-    "config", "field", "field_docs", "from_dict", "load_config", "to_dict",
+    "check_model_names", "config", "field", "field_docs", "from_dict", "load_config", "to_dict",
 ]
 
 
@@ -510,6 +593,8 @@ class RLTrainingConfig:
                              f"{self.sft_examples_per_step}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive for sampling, got {self.temperature}")
+        _at_least(self, 1, "max_total_tokens", "save_total_limit")
+        _check_rl_suites(self)
 
 
 __all__ += ["CurriculumSettings", "RLTrainingConfig", "RewardWeights"]

@@ -7,6 +7,7 @@ local Hugging Face model directory, or a hub id (needs a network). Every room th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen_tool import QwenToolError
+from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.files import read_json
 from qwen_tool.log import logger
 
 if TYPE_CHECKING:
@@ -274,7 +276,11 @@ def resolve(name: str) -> ResolvedModel:
         fmt = _format_from_config(path, name)
         for meta_file in (TRAINED_META, MANIFEST):  # a trained model or a converted built-in says what it speaks
             if (path / meta_file).is_file():
-                fmt = json.loads((path / meta_file).read_text()).get("tool_format", fmt)
+                fix = f"restore {meta_file}, or delete it to fall back to config.json"
+                meta = read_json(path / meta_file, fix=fix)
+                if not isinstance(meta, dict):
+                    raise ModelNotFoundError(f"{path / meta_file} holds no JSON object; fix: {fix}")
+                fmt = meta.get("tool_format", fmt)
                 break
         return ResolvedModel(name, str(path), "local", fmt)
     if path.exists() or name.startswith((".", "/", "~")):
@@ -285,6 +291,66 @@ def resolve(name: str) -> ResolvedModel:
 def tool_format_for(name: str) -> str:
     """The codec name a model speaks (e.g. "hermes")."""
     return resolve(name).tool_format
+
+
+HUB_PROBE_TIMEOUT_S = 5.0
+"""How long the one hub request that checks a model name may take, instead of transformers' ~50 s of retries."""
+
+
+def _unknown_model(name: str, why: str) -> ModelNotFoundError:
+    close = did_you_mean(name, BUILTIN_MODELS, "the built-in model")
+    hint = f"{close}Or pass" if close else f"use the built-in model {DEFAULT_MODEL!r} (see `qwen-tool models list`),"
+    return ModelNotFoundError(f"model {name!r}: not a built-in model, not a local model directory, {why}; "
+                              f"fix: {hint} a local model directory, or a hub id with a network")
+
+
+@functools.cache
+def _hub_snapshot(name: str) -> str | None:
+    """The local snapshot folder hub model `name` must load from when the hub is offline or unreachable, else None.
+
+    Asks the hub once, with a short timeout; raises `ModelNotFoundError` (with did-you-mean) when the name can load
+    neither from the hub nor from the cache. A folder, not the hub id with local_files_only, because transformers
+    still asks the hub for adapter_config.json then, with ~25 s of retries.
+    """
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, HTTPError, RepositoryNotFoundError
+
+    try:
+        config = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        raise _unknown_model(name, "and not a valid hub id") from None
+    cached = str(Path(config).parent) if isinstance(config, str) else None
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return cached
+        raise _unknown_model(name, "and not in the hub cache (HF_HUB_OFFLINE is set)")
+    try:
+        model_info(name, timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError:  # exists; loading it needs an accepted licence and a token, as transformers will say
+        return None
+    except RepositoryNotFoundError:
+        raise _unknown_model(name, "and the hub has no such model (or it is private: log in first)") from None
+    except (HTTPError, OSError) as err:
+        if cached:
+            logger.warning("The hub cannot be reached (%s); loading %s from the local cache", type(err).__name__, name)
+            return cached
+        reason = f"not in the hub cache, and the hub cannot be reached ({type(err).__name__})"
+        raise _unknown_model(name, reason) from None
+    return None
+
+
+def check_model_name(name: str) -> None:
+    """Raise `ModelNotFoundError` (with did-you-mean) in seconds unless `name` can be loaded: a built-in model, a model
+    directory, or a hub model that is cached or (with a network) on the hub. Loads nothing, downloads nothing."""
+    if name in BUILTIN_MODELS:
+        return
+    if resolve(name).kind == "hub":
+        _hub_snapshot(name)
+
+
+def _load_path(resolved: ResolvedModel) -> str:
+    """What from_pretrained gets: a local folder, the hub id, or a cached hub snapshot when the hub is unreachable."""
+    return (_hub_snapshot(resolved.name) or resolved.path) if resolved.kind == "hub" else resolved.path
 
 
 def _hub_error(name: str, err: Exception) -> ModelNotFoundError:
@@ -317,7 +383,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
     resolved = resolve(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        tokenizer = AutoTokenizer.from_pretrained(_load_path(resolved))
     except OSError as err:
         if resolved.kind == "hub":
             raise _hub_error(name, err) from err
@@ -345,7 +411,7 @@ def load_model(name: str, dtype: str | torch.dtype = "float32", device: str = "c
 
     resolved = resolve(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(_load_path(resolved), dtype=torch_dtype(dtype))
     except OSError as err:
         if resolved.kind == "hub":
             raise _hub_error(name, err) from err

@@ -17,6 +17,7 @@ from typing import Any
 from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
 from qwen_tool.cost import JobProjection, generation_seconds, measure_rates, training_seconds
+from qwen_tool.files import write_json, write_lines
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
 
@@ -90,11 +91,11 @@ class Run:
         result = work()
         seconds = time.perf_counter() - started
         record = {"result": result, "seconds": round(seconds, 1), "settings": settings}
-        marker.write_text(json.dumps(record, indent=2))
+        write_json(marker, record)
         logger.info("Stage %s done in %.1f min", name, seconds / 60)
         if self.projection is not None:
             self.projection.finish(name, seconds)
-            (self.root / "projection.json").write_text(json.dumps(self.projection.as_dict(), indent=2))
+            write_json(self.root / "projection.json", self.projection.as_dict())
         return result
 
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
@@ -126,7 +127,7 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
     write_jsonl(train, data_dir / "train.jsonl")
     write_jsonl(held, data_dir / "internal_eval.jsonl")
     tasks_path = data_dir / "internal_tasks.jsonl"
-    tasks_path.write_text("".join(json.dumps(task, ensure_ascii=False) + "\n" for task in tasks))
+    write_lines(tasks_path, (json.dumps(task, ensure_ascii=False) for task in tasks))
     return {"train": str(data_dir / "train.jsonl"), "internal_eval": str(data_dir / "internal_eval.jsonl"),
             "internal_tasks": str(tasks_path), "n_train": len(train), "n_eval": len(held), "n_tasks": len(tasks),
             "mix": mix_of(train)}
@@ -157,7 +158,7 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
         merged["internal_tasks"] = run_internal_tasks(
             model, internal_tasks, out_dir / "internal_tasks", backend=backend, batch_size=cfg.eval.batch_size,
             max_new_tokens=cfg.eval.max_new_tokens, limit=internal_limit, cache_dir=cache)
-    (out_dir / "metrics.json").write_text(json.dumps(merged, indent=2))
+    write_json(out_dir / "metrics.json", merged)
     return merged
 
 
@@ -235,7 +236,7 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
                 rates.decode_batch, 1000 * rates.decode_step_s, rates.train_tokens_per_s, rates.optimizer_step_s)
     done = run.seconds()
     projection = JobProjection({k: v for k, v in projected.items() if k not in done}, done, rates)
-    (run.root / "projection.json").write_text(json.dumps(projection.as_dict(), indent=2))
+    write_json(run.root / "projection.json", projection.as_dict())
     return projection
 
 
@@ -290,7 +291,7 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from qwen_tool.sft.trainer import train_sft
 
     run = Run(cfg.run_dir)
-    (run.root / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_json(run.root / "config.json", to_dict(cfg))
     made = stage_settings(cfg)
     data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
     if not {"baseline_eval", "sft", "trained_eval"} <= set(run.seconds()):

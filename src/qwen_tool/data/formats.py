@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qwen_tool import did_you_mean
 from qwen_tool.data.annotate import annotate
 from qwen_tool.data.schema import TrajectoryError, validate_trajectory
+from qwen_tool.files import read_text, write_lines
 from qwen_tool.tools import bfcl_to_json_schema
 
 
@@ -212,7 +214,8 @@ def _parse_react(text: str, where: str) -> tuple[str, str, dict[str, Any]]:
     try:
         arguments = json.loads(action_input or "{}")
     except json.JSONDecodeError as exc:
-        raise TrajectoryError(f"{where}: Action Input is not JSON ({exc.msg})") from None
+        raise TrajectoryError(f"{where}: Action Input is not JSON ({exc.msg}); fix: write it as a JSON object"
+                              ) from None
     return thought.removeprefix("Thought: ").removeprefix("Thought:"), name.strip(), arguments
 
 
@@ -284,21 +287,27 @@ FORMATS: dict[str, tuple[Callable[[dict], dict], Callable[[dict], dict]]] = {
 """Format name → (exporter, importer)."""
 
 
+def check_format(fmt: str, option: str = "--format") -> None:
+    """Raise a one-line error unless `fmt` is a data format this module reads and writes."""
+    if fmt != "trajectory" and fmt not in FORMATS:
+        hint = did_you_mean(fmt, ["trajectory", *FORMATS])
+        raise TrajectoryError(f"{option} {fmt!r} is not a data format; fix: {hint}use one of trajectory, "
+                              f"{', '.join(FORMATS)}")
+
+
 def read_format(path: str | Path, fmt: str, skip_invalid: bool = False) -> tuple[list[dict], list[str]]:
     """Import a JSONL file in `fmt`; each line is converted and validated, errors name file:line."""
+    check_format(fmt)
     if fmt == "trajectory":
         from qwen_tool.data.schema import read_any
 
         records, report = read_any(path, skip_invalid)
         return records, report.errors
-    if fmt not in FORMATS:
-        raise TrajectoryError(f"unknown format {fmt!r}; fix: use one of trajectory, {', '.join(FORMATS)}")
     path = Path(path)
-    if not path.is_file():
-        raise TrajectoryError(f"{path}: no such file")
+    text = read_text(path, fix=f"pass an existing UTF-8 JSON lines file of {fmt} items")
     importer = FORMATS[fmt][1]
     records, errors = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -306,7 +315,8 @@ def read_format(path: str | Path, fmt: str, skip_invalid: bool = False) -> tuple
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one {fmt} "
+                                      "item per line") from None
             try:
                 record = importer(item)
             except TrajectoryError as exc:
@@ -323,18 +333,15 @@ def read_format(path: str | Path, fmt: str, skip_invalid: bool = False) -> tuple
 
 
 def write_format(records: list[dict[str, Any]], path: str | Path, fmt: str) -> int:
+    check_format(fmt, "--to")
     if fmt == "trajectory":
         from qwen_tool.data.schema import write_any
 
         return write_any(records, path)
     exporter = FORMATS[fmt][0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(exporter(record), ensure_ascii=False) + "\n")
+    write_lines(path, (json.dumps(exporter(record), ensure_ascii=False) for record in records))
     return len(records)
 
 
-__all__ = ["FORMATS", "from_bfcl", "from_openai", "from_react", "from_sharegpt", "from_xlam", "read_format",
-           "to_bfcl", "to_openai", "to_react", "to_sharegpt", "to_xlam", "write_format"]
+__all__ = ["FORMATS", "check_format", "from_bfcl", "from_openai", "from_react", "from_sharegpt", "from_xlam",
+           "read_format", "to_bfcl", "to_openai", "to_react", "to_sharegpt", "to_xlam", "write_format"]

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from qwen_tool import QwenToolError
+from qwen_tool.files import FileProblem, atomic_write, decode_utf8, open_input
 
 # NOTE (lead engineer): the category strings are the tools room's `FeedbackCategory` values (ok, tool_instability,
 # call_failure, tool_hallucination, parameter_hallucination, parameter_missing, other), one vocabulary for the whole
@@ -161,7 +162,7 @@ class Trajectory(_Strict):
     meta: Meta = Meta()
 
     @model_validator(mode="after")
-    def _conversation_ok(self) -> Trajectory:
+    def _conversation_ok(self, info: ValidationInfo) -> Trajectory:
         names = [tool.function.name for tool in self.tools]
         duplicates = [name for name, count in Counter(names).items() if count > 1]
         if duplicates:
@@ -169,13 +170,14 @@ class Trajectory(_Strict):
         if not any(message.role == "user" for message in self.messages):
             raise ValueError("messages: no user message; a trajectory starts from a user query")
         offered = set(names)
+        unknown_ok = bool(info.context and info.context.get("allow_unknown_tools"))
         call_ids: set[str] = set()
         for index, message in enumerate(self.messages):
             for call in message.tool_calls or []:
-                if call.function.name not in offered and not message.erroneous:
+                if call.function.name not in offered and not message.erroneous and not unknown_ok:
                     raise ValueError(
                         f"messages.{index}: calls {call.function.name!r}, which is not among the offered tools; "
-                        "offer the tool or mark the turn erroneous (tool_hallucination)"
+                        "fix: offer the tool, or mark the turn erroneous (`qwen-tool data annotate` does)"
                     )
                 call_ids.add(call.id)
             if message.role == "tool" and message.tool_call_id not in call_ids:
@@ -192,18 +194,20 @@ def _describe(err: dict[str, Any]) -> str:
         return f"field {loc}: unknown key; fix: remove it or move it under meta"
     if err["type"] == "missing":
         return f"field {loc}: missing; fix: add it"
-    return f"field {loc}: {message}"
+    return f"field {loc}: {message}" + ("" if "fix:" in message else "; fix: correct that field")
 
 
-def validate_trajectory(record: Any, where: str = "record") -> dict[str, Any]:
+def validate_trajectory(record: Any, where: str = "record", allow_unknown_tools: bool = False) -> dict[str, Any]:
     """Validate one record and return it normalised (arguments as JSON text, unset optional keys dropped).
 
-    Raises `TrajectoryError` naming `where` (e.g. `train.jsonl:12`) and the first offending field.
+    Raises `TrajectoryError` naming `where` (e.g. `train.jsonl:12`) and the first offending field. `allow_unknown_tools`
+    accepts a call to a tool the record does not offer on a turn not yet marked erroneous (input to `annotate`).
     """
     if not isinstance(record, dict):
-        raise TrajectoryError(f"{where}: a trajectory must be a JSON object with tools, messages and meta")
+        raise TrajectoryError(f"{where}: not a JSON object; fix: write each trajectory as an object with tools, "
+                              "messages and meta")
     try:
-        model = Trajectory.model_validate(record)
+        model = Trajectory.model_validate(record, context={"allow_unknown_tools": allow_unknown_tools})
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -230,24 +234,25 @@ class ReadReport:
     errors: list[str] = field(default_factory=list)
 
 
-def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport | None = None) -> Iterator[dict]:
+def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport | None = None,
+               allow_unknown_tools: bool = False) -> Iterator[dict]:
     """Yield validated trajectories from a JSONL file; bad lines raise (or are counted in `report` if skipping)."""
     path = Path(path)
-    if not path.is_file():
-        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .jsonl file")
     report = report if report is not None else ReadReport()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open_input(path, fix="pass an existing .jsonl file") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
+                line = decode_utf8(raw, where, fix="save the file as UTF-8 JSON lines, one trajectory per line")
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                yield_record = validate_trajectory(record, where)
-            except TrajectoryError as exc:
+                    raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one "
+                                          "trajectory object per line") from None
+                yield_record = validate_trajectory(record, where, allow_unknown_tools)
+            except (TrajectoryError, FileProblem) as exc:
                 if not skip_invalid:
                     raise
                 report.skipped += 1
@@ -257,10 +262,11 @@ def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport 
             yield yield_record
 
 
-def read_jsonl(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+def read_jsonl(path: str | Path, skip_invalid: bool = False,
+               allow_unknown_tools: bool = False) -> tuple[list[dict], ReadReport]:
     """All trajectories of a JSONL file and the read report."""
     report = ReadReport()
-    records = list(iter_jsonl(path, skip_invalid=skip_invalid, report=report))
+    records = list(iter_jsonl(path, skip_invalid=skip_invalid, report=report, allow_unknown_tools=allow_unknown_tools))
     return records, report
 
 
@@ -271,10 +277,8 @@ def to_jsonl_line(record: dict[str, Any]) -> str:
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write trajectories as JSONL; returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for record in records:
             handle.write(to_jsonl_line(record) + "\n")
             count += 1
@@ -293,19 +297,24 @@ def write_parquet(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     columns = {name: [json.dumps(row.get(name, {} if name == "meta" else []), ensure_ascii=False) for row in rows]
                for name in _PARQUET_COLUMNS}
     columns["category"] = [row.get("meta", {}).get("category") for row in rows]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), str(path))
+    with atomic_write(path, "wb") as handle:
+        pq.write_table(pa.table(columns), handle)
     return len(rows)
 
 
-def read_parquet(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+def read_parquet(path: str | Path, skip_invalid: bool = False,
+                 allow_unknown_tools: bool = False) -> tuple[list[dict], ReadReport]:
     """Read trajectories written by `write_parquet`; rows are validated like JSONL lines (row numbers from 1)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
-    if not path.is_file():
-        raise TrajectoryError(f"{path}: no such file; fix: pass an existing .parquet file")
-    table = pq.read_table(str(path)).to_pydict()
+    with open_input(path, fix="pass an existing .parquet file") as handle:
+        try:
+            table = pq.read_table(handle).to_pydict()
+        except pa.ArrowException as exc:
+            raise TrajectoryError(f"{path}: not a Parquet file ({exc}); fix: write it with write_parquet, or name a "
+                                  "JSON lines file .jsonl") from None
     missing = [name for name in _PARQUET_COLUMNS if name not in table]
     if missing:
         raise TrajectoryError(f"{path}: missing columns {missing}; fix: write it with write_parquet")
@@ -314,23 +323,28 @@ def read_parquet(path: str | Path, skip_invalid: bool = False) -> tuple[list[dic
     for row_index in range(len(table["messages"])):
         where = f"{path}:row {row_index + 1}"
         try:
-            record = {name: json.loads(table[name][row_index]) for name in _PARQUET_COLUMNS}
-            records.append(validate_trajectory(record, where))
+            try:
+                record = {name: json.loads(table[name][row_index]) for name in _PARQUET_COLUMNS}
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise TrajectoryError(f"{where}: a column is not JSON text ({exc}); fix: write it with write_parquet"
+                                      ) from None
+            records.append(validate_trajectory(record, where, allow_unknown_tools))
             report.kept += 1
-        except (TrajectoryError, json.JSONDecodeError) as exc:
+        except TrajectoryError as exc:
             if not skip_invalid:
-                raise TrajectoryError(str(exc)) from None
+                raise
             report.skipped += 1
             report.errors.append(str(exc))
     return records, report
 
 
-def read_any(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], ReadReport]:
+def read_any(path: str | Path, skip_invalid: bool = False,
+             allow_unknown_tools: bool = False) -> tuple[list[dict], ReadReport]:
     """Read `.jsonl` or `.parquet` by suffix."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return read_parquet(path, skip_invalid)
-    return read_jsonl(path, skip_invalid)
+        return read_parquet(path, skip_invalid, allow_unknown_tools)
+    return read_jsonl(path, skip_invalid, allow_unknown_tools)
 
 
 def write_any(records: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -6,6 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from qwen_tool.files import save_figure
+
 
 def category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per category: count, share, mean messages, mean calls, mean difficulty, erroneous turns."""
@@ -39,6 +41,7 @@ def plot_mix(rows: list[dict[str, Any]], path: str | Path) -> None:
     axis.set_title("Category mix")
     axis.invert_yaxis()
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        save_figure(figure, path, dpi=100)
+    finally:
+        plt.close(figure)

@@ -510,6 +510,8 @@ def synthesize(n: int, seed: int = 0, mix: str | dict[str, float] | None = None,
         them, `split="eval"` uses only them (an eval split without held-out suites takes no suite examples).
     suite_share: share of examples built on the env's simulated suites (0 gives the unseen generator alone).
     """
+    if n < 0:
+        raise SynthError(f"cannot synthesize {n} trajectories; fix: ask for 0 or more")
     weights = parse_mix(mix)
     counts = allocate(n, weights)
     pool = concept_pool(held_out, keep_held_out=(split == "eval"))

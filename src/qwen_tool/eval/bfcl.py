@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen_tool import QwenToolError
+from qwen_tool import QwenToolError, did_you_mean
 
 AST_CATEGORIES = (
     "simple_python", "multiple", "parallel", "parallel_multiple",
@@ -31,6 +31,10 @@ AST_CATEGORIES = (
 )
 IRRELEVANCE_CATEGORIES = ("irrelevance", "live_irrelevance")
 SINGLE_TURN_CATEGORIES = AST_CATEGORIES + IRRELEVANCE_CATEGORIES
+MULTI_TURN_CATEGORIES = ("multi_turn_base",)
+"""Multi-turn categories `runner.run_bfcl` plays through ToolEnv."""
+CATEGORIES = SINGLE_TURN_CATEGORIES + MULTI_TURN_CATEGORIES
+"""Every category `runner.run_bfcl` (and so `qwen-tool eval`) scores."""
 VERSION_PREFIX = "BFCL_v4"
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 """BFCL appends this to every Python function description before prompting (utils._get_language_specific_hint)."""
@@ -51,6 +55,14 @@ _STRIP = re.compile(r"[ ,./\-_*^]")
 
 class BfclDataError(QwenToolError):
     """The BFCL data files are missing or a category name is unknown."""
+
+
+def check_categories(names: list[str] | tuple[str, ...], option: str = "--categories") -> None:
+    """Raise `BfclDataError` (with did-you-mean) for the first name that is not a category `run_bfcl` scores."""
+    for name in names:
+        if name not in CATEGORIES:
+            raise BfclDataError(f"{option}: unknown BFCL category {name!r}; fix: {did_you_mean(name, CATEGORIES)}"
+                                f"choose from {', '.join(CATEGORIES)}")
 
 
 # ---------------------------------------------------------------- data

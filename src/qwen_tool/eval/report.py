@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from qwen_tool import QwenToolError
+from qwen_tool.files import read_json, read_text, save_figure, write_json, write_lines, write_text
 
 SUMMARY_ROWS = [
     ("overall_accuracy_unweighted", "Overall accuracy (mean over categories)"),
@@ -89,8 +91,10 @@ def robustness_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_title("Robustness to tool-name noise")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _categories(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -177,8 +181,10 @@ def _category_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_title("BFCL accuracy per category")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _markdown(title: str, tables: list[tuple[str, list[str], list[list[str]]]], charts: list[str]) -> str:
@@ -228,19 +234,14 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
     if not results:
         raise QwenToolError("write_report got no results; fix: pass at least one run's metrics")
     out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
     if not (len(results) == 1 and metrics_path.is_file()):
-        metrics_path.write_text(json.dumps({"runs": results}, indent=2, ensure_ascii=False))
+        write_json(metrics_path, {"runs": results})
     if outcomes:
         gathered = out / "outcomes.jsonl"
         sources = {label: Path(path) for label, path in outcomes.items()}
         if not (len(sources) == 1 and next(iter(sources.values())).resolve() == gathered.resolve()):
-            with open(gathered.with_suffix(".tmp"), "w", encoding="utf-8") as fh:
-                for label, path in sources.items():
-                    for line in path.read_text(encoding="utf-8").splitlines():
-                        fh.write(json.dumps({"run": label, **json.loads(line)}, ensure_ascii=False) + "\n")
-            shutil.move(gathered.with_suffix(".tmp"), gathered)
+            write_lines(gathered, [row for label, path in sources.items() for row in _outcome_rows(label, path)])
     charts = []
     if _categories(results):
         _category_chart(results, out / "bfcl_categories.png")
@@ -256,21 +257,72 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
                         for stage, seconds in stage_seconds.items()]))
     if machine:
         tables.append(("Machine and precision", ["what", "value"], [[k, str(v)] for k, v in machine.items()]))
-    (out / "report.html").write_text(_html(title, tables, charts), encoding="utf-8")
-    report = out / "report.md"
-    report.write_text(_markdown(title, tables, charts), encoding="utf-8")
-    return report
+    write_text(out / "report.html", _html(title, tables, charts))
+    return write_text(out / "report.md", _markdown(title, tables, charts))
+
+
+class _CategoryStats(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    accuracy: float | None = None
+    n: int | None = None
+    error_categories: dict[str, int] = {}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    summary: dict[str, float | None] = {}
+    error_categories: dict[str, int] = {}
+
+
+class _RunMetrics(BaseModel):
+    """The parts of a run's metrics.json that a report reads, with the types it needs (other keys pass)."""
+
+    model_config = ConfigDict(extra="allow")
+    categories: dict[str, _CategoryStats] = {}
+    summary: dict[str, float | None] = {}
+    internal: _Section = _Section()
+    internal_tasks: _Section = _Section()
+    levels: dict[str, dict[str, float | None]] = {}
+    generation: dict[str, Any] = {}
+
+
+_RUN_FIX = "pass a directory written by `qwen-tool eval --out DIR`"
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """The metrics.json of one run directory."""
+    """The metrics.json of one run directory, checked to hold metrics a report can show."""
     path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise QwenToolError(f"{path} does not exist; fix: pass a directory written by `qwen-tool eval --out DIR`")
-    data = json.loads(path.read_text())
+    data = read_json(path, fix=_RUN_FIX)
+    if not isinstance(data, dict):
+        raise QwenToolError(f"{path} holds a JSON {type(data).__name__}, not a run's metrics object; fix: {_RUN_FIX}")
     if "runs" in data:
         raise QwenToolError(f"{path} is a comparison report, not a single run; fix: pass the run directories")
+    if not any(data.get(key) for key in ("categories", "summary", "levels")):
+        raise QwenToolError(f"{path} holds no metrics (no categories, summary or levels); fix: {_RUN_FIX}")
+    try:
+        _RunMetrics.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise QwenToolError(f"{path}: key {key!r} has value {error.get('input')!r}: {error['msg']}; fix: "
+                            f"{_RUN_FIX}, or restore the file from it") from None
     return data
+
+
+def _outcome_rows(label: str, path: Path) -> list[str]:
+    """The outcome lines of one run, each tagged with the run's label."""
+    rows = []
+    for number, line in enumerate(read_text(path, fix=_RUN_FIX).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            outcome = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QwenToolError(f"{path}:{number}: not valid JSON ({exc.msg}); fix: {_RUN_FIX}") from None
+        if not isinstance(outcome, dict):
+            raise QwenToolError(f"{path}:{number}: not an outcome object; fix: {_RUN_FIX}")
+        rows.append(json.dumps({"run": label, **outcome}, ensure_ascii=False))
+    return rows
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path) -> Path:

@@ -21,15 +21,13 @@ from qwen_tool.env.noise import NOISE_LEVELS
 from qwen_tool.eval.generation import Backend, load_backend
 from qwen_tool.eval.report import robustness_chart, robustness_table
 from qwen_tool.eval.runner import read_held_out, run_internal
+from qwen_tool.files import write_json, write_lines, write_text
 from qwen_tool.log import logger
 
 
 def write_noised(records: list[dict[str, Any]], level: str, seed: int, path: Path) -> Path:
     """`records` at noise `level` (deterministic in `seed`) as JSON lines at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in augment_all(records, [level], seed))
-    return path
+    return write_lines(path, (json.dumps(record, ensure_ascii=False) for record in augment_all(records, [level], seed)))
 
 
 def robustness_markdown(result: dict[str, Any]) -> str:
@@ -79,7 +77,7 @@ def run_robustness(model: str, records_path: str | Path, out_dir: str | Path, *,
         "suite": "robustness", "model": model, "records": len(records), "seed": seed, "limit": limit,
         "levels": per_level, "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    (out / "robustness.md").write_text(robustness_markdown(result), encoding="utf-8")
+    write_json(out / "metrics.json", result)
+    write_text(out / "robustness.md", robustness_markdown(result))
     robustness_chart({"run": result}, out / "robustness.png")
     return result

@@ -21,13 +21,13 @@ from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
 from qwen_tool.eval import bfcl, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
+from qwen_tool.files import read_text, write_json, write_lines
 from qwen_tool.log import logger
 
 DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
 """Caps per category kind: one call fits in ~100 tokens of JSON; parallel answers hold several."""
 
 
-MULTI_TURN_CATEGORIES = ("multi_turn_base",)
 MULTI_TURN_MAX_STEPS = 20
 """Assistant steps allowed per user turn; BFCL's own limit (its runner force-terminates after 20)."""
 
@@ -84,7 +84,7 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
             "truncated": sum(o.finish_reason == "length" for o in rows),
             "average_calls": metrics.average_calls([len(o.parsed_calls) for o in rows]),
         }
-        if category in MULTI_TURN_CATEGORIES:
+        if category in bfcl.MULTI_TURN_CATEGORIES:
             call_categories = [c for o in rows for c in o.extra.get("call_categories", [])]
             per_category[category]["DE"] = metrics.documentation_error_rate(call_categories)
             per_category[category]["CE"] = metrics.call_error_rate(call_categories)
@@ -193,10 +193,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     from qwen_tool.models import load_tokenizer, tool_format_for
 
     categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
-    unknown = [c for c in categories if c not in (*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES)]
-    if unknown:
-        choices = ", ".join((*bfcl.SINGLE_TURN_CATEGORIES, *MULTI_TURN_CATEGORIES))
-        raise QwenToolError(f"unknown BFCL categories {unknown}; fix: choose from {choices}")
+    bfcl.check_categories(categories)
     limits = limit if isinstance(limit, dict) else {category: limit for category in categories}
     if any(value is not None and value < 1 for value in limits.values()):
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
@@ -213,7 +210,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     generated_tokens = 0
     generation_seconds = 0.0
     for category in categories:
-        if category in MULTI_TURN_CATEGORIES:
+        if category in bfcl.MULTI_TURN_CATEGORIES:
             settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
                                           batch_size=batch_size)
             tick = time.perf_counter()
@@ -265,10 +262,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
                        "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id,
                        "guided": guided},
     })
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        for outcome in outcomes:
-            fh.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(asdict(outcome), ensure_ascii=False) for outcome in outcomes))
+    write_json(out / "metrics.json", result)
     return result
 
 
@@ -304,11 +299,18 @@ def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: 
 
 def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The first `limit` records (all when None) of a held-out JSONL."""
-    path = Path(path)
-    if not path.is_file():
-        raise QwenToolError(f"{path} does not exist; fix: pass the held-out JSONL written by `qwen-tool data synth "
-                            "--eval-out`")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fix = "pass the held-out JSONL written by `qwen-tool data synth --eval-out`"
+    records = []
+    for number, line in enumerate(read_text(path, fix=fix).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QwenToolError(f"{path}:{number}: not valid JSON ({exc.msg}); fix: {fix}") from None
+        if not isinstance(record, dict):
+            raise QwenToolError(f"{path}:{number}: not a JSON object; fix: {fix}")
+        records.append(record)
     return records[:limit] if limit is not None else records
 
 
@@ -372,9 +374,8 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
         "error_categories": dict(Counter(o["error_category"] for o in outcomes if o["error_category"]).most_common()),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in outcomes)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(o, ensure_ascii=False) for o in outcomes))
+    write_json(out / "metrics.json", result)
     return result
 
 
@@ -385,7 +386,14 @@ def read_tasks(path: str | Path, limit: int | None = None) -> list[Any]:
     """The first `limit` tasks (all when None) of a task JSONL (`Task.to_dict` lines, as the main job writes)."""
     from qwen_tool.env.task import Task
 
-    return [Task.from_dict(record) for record in read_held_out(path, limit)]
+    tasks = []
+    for number, record in enumerate(read_held_out(path, limit), 1):
+        try:
+            tasks.append(Task.from_dict(record))
+        except TypeError as exc:
+            raise QwenToolError(f"{path}: record {number} is not a task ({exc}); fix: pass the tasks JSONL written by "
+                                "`qwen-tool data synth --eval-tasks-out` or the main job") from None
+    return tasks
 
 
 def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
@@ -413,7 +421,6 @@ def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, 
         },
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    with open(out / "outcomes.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(asdict(o), ensure_ascii=False) + "\n" for o in outcomes)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_lines(out / "outcomes.jsonl", (json.dumps(asdict(o), ensure_ascii=False) for o in outcomes))
+    write_json(out / "metrics.json", result)
     return result

@@ -23,6 +23,7 @@ from qwen_tool import QwenToolError
 from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
+from qwen_tool.files import read_text, write_json
 from qwen_tool.hardware import resolve_precision
 from qwen_tool.log import console, logger
 from qwen_tool.rl.algorithms import (
@@ -296,12 +297,10 @@ def build_models(cfg: RLTrainingConfig, policy: Any | None = None, reference: An
 
 def load_trajectories(path: str) -> list[dict[str, Any]]:
     """Trajectories from a JSONL file (one `{"tools", "messages", "meta"}` object per line)."""
-    file = Path(path)
-    if not file.is_file():
-        raise QwenToolError(f"RL data {path!r} does not exist; fix: point data= at a JSONL file of trajectories "
-                            "(e.g. from `qwen-tool data synth`)")
+    text = read_text(path, fix="point data= at a JSONL file of trajectories (e.g. from `qwen-tool data synth`)",
+                     label="RL data")
     records = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
@@ -421,7 +420,7 @@ def _save_checkpoint(accelerator: Any, output_dir: Path, step: int, state: dict[
     path = output_dir / f"checkpoint-{step}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        (path / STATE_FILE).write_text(json.dumps(state, indent=1))
+        write_json(path / STATE_FILE, state, indent=1)
         for old in _checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -542,8 +541,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
             trained = trained.merge_and_unload()
         trained.save_pretrained(final)
         tokenizer.save_pretrained(final)
-        (final / TRAINED_META).write_text(json.dumps({"tool_format": fmt, "base_model": cfg.model,
-                                                    "rl": to_dict(cfg)}, indent=2))
+        write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "rl": to_dict(cfg)})
         logger.info("Saved the RL-trained model to %s", final)
     return final
 

@@ -10,7 +10,6 @@ is already normalised.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import SFTTrainingConfig, to_dict
+from qwen_tool.files import write_json
 from qwen_tool.hardware import resolve_precision
 from qwen_tool.log import console, logger
 from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
@@ -242,8 +242,7 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
         trained = trained.merge_and_unload()
     trained.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    (final / TRAINED_META).write_text(json.dumps({"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg),
-                                                "precision": resolve_precision(cfg.precision, "SFT").describe()},
-                                               indent=2))
+    write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg),
+                                      "precision": resolve_precision(cfg.precision, "SFT").describe()})
     logger.info("Saved the trained model to %s", final)
     return final
