@@ -201,7 +201,7 @@ def env_play(
 
         tasks = get_suite(suite).tasks()
     if not 0 <= task < len(tasks):
-        raise QwenToolError(f"--task {task} is out of range; suite '{suite}' has tasks 0..{len(tasks) - 1}")
+        raise QwenToolError(f"--task {task} is out of range; fix: suite '{suite}' has tasks 0..{len(tasks) - 1}")
     if model is None:
         env = ToolEnv(noise=noise, instability_rate=instability, max_turns=20 if suite == "bfcl" else 9)
         trajectory = run_gold_episode(env, tasks[task], seed=seed)
@@ -495,6 +495,9 @@ def data_stats(
     from qwen_tool.data.stats import category_table, plot_mix
 
     records, _ = read_any(path)
+    if not records:
+        raise QwenToolError(f"{path} holds no trajectory; fix: pass a file with one trajectory JSON per line "
+                            "(e.g. from `qwen-tool data synth`)")
     rows = category_table(records)
     table = Table(title=f"{path} ({len(records)} trajectories)")
     for column in ("category", "count", "share", "messages", "calls", "difficulty", "erroneous turns"):

@@ -179,3 +179,22 @@ def test_recipe_values_fail_at_load(capsys, monkeypatch, args: list[str], expect
     monkeypatch.setattr(qwen_tool.models, "load_model", no_loading)
     monkeypatch.setattr(qwen_tool.models, "load_tokenizer", no_loading)
     assert expected in cli_user_error(capsys, *args)
+
+
+# ---------------------------------------------------------------- the rest of the CLI's user errors
+
+
+def test_data_stats_of_an_empty_file_is_one_line(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "holds no trajectory" in cli_user_error(capsys, "data", "stats", str(empty))
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["env", "play", "wether"], "unknown suite 'wether'"),
+    (["env", "play", "weather", "--task", "999"], "--task 999 is out of range"),
+    (["env", "play", "weather", "--noise", "loud"], "unknown noise level 'loud'"),
+    (["tools", "describe", "nosuch"], "unknown suite 'nosuch'"),
+])
+def test_env_and_tools_user_errors_are_one_line_with_the_fix(capsys, args: list[str], said: str) -> None:
+    assert said in cli_user_error(capsys, *args)

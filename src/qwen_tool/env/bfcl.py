@@ -47,7 +47,7 @@ _SOURCE_PACKAGE = "bfcl_eval.eval_checker.multi_turn_eval.func_source_code"
 def bfcl_root() -> Path:
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise QwenToolError("bfcl-eval is not installed; `pip install --no-deps bfcl-eval` to use BFCL suites")
+        raise QwenToolError("bfcl-eval is not installed; fix: `pip install --no-deps bfcl-eval` (or `make setup`)")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -282,7 +282,7 @@ class BFCLSuite(Suite):
 def load_bfcl_tasks(category: str = "multi_turn_base", limit: int | None = None) -> list[Task]:
     """BFCL multi-turn entries as Tasks (suite "bfcl"); gold steps are one call per step in BFCL's order."""
     if category not in CATEGORIES:
-        raise QwenToolError(f"unsupported BFCL category '{category}'; use one of {list(CATEGORIES)}")
+        raise QwenToolError(f"unsupported BFCL category '{category}'; fix: use one of {list(CATEGORIES)}")
     data = bfcl_root() / "data"
     entries = [json.loads(line) for line in (data / f"BFCL_v4_{category}.json").read_text().splitlines() if line]
     answers = {a["id"]: a["ground_truth"] for a in (json.loads(line) for line in (

@@ -70,7 +70,7 @@ def _medium(name: str, rng: random.Random, max_len: int) -> str:
 def apply_noise(tools: list[Tool], level: str, rng: random.Random) -> NoisyToolset:
     """The tools as the model sees them at `level` (clean returns them unchanged)."""
     if level not in NOISE_LEVELS:
-        raise QwenToolError(f"unknown noise level '{level}'; use one of {list(NOISE_LEVELS)}")
+        raise QwenToolError(f"unknown noise level '{level}'; fix: use one of {list(NOISE_LEVELS)}")
     if level == "clean":
         return NoisyToolset(list(tools))
     per_tool = {t.name: (rng.choice(("slight", "medium", "heavy")) if level == "union" else level) for t in tools}

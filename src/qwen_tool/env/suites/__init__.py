@@ -20,7 +20,7 @@ SUITES: dict[str, type[Suite]] = {cls.name: cls for cls in (
 
 def get_suite(name: str) -> type[Suite]:
     if name not in SUITES:
-        raise QwenToolError(f"unknown suite '{name}'; built-in suites: {sorted(SUITES)} (and 'bfcl')")
+        raise QwenToolError(f"unknown suite '{name}'; fix: use a built-in suite, {sorted(SUITES)} (or 'bfcl')")
     return SUITES[name]
 
 
