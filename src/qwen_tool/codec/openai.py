@@ -7,11 +7,11 @@ message becomes the text of any format (for clients that parse calls from text, 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from qwen_tool.codec.base import Codec, StreamParser, dumps, normalise_calls
+from qwen_tool.codec.base import Codec, StreamParser, dumps, normalise_calls, result_text
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import loads
 
 
 def as_dict(obj: Any) -> dict:
@@ -53,13 +53,21 @@ def canonical_message(content: str, reasoning: str | None, calls: list[ToolCall]
     return message
 
 
-def normalise_message(message: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> dict:
-    """A (non-streamed) assistant message from any OpenAI-compatible server → the canonical message."""
+def normalise_message(message: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None, *,
+                      keep_malformed: bool = False) -> dict:
+    """A (non-streamed) assistant message from any OpenAI-compatible server → the canonical message.
+
+    With `keep_malformed`, the text of a call in `content` that does not parse stays in the content, and the parse
+    error comes back under `parse_error` (as `text_to_message` reports it).
+    """
     raw = as_dict(message)
-    parsed = _codec(fmt).parse(raw.get("content") or "", tools)
+    parsed = _codec(fmt).parse(result_text(raw) if raw.get("content") else "", tools, keep_malformed=keep_malformed)
     reasoning = raw.get("reasoning_content") or raw.get("reasoning") or parsed.reasoning
-    return canonical_message(parsed.content, reasoning, merge_calls(normalise_calls(raw.get("tool_calls")),
-                                                                     parsed.tool_calls))
+    canonical = canonical_message(parsed.content, reasoning, merge_calls(normalise_calls(raw.get("tool_calls")),
+                                                                         parsed.tool_calls))
+    if keep_malformed and parsed.error:
+        canonical["parse_error"] = parsed.error
+    return canonical
 
 
 def normalise_response(response: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> dict:
@@ -107,7 +115,7 @@ class ToolCallAccumulator:
         out = []
         for _, entry in sorted(self.entries.items()):
             try:
-                arguments = json.loads(entry["arguments"]) if entry["arguments"].strip() else {}
+                arguments = loads(entry["arguments"]) if entry["arguments"].strip() else {}
             except ValueError:
                 if complete_only:
                     continue
