@@ -448,7 +448,7 @@ def data_validate(
 
     records, errors = read_format(path, fmt, skip_invalid=skip_invalid)
     for error in errors[:20]:
-        out.print(error, highlight=False)
+        out.print(error, highlight=False, markup=False, soft_wrap=True)
     out.print(f"{path}: {len(records)} valid, {len(errors)} invalid")
     if errors:
         raise typer.Exit(1)
