@@ -19,8 +19,9 @@ import qwen_tool.codec.base as base
 from qwen_tool.codec import ToolCall, get_codec
 from qwen_tool.codec.base import Codec
 
-LINEAR_BOUND = 5
-"""Reads for 4x the input may be at most this many times the reads for 1x (linear: ~4; quadratic: ~16)."""
+LINEAR_BOUND = 6
+"""Reads for 4x the input may be at most this many times the reads for 1x. Linear: ~4 (up to ~5 where a stream
+re-reads one growing region in steps of an eighth); quadratic: ~16."""
 
 
 class Counted(str):
@@ -160,3 +161,46 @@ def test_counting_sees_a_quadratic_scan(counting: Callable, monkeypatch: pytest.
     reads_small = counting(lambda: parse_whole("hermes", None, small, 40))
     reads_large = counting(lambda: parse_whole("hermes", None, large, 160))
     assert reads_large > 10 * reads_small, (reads_small, reads_large)
+
+
+def many_malformed_calls(fmt: str, variant: str | None, count: int) -> str:
+    """`many_calls` with every argument value replaced by text that is not JSON (nor a Python literal), or (the XML
+    formats) every argument tag broken."""
+    calls = [ToolCall(f"tool_{i % 3}", {"city": "PLACEHOLDER"}) for i in range(count)]
+    codec = get_codec("hermes") if fmt == "auto" else get_codec(fmt, variant)
+    text = codec.render_assistant("Checking.", calls).text
+    return (text.replace('"PLACEHOLDER"', "@bad").replace("'PLACEHOLDER'", "@bad")
+            .replace("<parameter=", "<@bad=").replace("<arg_key>", "<@bad>"))
+
+
+def read_all(fmt: str, variant: str | None, text: str, streamed: bool) -> None:
+    """Parse without expectations (what malformed text yields is the conformance tests' business)."""
+    codec = get_codec(fmt, variant)
+    if not streamed:
+        codec.parse(text)
+        return
+    stream = codec.stream()
+    for start in range(0, len(text), 5):
+        stream.feed(text[start:start + 5])
+    stream.finish()
+
+
+@pytest.mark.parametrize(("fmt", "variant"), FORMATS)
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_reads_grow_linearly_with_the_number_of_malformed_calls(fmt: str, variant: str | None, streamed: bool,
+                                                                counting: Callable) -> None:
+    small, large = many_malformed_calls(fmt, variant, 40), many_malformed_calls(fmt, variant, 160)
+    assert "@bad" in small
+    reads_small = counting(lambda: read_all(fmt, variant, small, streamed))
+    reads_large = counting(lambda: read_all(fmt, variant, large, streamed))
+    assert reads_large < LINEAR_BOUND * reads_small, (reads_small, reads_large)
+
+
+@pytest.mark.parametrize(("fmt", "variant"), CODECS)
+def test_no_marker_is_a_prefix_of_another(fmt: str, variant: str | None) -> None:
+    """What lets a stream resume a pending region at its marker without searching again (see `Codec.markers`)."""
+    codec = get_codec(fmt, variant)
+    for mode in (base.CONTENT, base.REASONING):
+        markers = list(codec.markers(mode))
+        clashes = [(a, b) for a in markers for b in markers if a != b and b.startswith(a)]
+        assert clashes == [], (mode, clashes)

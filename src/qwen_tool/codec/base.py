@@ -330,7 +330,11 @@ class Codec:
     think_open, think_close = "<think>", "</think>"
 
     def markers(self, mode: str) -> dict[str, Handler]:
-        """Marker → handler for a mode. Default: think tags only (a stray close tag is dropped, never leaked)."""
+        """Marker → handler for a mode. Default: think tags only (a stray close tag is dropped, never leaked).
+
+        No marker may be a prefix of another of the same mode: a scan resumes a pending region at the marker it
+        found, without searching again for a longer one that has since arrived.
+        """
         if not self.think_tags:
             return {}
         close = self.think_close
@@ -627,7 +631,7 @@ class _StreamSink(_Sink):
         return deltas
 
 
-RESCAN_FLOOR = 2048
+RESCAN_FLOOR = 256
 """Unsettled text shorter than this is re-read at every chunk, so a call of ordinary size is emitted the moment it is
 complete."""
 
