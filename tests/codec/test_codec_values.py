@@ -123,6 +123,8 @@ def test_values_helpers_measure_without_recursion() -> None:
     deep = "[" * 5000 + "]" * 5000
     assert json_depth(deep) == 5000 and json_depth('{"a": "[[[["}') == 1
     assert json_end(deep + " tail", 0) == 10_000 and json_end("[[", 0) is None
+    assert json_end('[[1, "a]b"], {"k": true}] x', 0) == 25
+    assert json_end("[[[ </tool_call> ]]]", 0) is None  # stops at what JSON cannot hold, not at the text's end
     assert value_problem(nested(MAX_DEPTH)) is None and "deep" in value_problem(nested(MAX_DEPTH + 1))
     assert "surrogate" in value_problem({"k": ["ok", "\ud800"]}) and "surrogate" in value_problem({"\udfff": 1})
     assert isinstance(loads(deep), Refused) and isinstance(loads('"\\udc00"'), Refused)

@@ -28,7 +28,8 @@ SURROGATE_HINT = re.compile(r"\\[uU](?:0000)?[dD][89a-fA-F]|[\ud800-\udfff]")
 """Text that may decode to a lone surrogate: a JSON or Python escape of one, or the character itself."""
 JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 BRACKETS = re.compile(r"[\[\]{}]")
-JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|[^\s0-9a-zE.+\-,:"\[\]{}]', re.S)
+"""A string, a bracket, or a character JSON cannot hold outside strings (which ends the search)."""
 NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -123,7 +124,8 @@ def loads(text: str) -> Any:
 
 
 def json_end(text: str, pos: int) -> int | None:
-    """End of the array or object at `pos`, found by matching brackets outside strings; None if the text ends first.
+    """End of the array or object at `pos`, found by matching brackets outside strings; None if the text ends, or
+    stops looking like JSON, first (so a value never closed costs only the text up to the next marker).
 
     For values too deep for the decoder (it raises RecursionError before it reaches their end).
     """
@@ -134,6 +136,6 @@ def json_end(text: str, pos: int) -> int | None:
             depth += NESTING[token]
             if depth <= 0:
                 return match.end() if depth == 0 else None
-        elif depth == 0:
-            return None  # a string, not an array or object, starts here
+        elif depth == 0 or not token.startswith('"'):
+            return None  # not an array or object here, or not JSON from here on (e.g. the next marker)
     return None
