@@ -650,7 +650,8 @@ class StreamParser:
     """Incremental parser: emits OpenAI-style deltas as soon as each piece is certain.
 
     A call is emitted once complete (its closing marker seen), as a delta with `index`, `id`, `type` and the name,
-    then one with the arguments; so output truncated mid-call never yields a partial call.
+    then one with the arguments; so output truncated mid-call never yields a partial call. A call longer than
+    RESCAN_FLOOR may come a few chunks after its end (see `worth_rescanning`): the price of linear total work.
     """
 
     def __init__(self, codec: Codec, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> None:
