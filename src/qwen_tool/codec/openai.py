@@ -100,13 +100,13 @@ class ToolCallAccumulator:
                 index = max(self.entries, default=-1) + 1
             else:
                 index = self._last
-        entry = self.entries.setdefault(index, {"id": None, "name": "", "arguments": ""})
+        entry = self.entries.setdefault(index, {"id": None, "name": [], "arguments": []})
         if frag.get("id") and not entry["id"]:
             entry["id"] = frag["id"]
             self._by_id[frag["id"]] = index
-        entry["name"] += function.get("name") or ""
+        entry["name"].append(function.get("name") or "")
         arguments = function.get("arguments")
-        entry["arguments"] += arguments if isinstance(arguments, str) else (dumps(arguments) if arguments else "")
+        entry["arguments"].append(arguments if isinstance(arguments, str) else (dumps(arguments) if arguments else ""))
         self._last = index
         return index
 
@@ -114,15 +114,16 @@ class ToolCallAccumulator:
         """Calls so far in index order; with `complete_only`, those whose arguments already decode as JSON."""
         out = []
         for _, entry in sorted(self.entries.items()):
+            text, name = "".join(entry["arguments"]), "".join(entry["name"])
             try:
-                arguments = loads(entry["arguments"]) if entry["arguments"].strip() else {}
+                arguments = loads(text) if text.strip() else {}
             except ValueError:
                 if complete_only:
                     continue
                 arguments = {}
-            if not isinstance(arguments, dict) or not entry["name"]:
+            if not isinstance(arguments, dict) or not name:
                 continue
-            call = ToolCall(entry["name"], arguments)
+            call = ToolCall(name, arguments)
             if entry["id"]:
                 call.id = entry["id"]
             out.append(call)
@@ -140,14 +141,23 @@ class StreamAssembler:
         self.field = ToolCallAccumulator()
         self.text: StreamParser = _codec(fmt).stream(tools)
         self.text_calls = ToolCallAccumulator()
-        self.content = ""
-        self.reasoning = ""
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        """Pieces, joined when read: appending to one string per delta costs O(n²) over a long answer."""
         self._finished = False
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
 
     def _absorb(self, deltas: list[dict]) -> list[dict]:
         for delta in deltas:
-            self.content += delta.get("content", "")
-            self.reasoning += delta.get("reasoning_content", "")
+            self._content.append(delta.get("content", ""))
+            self._reasoning.append(delta.get("reasoning_content", ""))
             for fragment in delta.get("tool_calls", []):
                 self.text_calls.add(fragment)
         return deltas
@@ -161,7 +171,7 @@ class StreamAssembler:
         out: list[dict] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:
-            self.reasoning += reasoning
+            self._reasoning.append(reasoning)
             out.append({"reasoning_content": reasoning})
         if delta.get("content"):
             out += self._absorb(self.text.feed(delta["content"]))
