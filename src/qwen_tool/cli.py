@@ -279,18 +279,45 @@ def _read_tools(path: Path | None) -> list[dict] | None:
     return tools
 
 
-def _convert_message(message: dict, source: str, target: str, tools: list[dict] | None) -> dict:
-    """One assistant message from `source` (a format, or "openai" for structured tool_calls) to `target`."""
+def _convert_message(message: dict, source: str, target: str, tools: list[dict] | None, where: str) -> dict:
+    """One assistant message from `source` (a format, or "openai" for structured tool_calls) to `target`.
+
+    A call that does not parse is not lost: its text stays in the content, with a warning naming `where`.
+    """
+    from qwen_tool.codec import CodecError
     from qwen_tool.codec.openai import message_to_text, normalise_message
 
     if message.get("role") != "assistant":
         return message
-    canonical = normalise_message(message, "hermes" if source == "openai" else source, tools)
-    if target == "openai":
+    try:
+        canonical = normalise_message(message, "hermes" if source == "openai" else source, tools,
+                                      keep_malformed=True)
+        text = None if target == "openai" else message_to_text(canonical, target)
+    except CodecError as err:
+        raise CodecError(f"{where}: {err}") from None
+    if error := canonical.pop("parse_error", None):
+        console.print(f"warning: {where}: a call did not parse, so its text was kept as content ({error})",
+                      markup=False, highlight=False, soft_wrap=True)
+    if text is None:
         return {**{k: v for k, v in message.items() if k not in ("content", "tool_calls")}, **canonical}
     converted = {k: v for k, v in message.items() if k != "tool_calls"}
-    converted["content"] = message_to_text(canonical, target)
+    converted["content"] = text
     return converted
+
+
+def _openai_message(text: str) -> dict:
+    """What `convert --from openai` reads on stdin: an OpenAI assistant message, or a chat completion holding one."""
+    fix = ('fix: pipe one JSON object such as {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", '
+           '"type": "function", "function": {"name": "f", "arguments": "{}"}}]}')
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise QwenToolError(f"stdin: --from openai reads JSON, and this is not ({err}); {fix}") from None
+    if isinstance(data, dict) and isinstance(data.get("choices"), list) and data["choices"]:
+        data = data["choices"][0].get("message") if isinstance(data["choices"][0], dict) else None
+    if not isinstance(data, dict) or data.get("role", "assistant") != "assistant":
+        raise QwenToolError(f"stdin: --from openai needs an assistant message; {fix}")
+    return {**data, "role": "assistant"}
 
 
 @app.command("parse")
@@ -313,15 +340,22 @@ def convert_command(
     output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the JSONL.")] = None,
     tools: Annotated[Path | None, typer.Option("--tools", help="JSON file with the OpenAI tools list.")] = None,
 ) -> None:
-    """Convert model text on stdin between formats, or every assistant turn of a trajectory JSONL file."""
+    """Convert model text on stdin between formats, or every assistant turn of a trajectory JSONL file.
+
+    `--from openai` reads an OpenAI assistant message (JSON) on stdin. A call that does not parse keeps its text, with
+    a warning on stderr.
+    """
     from qwen_tool.codec import get_codec
+    from qwen_tool.codec.values import TOO_DEEP, Refused, fix_for, text_problem
 
     for name in (source, target):
         if name != "openai":
             get_codec(name)  # fails early with the list of formats
     tool_list = _read_tools(tools)
     if input_path is None:
-        converted = _convert_message({"role": "assistant", "content": sys.stdin.read()}, source, target, tool_list)
+        text = sys.stdin.read()
+        message = _openai_message(text) if source == "openai" else {"role": "assistant", "content": text}
+        converted = _convert_message(message, source, target, tool_list, "stdin")
         print(json.dumps(converted, ensure_ascii=False, indent=2) if target == "openai" else converted["content"])
         return
     if output_path is None:
@@ -336,8 +370,14 @@ def convert_command(
         except json.JSONDecodeError as err:
             raise QwenToolError(f"{input_path}:{number} is not JSON ({err}); "
                                 "fix: one trajectory object per line") from err
+        except RecursionError:
+            record = Refused(TOO_DEEP)
+        problem = record.reason if isinstance(record, Refused) else text_problem(line, 0, len(line), record)
+        if problem:  # caught here, not as a crash half-way through writing the output
+            raise QwenToolError(f"{input_path}:{number}: the line {problem}; fix: {fix_for(problem)}, or drop the line")
         record_tools = record.get("tools") or tool_list
-        record["messages"] = [_convert_message(m, source, target, record_tools) for m in record.get("messages", [])]
+        record["messages"] = [_convert_message(m, source, target, record_tools, f"{input_path}:{number} message {i}")
+                              for i, m in enumerate(record.get("messages", []))]
         lines_out.append(json.dumps(record, ensure_ascii=False))
     write_lines(output_path, lines_out)
     console.print(f"converted {len(lines_out)} trajectories → {output_path}")
@@ -422,7 +462,7 @@ def data_validate(
 
     records, errors = read_format(path, fmt, skip_invalid=skip_invalid)
     for error in errors[:20]:
-        out.print(error, highlight=False)
+        out.print(error, highlight=False, markup=False, soft_wrap=True)
     out.print(f"{path}: {len(records)} valid, {len(errors)} invalid")
     if errors:
         raise typer.Exit(1)

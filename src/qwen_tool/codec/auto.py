@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from qwen_tool.codec.base import Codec, CodecError, StreamParser, skip_ws
+from qwen_tool.codec.base import Codec, CodecError, StreamParser, skip_ws, worth_rescanning
 from qwen_tool.codec.hermes import HermesCodec
 from qwen_tool.codec.types import ParsedOutput
 
@@ -59,10 +59,12 @@ class AutoCodec(Codec):
         super().__init__(variant)
         self._hermes = HermesCodec()
 
-    def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> ParsedOutput:
+    def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False,
+              keep_malformed: bool = False) -> ParsedOutput:
         from qwen_tool.codec import get_codec
 
-        return get_codec(detect(text) or "hermes").parse(text, tools, in_reasoning=in_reasoning)
+        return get_codec(detect(text) or "hermes").parse(text, tools, in_reasoning=in_reasoning,
+                                                         keep_malformed=keep_malformed)
 
     def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> StreamParser:
         return _AutoStream(self, tools, in_reasoning=in_reasoning)
@@ -96,11 +98,16 @@ class _AutoStream(StreamParser):
             raise CodecError("feed() after finish(); fix: start a new stream for a new output")
         if self._inner is not None:
             return self._inner.feed(delta_text)
-        self.buffer += delta_text
+        self.arrived.append(delta_text)
+        self.arrived_size += len(delta_text)
+        if not worth_rescanning(len(self.buffer), self.arrived_size):
+            return []  # `detect` reads the whole buffer: on long undecided text, only as it grows by an eighth
+        self.take_arrived()
         fmt = detect(self.buffer, final=False)
         return self._start_inner(fmt) if fmt else []
 
     def finish(self) -> list[dict]:
+        self.take_arrived()
         deltas = [] if self._inner is not None else self._start_inner(detect(self.buffer) or "hermes")
         self.finished = True
         return deltas + self._inner.finish()  # type: ignore[union-attr]

@@ -16,6 +16,16 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.codec.values import (
+    TOO_DEEP,
+    Refused,
+    fix_for,
+    json_end,
+    loads,
+    surrogate_problem,
+    text_problem,
+    value_problem,
+)
 
 JSON = json.JSONDecoder()
 CONTENT, REASONING = "content", "reasoning"
@@ -97,9 +107,51 @@ class Region:
     reasoning: str = ""
     error: str | None = None
     mode: str | None = None
+    unread_from: int | None = None
+    """With an error: where the text the region could not read starts (default: the region's start). A parse that
+    keeps malformed calls (`keep_malformed`) puts that text back as content."""
 
 
 Handler = Callable[[str, int, bool, "ScanState"], Region | None]
+
+
+class MarkerFinder:
+    """Where each marker next occurs, remembered between searches, so a scan never searches the same text twice.
+
+    Searching afresh at every region would re-read the rest of the text for each marker that does not occur there
+    (e.g. `<think>` in an output of many calls), so parsing N calls took time in N² (100,000 Hermes calls: minutes).
+    The text may grow at its end (a stream appends chunks) and lose its start (`shift`), never change in between.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int, int]] = {}
+        """marker → (first index at or after `origin`, or -1 for none below `upto`; origin; upto = length searched)"""
+
+    def find(self, text: str, marker: str, pos: int) -> int:
+        """`text.find(marker, pos)`, reading only text that no earlier search for `marker` has covered."""
+        start = pos
+        seen = self._seen.get(marker)
+        if seen is not None:
+            found, origin, upto = seen
+            if origin <= pos and upto <= len(text):
+                if found >= pos:
+                    return found
+                if found < 0:
+                    if upto == len(text):
+                        return -1
+                    start = max(pos, upto - len(marker) + 1)  # an occurrence may straddle the old end
+        found = text.find(marker, start)
+        self._seen[marker] = (found, pos, len(text))
+        return found
+
+    def shift(self, offset: int) -> None:
+        """The text lost its first `offset` characters (a stream dropped what it has consumed)."""
+        kept: dict[str, tuple[int, int, int]] = {}
+        for marker, (found, origin, upto) in self._seen.items():
+            if 0 <= found < offset:
+                continue  # that occurrence is gone; the next one is unknown
+            kept[marker] = (found - offset if found >= 0 else -1, max(origin - offset, 0), upto - offset)
+        self._seen = kept
 
 
 @dataclass
@@ -108,6 +160,17 @@ class ScanState:
     tools: dict[str, dict] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
     """Free slot for format-specific state carried across regions (e.g. Harmony's pending recipient)."""
+    finder: MarkerFinder = field(default_factory=MarkerFinder)
+    keep_malformed: bool = False
+    """Put the text of a region that could not be read back into the output, instead of only reporting it."""
+    resume: tuple[int, str] | None = None
+    """Position and marker of the region the last scan could not yet settle: the next scan starts there directly."""
+
+    def shift(self, offset: int) -> None:
+        """The scanned text lost its first `offset` characters (a stream dropped what it has consumed)."""
+        self.finder.shift(offset)
+        if self.resume is not None:
+            self.resume = (self.resume[0] - offset, self.resume[1])
 
 
 def tool_index(tools: list[dict] | None) -> dict[str, dict]:
@@ -130,7 +193,10 @@ def function_of(tool: dict) -> dict:
 
 
 def type_value(raw: str, schema: dict | None) -> Any:
-    """Type a raw-text argument from its JSON schema only: strings stay text; other types decode as JSON."""
+    """Type a raw-text argument from its JSON schema only: strings stay text; other types decode as JSON (a value
+    too deep or with a lone surrogate comes back as `Refused`: its call is dropped)."""
+    if problem := surrogate_problem(raw):
+        return Refused(problem)
     if not schema:
         return raw
     types = schema.get("type")
@@ -141,12 +207,17 @@ def type_value(raw: str, schema: dict | None) -> Any:
         return raw
     text = raw.strip()
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError:
         if "boolean" in types and text.lower() in ("true", "false"):
             return text.lower() == "true"
         return raw
     return value
+
+
+def refused_value(arguments: dict[str, Any]) -> Refused | None:
+    """The first argument `type_value` refused, if any (its call is then dropped with that reason)."""
+    return next((value for value in arguments.values() if isinstance(value, Refused)), None)
 
 
 def argument_schema(state: ScanState, name: str, key: str) -> dict | None:
@@ -162,16 +233,48 @@ def skip_ws(text: str, pos: int) -> int:
     return pos
 
 
+JSON_WINDOW = 1024
+"""Characters of text the JSON decoder is first given (the window grows until the value settles)."""
+
+
 def decode_json(text: str, pos: int) -> tuple[Any, int] | None:
-    """Decode one JSON value at `pos` (C-speed, strings may contain any marker text); None when it does not decode."""
-    try:
-        return JSON.raw_decode(text, pos)
-    except ValueError:
-        return None
+    """Decode one JSON value at `pos` (C-speed, strings may contain any marker text); None when it does not decode.
+
+    A value nested deeper than MAX_DEPTH or holding a lone surrogate comes back as `Refused`, with its end, so its call
+    is dropped with that reason and the text after it still parses.
+
+    The decoder reads a window of the text from `pos` that grows (x4) until the value settles: a failed decode in the
+    whole text costs O(pos), as json's error counts lines from the start of its input, so outputs of many malformed
+    calls took time in N². Inside the window the decoder sees exactly what it would see in the whole text.
+    """
+    window = JSON_WINDOW
+    while True:
+        piece = text[pos:pos + window]
+        complete = pos + window >= len(text)
+        try:
+            value, end = JSON.raw_decode(piece)
+        except RecursionError:
+            end = json_end(text, pos)
+            return None if end is None else (Refused(TOO_DEEP), end)
+        except json.JSONDecodeError as err:
+            # Cut by the window, not broken: an open string, or an error within a literal's length of the cut.
+            cut = err.msg.startswith("Unterminated string") or err.pos > len(piece) - 16
+            if complete or not cut:
+                return None
+            window *= 4
+            continue
+        if end == len(piece) and not complete:
+            window *= 4  # a number may go on past the window
+            continue
+        problem = text_problem(piece, 0, end, value)
+        return (Refused(problem) if problem else value), pos + end
 
 
-def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "parameters")) -> ToolCall | None:
-    """A ToolCall from `{"name": ..., "arguments": {...}}` (arguments may be a JSON string); None if not that shape."""
+def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "parameters")) -> ToolCall | Refused | None:
+    """A ToolCall from `{"name": ..., "arguments": {...}}` (arguments may be a JSON string); None if not that shape;
+    `Refused` (with the reason) when the object or its arguments were refused by `decode_json` / `values.loads`."""
+    if isinstance(obj, Refused):
+        return obj
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         return None
     arguments: Any = {}
@@ -181,9 +284,11 @@ def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "paramete
             break
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = loads(arguments) if arguments.strip() else {}
         except ValueError:
             return None
+    if isinstance(arguments, Refused):
+        return arguments
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
@@ -192,6 +297,15 @@ def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "paramete
     if isinstance(obj.get("id"), str) and obj["id"]:
         call.id = obj["id"]
     return call
+
+
+def call_region(end: int, call: ToolCall | Refused | None, what: str, pos: int, not_a_call: str,
+                mode: str | None = None) -> Region:
+    """The region of one call read at `pos` and ending at `end`: the call, or the error saying why it was dropped
+    (`not_a_call` when the text was not call-shaped, the refusal's reason when its value was refused)."""
+    if isinstance(call, ToolCall):
+        return Region(end, calls=[call], mode=mode)
+    return Region(end, error=call.error(what, pos) if isinstance(call, Refused) else not_a_call, mode=mode)
 
 
 class Codec:
@@ -207,6 +321,7 @@ class Codec:
         self.variant = variant or self.default_variant
         if self.variant not in self.variants:
             raise CodecError(f"format {self.name!r} has no variant {variant!r}; fix: use one of {self.variants}")
+        self._tables: dict[str, dict[str, Handler]] = {}
 
     default_variant = "default"
     variants: tuple[str, ...] = ("default",)
@@ -215,7 +330,11 @@ class Codec:
     think_open, think_close = "<think>", "</think>"
 
     def markers(self, mode: str) -> dict[str, Handler]:
-        """Marker → handler for a mode. Default: think tags only (a stray close tag is dropped, never leaked)."""
+        """Marker → handler for a mode. Default: think tags only (a stray close tag is dropped, never leaked).
+
+        No marker may be a prefix of another of the same mode: a scan resumes a pending region at the marker it
+        found, without searching again for a longer one that has since arrived.
+        """
         if not self.think_tags:
             return {}
         close = self.think_close
@@ -226,11 +345,18 @@ class Codec:
             close: lambda text, pos, final, state: Region(pos + len(close)),
         }
 
-    def find_marker(self, text: str, pos: int, mode: str) -> tuple[int, str] | None:
-        """Earliest marker at or after `pos` (ties: the longest)."""
+    def marker_table(self, mode: str) -> dict[str, Handler]:
+        """`markers(mode)`, built once per codec: the scan asks for it at every region."""
+        table = self._tables.get(mode)
+        if table is None:
+            table = self._tables[mode] = self.markers(mode)
+        return table
+
+    def find_marker(self, text: str, pos: int, state: ScanState) -> tuple[int, str] | None:
+        """Earliest marker of the current mode at or after `pos` (ties: the longest)."""
         best: tuple[int, str] | None = None
-        for marker in self.markers(mode):
-            idx = text.find(marker, pos)
+        for marker in self.marker_table(state.mode):
+            idx = state.finder.find(text, marker, pos)
             if idx >= 0 and (best is None or idx < best[0] or (idx == best[0] and len(marker) > len(best[1]))):
                 best = (idx, marker)
         return best
@@ -238,42 +364,63 @@ class Codec:
     def holdback(self, text: str, pos: int, mode: str) -> int:
         """Start of a tail that could still grow into a marker (text before it is safe to emit while streaming)."""
         cut = len(text)
-        for marker in self.markers(mode):
-            for size in range(min(len(marker) - 1, len(text) - pos), 0, -1):
-                if text.endswith(marker[:size]):
-                    cut = min(cut, len(text) - size)
+        for marker in self.marker_table(mode):
+            i = text.find(marker[0], max(pos, len(text) - len(marker) + 1))
+            while 0 <= i < cut:  # the first start whose tail is a proper prefix of the marker holds back the most
+                if marker.startswith(text[i:]):
+                    cut = i
                     break
+                i = text.find(marker[0], i + 1)
         return cut
 
     # ---- scanning ------------------------------------------------------------------------------------------------
     def scan(self, text: str, pos: int, final: bool, state: ScanState, out: _Sink) -> int:
-        """Consume `text[pos:]` as far as is certain; return the new position."""
+        """Consume `text[pos:]` as far as is certain; return the new position.
+
+        Work is linear in the text: markers are found through `state.finder`, and the holdback (which looks at the
+        end of the text) is computed once per mode, as it stays the same while `pos` has not passed it.
+        """
+        held: dict[str, int] = {}
+        resume, state.resume = state.resume, None
         while True:
-            handlers = self.markers(state.mode)
-            found = self.find_marker(text, pos, state.mode)
-            if found is not None and not final:
-                # A longer marker may still be growing in front of the one found.
-                early = self.holdback(text, pos, state.mode)
-                if early < found[0]:
-                    found = None
+            mode = state.mode
+            if resume is not None and resume[0] == pos:
+                found, resume = resume, None  # still the earliest marker: nothing lies between
+            else:
+                found = self.find_marker(text, pos, state)
+            if not final and (found is None or found[0] > pos):
+                cut = held.get(mode, -1)
+                if cut < pos:
+                    cut = held[mode] = self.holdback(text, pos, mode)
+                if found is not None and cut < found[0]:
+                    found = None  # a longer marker may still be growing in front of the one found
             if found is None:
-                end = len(text) if final else self.holdback(text, pos, state.mode)
-                out.text(state.mode, text[pos:end])
+                end = len(text) if final else cut
+                out.text(mode, text[pos:end])
                 return end
             idx, marker = found
-            out.text(state.mode, text[pos:idx])
+            out.text(mode, text[pos:idx])
             pos = idx
-            region = handlers[marker](text, idx, final, state)
+            region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
+                state.resume = found
                 return pos
+            if region.error and state.keep_malformed:
+                out.text(mode, text[idx if region.unread_from is None else region.unread_from:region.end])
             out.region(region)
             if region.mode is not None:
                 state.mode = region.mode
             pos = region.end
 
-    def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> ParsedOutput:
-        """Whole model output → content, reasoning, calls (typed by `tools`), error."""
-        state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools))
+    def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False,
+              keep_malformed: bool = False) -> ParsedOutput:
+        """Whole model output → content, reasoning, calls (typed by `tools`), error.
+
+        A malformed or truncated call is dropped and reported in `error`; with `keep_malformed` its text also stays in
+        the content (where it was), so converting the output to another format loses nothing.
+        """
+        state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools),
+                          keep_malformed=keep_malformed)
         sink = _Sink()
         self.scan(text, 0, True, state, sink)
         return sink.result()
@@ -339,10 +486,15 @@ def normalise_calls(calls: list[ToolCall] | list[dict] | None) -> list[ToolCall]
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = loads(arguments) if arguments.strip() else {}
             except ValueError as err:
                 raise CodecError(f"tool call {function.get('name')!r} has arguments that are not JSON ({err}); "
                                  "fix: `arguments` must be a JSON object or its JSON string") from err
+        elif problem := value_problem(arguments):
+            arguments = Refused(problem)
+        if isinstance(arguments, Refused):
+            raise CodecError(f"tool call {function.get('name')!r}: the arguments' value {arguments.reason}; "
+                             f"fix: {fix_for(arguments.reason)}")
         if not isinstance(arguments, dict):
             raise CodecError(f"tool call {function.get('name')!r}: arguments must be an object, got {arguments!r}")
         kwargs = {"id": call["id"]} if call.get("id") else {}
@@ -362,6 +514,15 @@ def waiting(text: str, pos: int, final: bool, what: str) -> Region | None:
     return Region(len(text), error=f"truncated: {what} at char {pos} is incomplete; the call was dropped")
 
 
+def unclosed(text: str, pos: int, final: bool, close_tag: str) -> bool:
+    """While streaming, whether the region at `pos` must wait because its close tag has not arrived yet.
+
+    Only for formats whose every streamed region ends at or after that tag: there the answer is the same as reading
+    the region, and much cheaper than re-reading it at every chunk.
+    """
+    return not final and text.find(close_tag, pos) < 0
+
+
 def malformed(text: str, pos: int, final: bool, close_tag: str, from_pos: int, what: str) -> Region | None:
     """A region that cannot be a call: skip to its close tag (or to the end, once final), with an error."""
     close = text.find(close_tag, from_pos)
@@ -372,8 +533,7 @@ def malformed(text: str, pos: int, final: bool, close_tag: str, from_pos: int, w
 
 def grows_into(text: str, pos: int, *tags: str) -> bool:
     """Whether `text[pos:]` is a (possibly empty) proper prefix of one of `tags`: more text may complete it."""
-    rest = text[pos:]
-    return any(tag.startswith(rest) and len(rest) < len(tag) for tag in tags)
+    return any(len(text) - pos < len(tag) and tag.startswith(text[pos:]) for tag in tags)
 
 
 class _Sink:
@@ -418,7 +578,8 @@ class _Channel:
 
     def __init__(self) -> None:
         self.started = False
-        self.pending = ""
+        self.pending: list[str] = []
+        """Trailing whitespace held back (a list: many whitespace-only pieces in a row must not cost O(n²))."""
 
     def push(self, text: str) -> str:
         if not self.started:
@@ -426,10 +587,13 @@ class _Channel:
             if not text:
                 return ""
             self.started = True
-        text = self.pending + text
         body = text.rstrip()
-        self.pending = text[len(body):]
-        return body
+        if not body:
+            self.pending.append(text)
+            return ""
+        out = "".join(self.pending) + body
+        self.pending = [text[len(body):]]
+        return out
 
 
 class _StreamSink(_Sink):
@@ -467,11 +631,27 @@ class _StreamSink(_Sink):
         return deltas
 
 
+RESCAN_FLOOR = 256
+"""Unsettled text shorter than this is re-read at every chunk, so a call of ordinary size is emitted the moment it is
+complete."""
+
+
+def worth_rescanning(unsettled: int, arrived: int) -> bool:
+    """Whether a stream should scan again: `unsettled` characters were left unread last time, `arrived` came since.
+
+    Short unsettled text: always. Long (one huge call, or text `auto` cannot classify yet): only once the text has
+    grown by an eighth, so the re-reading costs O(its length) in total rather than O(length²) over small chunks. A
+    later scan finds the same regions, so this changes when a piece is emitted, never what is emitted.
+    """
+    return arrived > 0 and (unsettled + arrived < RESCAN_FLOOR or arrived * 8 >= unsettled)
+
+
 class StreamParser:
     """Incremental parser: emits OpenAI-style deltas as soon as each piece is certain.
 
     A call is emitted once complete (its closing marker seen), as a delta with `index`, `id`, `type` and the name,
-    then one with the arguments; so output truncated mid-call never yields a partial call.
+    then one with the arguments; so output truncated mid-call never yields a partial call. A call longer than
+    RESCAN_FLOOR may come a few chunks after its end (see `worth_rescanning`): the price of linear total work.
     """
 
     def __init__(self, codec: Codec, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> None:
@@ -481,20 +661,38 @@ class StreamParser:
         self.pos = 0
         self.sink = _StreamSink()
         self.finished = False
+        self.unsettled = 0
+        """Characters of the buffer the last scan left unread (a pending call, a possible marker's start)."""
+        self.arrived: list[str] = []
+        """Chunks not yet appended to the buffer (appended only when a scan is due: see `worth_rescanning`)."""
+        self.arrived_size = 0
+
+    def take_arrived(self) -> None:
+        """Append the waiting chunks to the buffer (one join, not one copy of the buffer per chunk)."""
+        if self.arrived:
+            self.buffer += "".join(self.arrived)
+            self.arrived, self.arrived_size = [], 0
 
     def feed(self, delta_text: str) -> list[dict]:
         if self.finished:
             raise CodecError("feed() after finish(); fix: start a new stream for a new output")
-        self.buffer += delta_text
+        self.arrived.append(delta_text)
+        self.arrived_size += len(delta_text)
+        if not worth_rescanning(self.unsettled, self.arrived_size):
+            return []
+        self.take_arrived()
         self.pos = self.codec.scan(self.buffer, self.pos, False, self.state, self.sink)
+        self.unsettled = len(self.buffer) - self.pos
         if self.pos > 4096:  # keep the buffer short on long outputs
             self.buffer = self.buffer[self.pos:]
+            self.state.shift(self.pos)
             self.pos = 0
         return self.sink.take()
 
     def finish(self) -> list[dict]:
         """Flush what is left; a truncated call sets `result().error` and is dropped."""
         if not self.finished:
+            self.take_arrived()
             self.pos = self.codec.scan(self.buffer, self.pos, True, self.state, self.sink)
             self.finished = True
         return self.sink.take()

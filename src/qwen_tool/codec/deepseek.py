@@ -17,6 +17,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     drop,
     dumps,
@@ -86,9 +87,7 @@ class DeepSeekCodec(Codec):
             if not final:
                 return None
             end = len(text)
-        if call is None:
-            return Region(end, error=f"{what} at char {pos}: arguments are not an object; dropped")
-        return Region(end, calls=[call])
+        return call_region(end, call, what, pos, f"{what} at char {pos}: arguments are not an object; dropped")
 
     def render_tools(self, tools: list[dict]) -> str:
         blocks = "\n\n".join(

@@ -16,14 +16,17 @@ from qwen_tool.codec.base import (
     Span,
     TextBuilder,
     argument_schema,
+    call_region,
     drop,
     dumps,
     function_of,
     grows_into,
     malformed,
+    refused_value,
     result_text,
     skip_ws,
     type_value,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.qwen3_xml import raw_text_value
@@ -50,6 +53,8 @@ class GlmCodec(Codec):
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "<tool_call>"
         start = pos + len(OPEN)
+        if unclosed(text, start, final, CLOSE):
+            return None
         name_end = text.find("<", start)
         if name_end < 0:
             return waiting(text, pos, final, what)
@@ -61,7 +66,8 @@ class GlmCodec(Codec):
         while True:
             q = skip_ws(text, q)
             if text.startswith(CLOSE, q):
-                return Region(q + len(CLOSE), calls=[ToolCall(name, arguments)])
+                return call_region(q + len(CLOSE), refused_value(arguments) or ToolCall(name, arguments), what, pos,
+                                   "")
             if not text.startswith(KEY, q):
                 if grows_into(text, q, KEY, CLOSE):
                     return waiting(text, pos, final, what)

@@ -22,6 +22,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     drop,
     function_of,
@@ -112,10 +113,9 @@ class HarmonyCodec(Codec):
             if grows_into(text, after, CALL, END) and not final:
                 return None
         state.memo.pop("recipient", None)
-        call = call_from_obj({"name": recipient.removeprefix("functions."), "arguments": arguments})
-        if call is None:
-            return Region(end, mode=CONTENT, error=f"call to {recipient} at char {pos}: arguments are not an object")
-        return Region(end, calls=[call], mode=CONTENT)
+        return call_region(end, call_from_obj({"name": recipient.removeprefix("functions."), "arguments": arguments}),
+                           f"call to {recipient}", pos,
+                           f"call to {recipient} at char {pos}: arguments are not an object", mode=CONTENT)
 
     def render_tools(self, tools: list[dict]) -> str:
         lines = ["# Tools", "", "## functions", "", "namespace functions {", ""]

@@ -17,11 +17,14 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     dumps,
     function_of,
+    grows_into,
     result_text,
     skip_ws,
+    unclosed,
 )
 from qwen_tool.codec.types import ToolCall
 
@@ -32,22 +35,19 @@ def read_json_call(text: str, pos: int, final: bool, open_tag: str, close_tag: s
                    args_keys: tuple[str, ...] = ("arguments", "parameters")) -> Region | None:
     """Read `open_tag {json} close_tag` at `pos`; a missing close tag at the very end is forgiven once final."""
     body = skip_ws(text, pos + len(open_tag))
+    if unclosed(text, body, final, close_tag):
+        return None
     decoded = decode_json(text, body) if body < len(text) else None
     if decoded is not None:
         obj, after = decoded
         after = skip_ws(text, after)
+        not_a_call = f"{open_tag} at char {pos} holds no name/arguments object"
         if text.startswith(close_tag, after):
-            call = call_from_obj(obj, args_keys)
-            if call is None:
-                return Region(after + len(close_tag), error=f"{open_tag} at char {pos} holds no name/arguments object")
-            return Region(after + len(close_tag), calls=[call])
-        if close_tag.startswith(text[after:]):  # only (part of) the close tag is missing
+            return call_region(after + len(close_tag), call_from_obj(obj, args_keys), open_tag, pos, not_a_call)
+        if grows_into(text, after, close_tag):  # only (part of) the close tag is missing
             if not final:
                 return None
-            call = call_from_obj(obj, args_keys)
-            if call is None:
-                return Region(len(text), error=f"{open_tag} at char {pos} holds no name/arguments object")
-            return Region(len(text), calls=[call])
+            return call_region(len(text), call_from_obj(obj, args_keys), open_tag, pos, not_a_call)
     elif not final:
         return None  # the JSON may still be growing
     close = text.find(close_tag, body)

@@ -15,6 +15,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     drop,
     dumps,
@@ -70,10 +71,8 @@ class KimiK2Codec(Codec):
             if not final:
                 return None
             end = len(text)
-        call = call_from_obj({"name": name, "arguments": arguments, "id": call_id})
-        if call is None:
-            return Region(end, error=f"{what} at char {pos}: arguments are not an object; dropped")
-        return Region(end, calls=[call])
+        return call_region(end, call_from_obj({"name": name, "arguments": arguments, "id": call_id}), what, pos,
+                           f"{what} at char {pos}: arguments are not an object; dropped")
 
     def render_tools(self, tools: list[dict]) -> str:
         return dumps([tool if "function" in tool else {"type": "function", "function": tool} for tool in tools])

@@ -22,6 +22,7 @@ from qwen_tool.codec.base import (
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import Refused
 
 PYTHON_TAG = "<|python_tag|>"
 OBJECT_STARTS = ('{"name"', '{"type"')
@@ -51,13 +52,17 @@ class Llama3JsonCodec(Codec):
                 if not final:
                     return None
                 if calls:
-                    return Region(len(text), calls=calls, error=f"truncated: JSON call at char {q} is incomplete")
+                    return Region(len(text), calls=calls, error=f"truncated: JSON call at char {q} is incomplete",
+                                  unread_from=q)
                 return waiting(text, pos, final, "JSON call")
             obj, end = decoded
             call = call_from_obj(obj, ("parameters", "arguments"))
+            if isinstance(call, Refused):
+                return Region(end, calls=calls, error=call.error("JSON call", q), unread_from=q)
             if call is None:
                 if calls or tagged:
-                    return Region(end, calls=calls, error=f"JSON at char {q} is not a call object; it was dropped")
+                    return Region(end, calls=calls, error=f"JSON at char {q} is not a call object; it was dropped",
+                                  unread_from=q if calls else None)
                 return Region(end, content=text[pos:end])
             calls.append(call)
             after = skip_ws(text, end)

@@ -17,6 +17,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     drop,
     dumps,
@@ -26,6 +27,7 @@ from qwen_tool.codec.base import (
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import Refused
 
 TOOL_CALLS, ARGS, CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
 
@@ -62,7 +64,10 @@ class MistralCodec(Codec):
             if decoded is None:
                 return waiting(text, pos, final, TOOL_CALLS)
             items, end = decoded
-            calls = [call_from_obj(item) for item in items] if isinstance(items, list) else [None]
+            calls = [call_from_obj(item) for item in items] if isinstance(items, list) else [call_from_obj(items)]
+            refused = next((call for call in calls if isinstance(call, Refused)), None)
+            if refused is not None:
+                return Region(end, error=refused.error(TOOL_CALLS, pos))
             if not calls or any(call is None for call in calls):
                 return Region(end, error=f"{TOOL_CALLS} at char {pos} holds no list of calls; it was dropped")
             return Region(end, calls=calls)  # type: ignore[arg-type]
@@ -87,11 +92,10 @@ class MistralCodec(Codec):
             return waiting(text, pos, final, TOOL_CALLS)
         arguments, end = decoded
         call = call_from_obj({"name": name, "arguments": arguments})
-        if call is None:
-            return Region(end, error=f"{TOOL_CALLS} at char {pos}: arguments are not an object; the call was dropped")
-        if call_id:
+        if call_id and isinstance(call, ToolCall):
             call.id = call_id
-        return Region(end, calls=[call])
+        return call_region(end, call, TOOL_CALLS, pos,
+                           f"{TOOL_CALLS} at char {pos}: arguments are not an object; the call was dropped")
 
     def render_tools(self, tools: list[dict]) -> str:
         listed = [tool if "function" in tool else {"type": "function", "function": tool} for tool in tools]

@@ -7,11 +7,11 @@ message becomes the text of any format (for clients that parse calls from text, 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from qwen_tool.codec.base import Codec, StreamParser, dumps, normalise_calls
+from qwen_tool.codec.base import Codec, StreamParser, dumps, normalise_calls, result_text
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import loads
 
 
 def as_dict(obj: Any) -> dict:
@@ -53,13 +53,21 @@ def canonical_message(content: str, reasoning: str | None, calls: list[ToolCall]
     return message
 
 
-def normalise_message(message: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> dict:
-    """A (non-streamed) assistant message from any OpenAI-compatible server → the canonical message."""
+def normalise_message(message: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None, *,
+                      keep_malformed: bool = False) -> dict:
+    """A (non-streamed) assistant message from any OpenAI-compatible server → the canonical message.
+
+    With `keep_malformed`, the text of a call in `content` that does not parse stays in the content, and the parse
+    error comes back under `parse_error` (as `text_to_message` reports it).
+    """
     raw = as_dict(message)
-    parsed = _codec(fmt).parse(raw.get("content") or "", tools)
+    parsed = _codec(fmt).parse(result_text(raw) if raw.get("content") else "", tools, keep_malformed=keep_malformed)
     reasoning = raw.get("reasoning_content") or raw.get("reasoning") or parsed.reasoning
-    return canonical_message(parsed.content, reasoning, merge_calls(normalise_calls(raw.get("tool_calls")),
-                                                                     parsed.tool_calls))
+    canonical = canonical_message(parsed.content, reasoning, merge_calls(normalise_calls(raw.get("tool_calls")),
+                                                                         parsed.tool_calls))
+    if keep_malformed and parsed.error:
+        canonical["parse_error"] = parsed.error
+    return canonical
 
 
 def normalise_response(response: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> dict:
@@ -92,13 +100,13 @@ class ToolCallAccumulator:
                 index = max(self.entries, default=-1) + 1
             else:
                 index = self._last
-        entry = self.entries.setdefault(index, {"id": None, "name": "", "arguments": ""})
+        entry = self.entries.setdefault(index, {"id": None, "name": [], "arguments": []})
         if frag.get("id") and not entry["id"]:
             entry["id"] = frag["id"]
             self._by_id[frag["id"]] = index
-        entry["name"] += function.get("name") or ""
+        entry["name"].append(function.get("name") or "")
         arguments = function.get("arguments")
-        entry["arguments"] += arguments if isinstance(arguments, str) else (dumps(arguments) if arguments else "")
+        entry["arguments"].append(arguments if isinstance(arguments, str) else (dumps(arguments) if arguments else ""))
         self._last = index
         return index
 
@@ -106,15 +114,16 @@ class ToolCallAccumulator:
         """Calls so far in index order; with `complete_only`, those whose arguments already decode as JSON."""
         out = []
         for _, entry in sorted(self.entries.items()):
+            text, name = "".join(entry["arguments"]), "".join(entry["name"])
             try:
-                arguments = json.loads(entry["arguments"]) if entry["arguments"].strip() else {}
+                arguments = loads(text) if text.strip() else {}
             except ValueError:
                 if complete_only:
                     continue
                 arguments = {}
-            if not isinstance(arguments, dict) or not entry["name"]:
+            if not isinstance(arguments, dict) or not name:
                 continue
-            call = ToolCall(entry["name"], arguments)
+            call = ToolCall(name, arguments)
             if entry["id"]:
                 call.id = entry["id"]
             out.append(call)
@@ -132,14 +141,23 @@ class StreamAssembler:
         self.field = ToolCallAccumulator()
         self.text: StreamParser = _codec(fmt).stream(tools)
         self.text_calls = ToolCallAccumulator()
-        self.content = ""
-        self.reasoning = ""
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        """Pieces, joined when read: appending to one string per delta costs O(n²) over a long answer."""
         self._finished = False
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
 
     def _absorb(self, deltas: list[dict]) -> list[dict]:
         for delta in deltas:
-            self.content += delta.get("content", "")
-            self.reasoning += delta.get("reasoning_content", "")
+            self._content.append(delta.get("content", ""))
+            self._reasoning.append(delta.get("reasoning_content", ""))
             for fragment in delta.get("tool_calls", []):
                 self.text_calls.add(fragment)
         return deltas
@@ -153,7 +171,7 @@ class StreamAssembler:
         out: list[dict] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:
-            self.reasoning += reasoning
+            self._reasoning.append(reasoning)
             out.append({"reasoning_content": reasoning})
         if delta.get("content"):
             out += self._absorb(self.text.feed(delta["content"]))

@@ -27,6 +27,7 @@ from qwen_tool.codec.base import (
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import MAX_DEPTH, TOO_DEEP, Refused, join_surrogate_pairs
 
 CALL_START = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
 CALL_PREFIX = re.compile(r"\[\s*(?:[A-Za-z_][\w.]*\s*)?$")
@@ -37,10 +38,17 @@ class _NotLiteral(ValueError):
     pass
 
 
+class _Refused(ValueError):
+    """A literal that reads fine but cannot be an argument (a lone surrogate, from an escape such as `'\\ud800'`)."""
+
+
 def literal(node: ast.AST) -> Any:
     """The value of a literal expression node; raises `_NotLiteral` for anything else (no evaluation)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
-        return node.value
+        value = join_surrogate_pairs(node.value) if isinstance(node.value, str) else node.value
+        if isinstance(value, Refused):
+            raise _Refused(value.reason)
+        return value
     if isinstance(node, ast.Name) and node.id in NAMED_LITERALS:
         return NAMED_LITERALS[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -62,8 +70,9 @@ def dotted_name(node: ast.AST) -> str:
     raise _NotLiteral("call target is not a name")
 
 
-def calls_from_source(source: str) -> list[ToolCall] | None:
-    """`[f(a=1), ...]` → calls; None when the source is not exactly a list of keyword-literal calls."""
+def calls_from_source(source: str) -> list[ToolCall] | Refused | None:
+    """`[f(a=1), ...]` → calls; None when the source is not exactly a list of keyword-literal calls; `Refused` when it
+    is, but a value cannot be an argument."""
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError):
@@ -81,36 +90,40 @@ def calls_from_source(source: str) -> list[ToolCall] | None:
                     return None
                 arguments[keyword.arg] = literal(keyword.value)
             calls.append(ToolCall(dotted_name(element.func), arguments))
+    except _Refused as refused:
+        return Refused(str(refused))
     except (_NotLiteral, TypeError, RecursionError):
         return None
     return calls
 
 
-def matching_bracket(text: str, start: int) -> int | None:
-    """Index of the `]` closing the `[` at `start`, skipping string literals; None if the text ends first."""
-    depth = 0
-    quote: str | None = None
-    i, n = start, len(text)
-    while i < n:
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-        elif ch in "'\"":
+BRACKET_OR_QUOTE = re.compile(r"""[()\[\]{}'"]""")
+STRING_REST = {quote: re.compile(r"(?:[^\\]|\\.)*?" + quote, re.S) for quote in ("'", '"', "'''", '"""')}
+"""After an opening quote: the string's body (escapes skipped) and its closing quote."""
+
+
+def matching_bracket(text: str, start: int) -> tuple[int, int] | None:
+    """Index of the `]` closing the `[` at `start` and the deepest bracket nesting before it, skipping string
+    literals; None if the text ends first. Jumps between brackets and quotes with regexes: a call list of 100,000
+    calls is one region, so a loop over its characters in Python cost seconds."""
+    depth = deepest = 0
+    i = start
+    while (found := BRACKET_OR_QUOTE.search(text, i)) is not None:
+        i, ch = found.start(), found.group()
+        if ch in "'\"":
             quote = ch * 3 if text.startswith(ch * 3, i) else ch
-            i += len(quote)
+            body = STRING_REST[quote].match(text, i + len(quote))
+            if body is None:
+                return None
+            i = body.end()
             continue
-        elif ch in "([{":
+        if ch in "([{":
             depth += 1
-        elif ch in ")]}":
+            deepest = max(deepest, depth)
+        else:
             depth -= 1
             if depth == 0:
-                return i
+                return i, deepest
         i += 1
     return None
 
@@ -140,13 +153,15 @@ class PythonicCodec(Codec):
             table["["] = self._calls  # found by `CALL_START`, not by plain search
         return table
 
-    def find_marker(self, text: str, pos: int, mode: str) -> tuple[int, str] | None:
+    def find_marker(self, text: str, pos: int, state: ScanState) -> tuple[int, str] | None:
+        """The earliest marker; a call list is found by `CALL_START`, searched only up to the next other marker (so
+        the regex never reads the same text twice either)."""
         found: tuple[int, str] | None = None
-        for marker in self.markers(mode):
-            idx = text.find(marker, pos) if marker != "[" else -1
+        for marker in self.marker_table(state.mode):
+            idx = state.finder.find(text, marker, pos) if marker != "[" else -1
             if idx >= 0 and (found is None or idx < found[0]):
                 found = (idx, marker)
-        if mode != CONTENT:
+        if state.mode != CONTENT:
             return found
         match = CALL_START.search(text, pos, found[0] if found else len(text))
         return (match.start(), "[") if match else found
@@ -160,10 +175,15 @@ class PythonicCodec(Codec):
         return cut
 
     def _calls(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
-        end = matching_bracket(text, pos)
-        if end is None:
+        found = matching_bracket(text, pos)
+        if found is None:
             return waiting(text, pos, final, "call list")
+        end, deepest = found
+        if deepest > MAX_DEPTH + 2:  # the list and the call's parentheses hold the arguments
+            return Region(end + 1, error=Refused(TOO_DEEP).error("call list", pos))
         calls = calls_from_source(text[pos:end + 1])
+        if isinstance(calls, Refused):
+            return Region(end + 1, error=calls.error("call list", pos))
         if calls is None:
             return Region(end + 1, content=text[pos:end + 1])
         return Region(end + 1, calls=calls)

@@ -8,6 +8,9 @@ own glue), so marker text inside a value does not end it early.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left
+
 from qwen_tool.codec.base import (
     CONTENT,
     Codec,
@@ -18,20 +21,41 @@ from qwen_tool.codec.base import (
     Span,
     TextBuilder,
     argument_schema,
+    call_region,
     drop,
     dumps,
     function_of,
     grows_into,
     malformed,
+    refused_value,
     result_text,
     skip_ws,
     type_value,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 FUNC, FUNC_END, PARAM, PARAM_END = "<function=", "</function>", "<parameter=", "</parameter>"
+
+
+TAG_AFTER = "(?:" + re.escape(PARAM) + "|" + re.escape(FUNC_END) + ")"
+STRICT_CLOSE = re.compile(re.escape(PARAM_END) + "(?=\n" + TAG_AFTER + ")")
+LOOSE_CLOSE = re.compile(re.escape(PARAM_END) + "(?=[ \t\r\n]*" + TAG_AFTER + ")")
+
+
+def value_closes(text: str, state: ScanState) -> tuple[list[int], list[int]]:
+    """Positions of every `</parameter>` followed by the template's glue, and by any whitespace and a tag.
+
+    Found once per complete text (kept in `state.memo`), so each value's close is a bisection: searching the rest of
+    the text for each value made outputs whose values lack the newline glue take time in N².
+    """
+    memo = state.memo.get("value_closes")
+    if memo is None or memo[0] is not text:
+        memo = state.memo["value_closes"] = (text, [m.start() for m in STRICT_CLOSE.finditer(text)],
+                                             [m.start() for m in LOOSE_CLOSE.finditer(text)])
+    return memo[1], memo[2]
 
 
 def strip_one_newline(raw: str) -> str:
@@ -60,6 +84,8 @@ class Qwen3XmlCodec(Codec):
 
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "<tool_call>"
+        if unclosed(text, pos + len(OPEN), final, CLOSE):
+            return None
         q = skip_ws(text, pos + len(OPEN))
         if not text.startswith(FUNC, q):
             if grows_into(text, q, FUNC):
@@ -84,40 +110,40 @@ class Qwen3XmlCodec(Codec):
             if key_end < 0:
                 return waiting(text, pos, final, what)
             key = text[q + len(PARAM):key_end].strip()
-            value_end = self._value_end(text, key_end + 1, final)
+            value_end = self._value_end(text, key_end + 1, final, state)
             if value_end is None:
                 return waiting(text, pos, final, what)
             raw = strip_one_newline(text[key_end + 1:value_end])
             arguments[key] = type_value(raw, argument_schema(state, name, key))
             q = value_end + len(PARAM_END)
         after = skip_ws(text, q)
-        call = ToolCall(name, arguments)
+        call = refused_value(arguments) or ToolCall(name, arguments)
         if text.startswith(CLOSE, after):
-            return Region(after + len(CLOSE), calls=[call])
+            return call_region(after + len(CLOSE), call, what, pos, "")
         if grows_into(text, after, CLOSE):
-            return Region(len(text), calls=[call]) if final else None
+            return call_region(len(text), call, what, pos, "") if final else None
         return malformed(text, pos, final, CLOSE, after, what)
 
     @staticmethod
-    def _value_end(text: str, start: int, final: bool) -> int | None:
+    def _value_end(text: str, start: int, final: bool, state: ScanState) -> int | None:
         """The `</parameter>` closing this value: the first one followed, as the template writes it, by a newline
         and another parameter or `</function>`; once the text is complete, by any whitespace and those tags."""
-        for glue in ("\n", None) if final else ("\n",):
-            search = start
-            while (close := text.find(PARAM_END, search)) >= 0:
-                after = close + len(PARAM_END)
-                if glue is None:
-                    after = skip_ws(text, after)
-                elif text.startswith(glue, after):
-                    after += len(glue)
-                else:
-                    search = close + 1
-                    continue
+        if final:
+            for closes in value_closes(text, state):
+                at = bisect_left(closes, start)
+                if at < len(closes):
+                    return closes[at]
+            return None
+        search = start
+        while (close := text.find(PARAM_END, search)) >= 0:
+            after = close + len(PARAM_END)
+            if text.startswith("\n", after):
+                after += 1
                 if text.startswith(PARAM, after) or text.startswith(FUNC_END, after):
                     return close
-                if not final and grows_into(text, after, PARAM, FUNC_END):
+                if grows_into(text, after, PARAM, FUNC_END):
                     return None
-                search = close + 1
+            search = close + 1
         return None
 
     def render_tools(self, tools: list[dict]) -> str:

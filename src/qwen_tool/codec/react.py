@@ -18,6 +18,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     call_from_obj,
+    call_region,
     decode_json,
     dumps,
     function_of,
@@ -84,10 +85,8 @@ class ReactCodec(Codec):
             end = len(text) if line_end < 0 else line_end
             return Region(end, mode=CONTENT, error=f"{head} at char {pos}: the input is not JSON; the call was dropped")
         arguments, end = decoded
-        call = call_from_obj({"name": name, "arguments": arguments})
-        if call is None:
-            return Region(end, mode=CONTENT, error=f"{head} at char {pos}: input is not an object; call dropped")
-        return Region(end, calls=[call], mode=CONTENT)
+        return call_region(end, call_from_obj({"name": name, "arguments": arguments}), head, pos,
+                           f"{head} at char {pos}: input is not an object; call dropped", mode=CONTENT)
 
     def _action(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         return self._read(text, pos, final, ACTION, ACTION_INPUT)

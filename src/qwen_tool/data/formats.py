@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from qwen_tool import did_you_mean
+from qwen_tool.codec.values import TOO_DEEP, fix_for
 from qwen_tool.data.annotate import annotate
-from qwen_tool.data.schema import TrajectoryError, validate_trajectory
+from qwen_tool.data.schema import TrajectoryError, parse_line, validate_trajectory
 from qwen_tool.files import read_text, write_lines
 from qwen_tool.tools import bfcl_to_json_schema
 
@@ -312,15 +313,14 @@ def read_format(path: str | Path, fmt: str, skip_invalid: bool = False) -> tuple
             continue
         where = f"{path}:{lineno}"
         try:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one {fmt} "
-                                      "item per line") from None
+            item = parse_line(line, where)
             try:
                 record = importer(item)
             except TrajectoryError as exc:
                 raise TrajectoryError(f"{where}: {exc}") from None
+            except RecursionError:
+                raise TrajectoryError(f"{where}: the line {TOO_DEEP}; fix: {fix_for(TOO_DEEP)}, or drop the line "
+                                      "(--skip-invalid)") from None
             except (KeyError, TypeError, ValueError, StopIteration) as exc:
                 raise TrajectoryError(f"{where}: not a {fmt} item ({type(exc).__name__}: {exc}); "
                                       f"fix: check the line against the {fmt} format") from None

@@ -22,6 +22,16 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from qwen_tool import QwenToolError
+from qwen_tool.codec.values import (
+    MAX_DEPTH,
+    TOO_DEEP,
+    Refused,
+    fix_for,
+    loads,
+    surrogate_problem,
+    text_problem,
+    value_problem,
+)
 from qwen_tool.files import FileProblem, atomic_write, decode_utf8, open_input
 
 # NOTE (lead engineer): the category strings are the tools room's `FeedbackCategory` values (ok, tool_instability,
@@ -97,18 +107,22 @@ class CallFunction(_Strict):
     @field_validator("arguments", mode="before")
     @classmethod
     def _arguments_json(cls, value: Any) -> str:
-        """Accept a dict (normalised to its JSON text) or JSON text that decodes to an object."""
+        """Accept a dict (normalised to its JSON text) or JSON text that decodes to an object, within the codec's
+        bounds (nesting, valid Unicode): the same arguments a model's call may hold."""
         if isinstance(value, dict):
-            return json.dumps(value, ensure_ascii=False)
-        if not isinstance(value, str):
+            decoded: Any = Refused(problem) if (problem := value_problem(value)) else value
+        elif not isinstance(value, str):
             raise ValueError("arguments must be a JSON object or its JSON text")
-        try:
-            decoded = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        else:
+            try:
+                decoded = loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"arguments is not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if isinstance(decoded, Refused):
+            raise ValueError(f"the value {decoded.reason}; fix: {fix_for(decoded.reason)}")
         if not isinstance(decoded, dict):
             raise ValueError("arguments must decode to a JSON object")
-        return value
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
 
 
 class ToolCallSpec(_Strict):
@@ -197,6 +211,41 @@ def _describe(err: dict[str, Any]) -> str:
     return f"field {loc}: {message}" + ("" if "fix:" in message else "; fix: correct that field")
 
 
+def _problem_field(value: Any, path: str = "") -> str:
+    """Dotted path to the first place where `value_problem` objects (a lone surrogate, or the start of deep nesting)."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str) and surrogate_problem(item):
+            return where
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return where
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in reversed(list(pairs)):
+                child_path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and surrogate_problem(key):
+                    return child_path
+                stack.append((child, child_path, depth + 1))
+    return path or "(top level)"
+
+
+def _record_problem(record: dict[str, Any], where: str) -> None:
+    """Refuse a record holding what no output can hold: a lone surrogate (`\\ud800`) in any string, or nesting
+    deeper than MAX_DEPTH. Both read fine and then crash the writer part-way through an output file."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str)
+    except RecursionError:
+        problem: str | None = TOO_DEEP
+    else:
+        problem = text_problem(text, 0, len(text), record)
+    if problem:
+        field = _problem_field(record)
+        shown = field if len(field) <= 80 else field[:80] + "..."
+        raise TrajectoryError(f"{where}: field {shown}: the value {problem}; fix: {fix_for(problem)}, or drop the "
+                              "line (--skip-invalid)")
+
+
 def validate_trajectory(record: Any, where: str = "record", allow_unknown_tools: bool = False) -> dict[str, Any]:
     """Validate one record and return it normalised (arguments as JSON text, unset optional keys dropped).
 
@@ -206,6 +255,7 @@ def validate_trajectory(record: Any, where: str = "record", allow_unknown_tools:
     if not isinstance(record, dict):
         raise TrajectoryError(f"{where}: not a JSON object; fix: write each trajectory as an object with tools, "
                               "messages and meta")
+    _record_problem(record, where)
     try:
         model = Trajectory.model_validate(record, context={"allow_unknown_tools": allow_unknown_tools})
     except ValidationError as exc:
@@ -246,11 +296,7 @@ def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport 
             where = f"{path}:{lineno}"
             try:
                 line = decode_utf8(raw, where, fix="save the file as UTF-8 JSON lines, one trajectory per line")
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one "
-                                          "trajectory object per line") from None
+                record = parse_line(line, where)
                 yield_record = validate_trajectory(record, where, allow_unknown_tools)
             except (TrajectoryError, FileProblem) as exc:
                 if not skip_invalid:
@@ -260,6 +306,18 @@ def iter_jsonl(path: str | Path, skip_invalid: bool = False, report: ReadReport 
                 continue
             report.kept += 1
             yield yield_record
+
+
+def parse_line(line: str, where: str) -> Any:
+    """One line of JSON; TrajectoryError naming `where` when it is not JSON or nests too deep to decode at all."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TrajectoryError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one trajectory "
+                              "object per line") from None
+    except RecursionError:
+        raise TrajectoryError(f"{where}: the line {TOO_DEEP}; fix: {fix_for(TOO_DEEP)}, or drop the line "
+                              "(--skip-invalid)") from None
 
 
 def read_jsonl(path: str | Path, skip_invalid: bool = False,
@@ -324,8 +382,8 @@ def read_parquet(path: str | Path, skip_invalid: bool = False,
         where = f"{path}:row {row_index + 1}"
         try:
             try:
-                record = {name: json.loads(table[name][row_index]) for name in _PARQUET_COLUMNS}
-            except (json.JSONDecodeError, TypeError) as exc:
+                record = {name: parse_line(table[name][row_index], where) for name in _PARQUET_COLUMNS}
+            except TypeError as exc:
                 raise TrajectoryError(f"{where}: a column is not JSON text ({exc}); fix: write it with write_parquet"
                                       ) from None
             records.append(validate_trajectory(record, where, allow_unknown_tools))
@@ -389,6 +447,7 @@ __all__ = [
     "TrajectoryError",
     "dump_trajectory",
     "iter_jsonl",
+    "parse_line",
     "read_any",
     "read_jsonl",
     "read_parquet",

@@ -6,12 +6,30 @@ request gets a 400 that names the field.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from qwen_tool.codec.values import Refused, fix_for, loads
+
 FUNCTION_NAME = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How big one request may be. Past a limit the request is refused before any work, with the limit named: 413
+    for the body, 400 for a field. Without them one client could make the server parse, render or generate without
+    bound (and hold a batch slot for it)."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Request body (JSON) size."""
+    max_tokens: int = 32_768
+    """`max_tokens` / `max_completion_tokens` a request may ask for."""
+    max_messages: int = 2_048
+    """Messages in one request."""
+    max_tools: int = 128
+    """Tools in one request (OpenAI's own limit)."""
 
 
 class _Strict(BaseModel):
@@ -38,9 +56,11 @@ class FunctionCall(_Strict):
     @classmethod
     def _json_object(cls, value: str) -> str:
         try:
-            decoded = json.loads(value) if value.strip() else {}
+            decoded = loads(value) if value.strip() else {}
         except ValueError as err:
             raise ValueError(f"arguments must be a JSON object encoded as a string ({err})") from err
+        if isinstance(decoded, Refused):
+            raise ValueError(f"the arguments' value {decoded.reason}; fix: {fix_for(decoded.reason)}")
         if not isinstance(decoded, dict):
             raise ValueError("arguments must be a JSON object encoded as a string")
         return value
@@ -150,6 +170,19 @@ class ChatCompletionRequest(_Strict):
         if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
             raise ValueError(f"tool_choice names {choice.function.name!r}, which is not among the tools {names}")
         return self
+
+    def over_limit(self, limits: RequestLimits) -> tuple[str, str] | None:
+        """(field, message) for the first field past the server's limits; None when the request is within them."""
+        sizes = [("max_tokens", self.max_tokens, limits.max_tokens, "ask for fewer tokens"),
+                 ("max_completion_tokens", self.max_completion_tokens, limits.max_tokens, "ask for fewer tokens"),
+                 ("messages", len(self.messages), limits.max_messages, "send fewer messages (drop or summarise old "
+                  "turns)"),
+                 ("tools", len(self.tools or []), limits.max_tools, "offer fewer tools")]
+        for name, size, limit, fix in sizes:
+            if size is not None and size > limit:
+                amount = f"is {size}" if name.startswith("max_") else f"has {size} entries"
+                return name, f"{name} {amount}, over this server's limit of {limit}; fix: {fix}"
+        return None
 
     def stops(self) -> tuple[str, ...]:
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())

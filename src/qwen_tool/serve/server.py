@@ -1,8 +1,9 @@
 """The OpenAI-compatible HTTP server: `GET /v1/models`, `POST /v1/chat/completions` (JSON or SSE stream).
 
-Errors follow OpenAI's shape `{"error": {"message", "type", "param", "code"}}`: 400 for invalid requests, 401 for a
-wrong API key, 404 for an unknown model, 503 with Retry-After when the queue is full, 504 when a request times out,
-500 when the model fails (the server keeps serving). A client that disconnects mid-stream cancels its request, which
+Errors follow OpenAI's shape `{"error": {"message", "type", "param", "code"}}`: 400 for invalid requests (and for
+fields past the server's `RequestLimits`), 401 for a wrong API key, 404 for an unknown model, 413 for a body over the
+size limit, 503 with Retry-After when the queue is full, 504 when a request times out, 500 when the model fails (the
+server keeps serving). A client that disconnects mid-stream cancels its request, which
 frees its slot in the batch at the next decoding step.
 """
 
@@ -15,20 +16,21 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec import CodecError
 from qwen_tool.log import logger
 from qwen_tool.serve.chat import CompletionRun, RequestTimeout, fold_deltas, plan_chat, submit
 from qwen_tool.serve.engine import Engine, EngineBusy, PromptTooLong
-from qwen_tool.serve.protocol import ChatCompletionRequest
+from qwen_tool.serve.protocol import ChatCompletionRequest, RequestLimits
 
 RETRY_AFTER_S = 1
 
@@ -47,6 +49,8 @@ class ServeSettings:
     """Queue wait plus generation, per request."""
     default_max_tokens: int = 512
     """max_tokens when the request gives none."""
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    """How big a request may be (body bytes, max_tokens, messages, tools)."""
 
 
 class ApiError(Exception):
@@ -63,6 +67,47 @@ def error_response(status: int, message: str, error_type: str = "invalid_request
                    code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body past the size limit (HTTP 413); raised while the body is read, so FastAPI passes it on."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over this server's limit of {limit} bytes; fix: send a smaller "
+                              "request (fewer or shorter messages and tools)")
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over `max_bytes` without reading them whole: at once by a declared
+    Content-Length, else as the chunks arrive (413 with OpenAI's error JSON either way)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(BodyTooLarge(self.max_bytes))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large(err: StarletteHTTPException) -> JSONResponse:
+    return error_response(413, str(err.detail), code="request_too_large")
 
 
 def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
@@ -87,6 +132,7 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
                                code="invalid_api_key")
 
     app = FastAPI(title="qwen-tool OpenAI-compatible server")
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     guarded = [Depends(check_key)]
 
     @app.exception_handler(ApiError)
@@ -100,6 +146,8 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if isinstance(err, BodyTooLarge):
+            return _too_large(err)
         return error_response(err.status_code, str(err.detail), "not_found_error" if err.status_code == 404
                               else "invalid_request_error")
 
@@ -122,6 +170,8 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
         if body.model != settings.model_name:
             return error_response(404, f"model {body.model!r} is not served here; fix: use {settings.model_name!r}",
                                   "not_found_error", "model", "model_not_found")
+        if over := body.over_limit(settings.limits):
+            return error_response(400, over[1], param=over[0], code="over_limit")
         try:
             plan = plan_chat(body, tokenizer, settings.tool_format, settings.default_max_tokens)
             run = submit(engine, plan, settings.request_timeout_s)
@@ -222,11 +272,14 @@ class BackgroundServer:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
           backend: str = "auto", max_batch: int = 8, max_queue: int = 64, request_timeout_s: float = 300.0,
-          device: str | None = None, threads: int | None = None, precision: str = "auto") -> None:
+          device: str | None = None, threads: int | None = None, precision: str = "auto",
+          limits: RequestLimits | None = None) -> None:
     """Load `model` and serve it until interrupted (what `qwen-tool serve` runs).
 
     `threads` caps torch's CPU threads (on a shared or small machine, fewer threads than cores is often faster).
     `precision` is the transformers backend's weights (`auto`: bf16 only where the hardware runs it natively).
+    `limits`: how big a request may be (default `RequestLimits()`: 4 MiB body, 32,768 tokens, 2,048 messages, 128
+    tools).
     """
     import os
 
@@ -247,7 +300,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     dtype = torch_dtype_name(resolve_precision(precision, "Serving").precision)
     engine = load_engine(model, backend, device=device, dtype=dtype, max_batch=max_batch, max_queue=max_queue)
     settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), api_key=api_key,
-                             request_timeout_s=request_timeout_s)
+                             request_timeout_s=request_timeout_s, limits=limits or RequestLimits())
     app = create_app(engine, load_tokenizer(model), settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this port can use the model", host)
