@@ -769,15 +769,23 @@ def serve_command(
     precision: Annotated[str, typer.Option(
         help="Weights of the transformers backend: auto (bf16 where the hardware runs it natively, else fp32), fp32, "
         "bf16 or fp16.")] = "auto",
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body; a larger one gets 413.")] = 4.0,
+    max_tokens_cap: Annotated[int, typer.Option(
+        help="Largest max_tokens a request may ask for; more gets 400.")] = 32_768,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
+    from qwen_tool.serve.protocol import RequestLimits
     from qwen_tool.serve.server import serve
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise QwenToolError(f"--precision {precision!r} is not a precision; fix: use auto, fp32, bf16 or fp16")
+    if max_body_mb <= 0 or max_tokens_cap < 1:
+        raise QwenToolError(f"--max-body-mb {max_body_mb} / --max-tokens-cap {max_tokens_cap}: fix: pass positive "
+                            "values")
+    limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens_cap)
     serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
           max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads,
-          precision=precision)
+          precision=precision, limits=limits)
 
 
 def main(argv: list[str] | None = None) -> None:

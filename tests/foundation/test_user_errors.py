@@ -198,3 +198,12 @@ def test_data_stats_of_an_empty_file_is_one_line(tmp_path: Path, capsys) -> None
 ])
 def test_env_and_tools_user_errors_are_one_line_with_the_fix(capsys, args: list[str], said: str) -> None:
     assert said in cli_user_error(capsys, *args)
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--precision", "bf32"], "--precision 'bf32' is not a precision"),
+    (["--max-body-mb", "0"], "--max-body-mb 0.0"),
+    (["--max-tokens-cap", "0"], "--max-tokens-cap 0"),
+])
+def test_serve_settings_are_checked_before_the_model_loads(capsys, args: list[str], said: str) -> None:
+    assert said in cli_user_error(capsys, "serve", "--model", "smollm2-135m-instruct", *args)
