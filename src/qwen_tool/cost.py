@@ -19,8 +19,10 @@ from qwen_tool.log import logger
 
 PROBE_PROMPT_TOKENS = 256
 """Length of the probe's prefill and training sequences (the main job's prompts average about 470 tokens)."""
-PROBE_CONTEXT_TOKENS = 32
-"""Context each row of the probe's decode batch holds before the timed decode steps."""
+PROBE_CONTEXT_TOKENS = 512
+"""Context each row of the probe's decode batch holds (an evaluation prompt plus part of its answer)."""
+PROBE_TRAIN_ROWS = 2
+"""Sequences of PROBE_PROMPT_TOKENS in the probe's training batch."""
 PROBE_DECODE_STEPS = 3
 """Timed decode steps (the mean is taken)."""
 
@@ -65,8 +67,9 @@ def training_seconds(tokens: int, steps: int, rates: MachineRates) -> float:
 
 
 def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, decode_batch: int) -> MachineRates:
-    """Time the three operations on `model` (float32 weights; bf16 through autocast where asked). About 2 s on a CPU
-    with native bf16 and 10 s on an AVX2 one for the built-in 135M model; the weights are left as they were."""
+    """Time the three operations on `model` (float32 weights; bf16 through autocast where asked), each once at its
+    full shape untimed first (the first call of a shape selects kernels), then timed. The weights are left as they
+    were."""
     import torch
 
     def autocast(dtype_name: str | None) -> Any:
@@ -74,52 +77,88 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
         device = "cuda" if next(model.parameters()).is_cuda else "cpu"
         return torch.autocast(device, dtype=wanted) if wanted is not None else torch.autocast(device, enabled=False)
 
+    def timed(work: Any) -> float:
+        work()
+        started = time.perf_counter()
+        work()
+        return time.perf_counter() - started
+
     device = next(model.parameters()).device
-    vocab = int(model.config.vocab_size)
-    ids = torch.randint(0, vocab, (1, PROBE_PROMPT_TOKENS), device=device)
+    ids = torch.randint(0, int(model.config.vocab_size), (1, PROBE_PROMPT_TOKENS), device=device)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), autocast(prefill_dtype):
-        model(ids[:, :8])  # first call: allocations and kernel selection, not timed
-        started = time.perf_counter()
-        model(ids)
-        prefill_s = time.perf_counter() - started
-        context = torch.randint(0, vocab, (decode_batch, PROBE_CONTEXT_TOKENS), device=device)
-    from transformers import DynamicCache
-
-    cache = DynamicCache()  # filled in place; transformers 5 names the argument `cache`, 4 `past_key_values`
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        prefill_s = timed(lambda: model(ids))
     with torch.inference_mode():
-        model(context, use_cache=True, **{cache_argument: cache})
-        step_ids = context[:, -1:]
-        model(step_ids, use_cache=True, **{cache_argument: cache})  # the first step is not timed
-        started = time.perf_counter()
-        for _ in range(PROBE_DECODE_STEPS):
-            model(step_ids, use_cache=True, **{cache_argument: cache})
-        decode_s = (time.perf_counter() - started) / PROBE_DECODE_STEPS
+        decode_s = _decode_step_seconds(model, decode_batch)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
+    batch = ids.repeat(PROBE_TRAIN_ROWS, 1)
 
-    def forward_backward(tokens: Any) -> None:
+    def forward_backward() -> None:
         with autocast(train_precision):
-            loss = model(tokens, labels=tokens).loss
+            loss = model(batch, labels=batch).loss
         loss.backward()
 
-    forward_backward(ids[:, :8])  # first call: kernel selection for the training dtype, not timed
-    started = time.perf_counter()
-    forward_backward(ids)
-    train_s = time.perf_counter() - started
+    train_s = timed(forward_backward)
     optimizer = torch.optim.AdamW(trainable, lr=0.0)  # lr 0: the step costs what a real one costs, changes nothing
-    optimizer.step()  # the first step allocates the moments; time the second, as every later step runs
-    started = time.perf_counter()
-    optimizer.step()
-    optimizer_s = time.perf_counter() - started
+    optimizer_s = timed(optimizer.step)  # the untimed first step allocates the moments
     optimizer.zero_grad(set_to_none=True)
     del optimizer
     model.train(was_training)
     return MachineRates(prefill_tokens_per_s=PROBE_PROMPT_TOKENS / prefill_s, decode_step_s=decode_s,
-                        decode_batch=decode_batch, train_tokens_per_s=PROBE_PROMPT_TOKENS / train_s,
+                        decode_batch=decode_batch, train_tokens_per_s=PROBE_TRAIN_ROWS * PROBE_PROMPT_TOKENS / train_s,
                         optimizer_step_s=optimizer_s)
+
+
+def _decode_step_seconds(model: Any, rows: int) -> float:
+    """Mean seconds of a decode step of `rows` rows over a KV cache of PROBE_CONTEXT_TOKENS each. The cache is filled
+    with random keys and values (what they hold does not change the cost), so no prefill is paid for it."""
+    import torch
+    from transformers import DynamicCache
+
+    config = model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    parameter = next(model.parameters())
+    cache = DynamicCache()  # filled in place; transformers 5 names the argument `cache`, 4 `past_key_values`
+    shape = (rows, kv_heads, PROBE_CONTEXT_TOKENS, head_dim)
+    for layer in range(config.num_hidden_layers):
+        cache.update(torch.randn(shape, dtype=parameter.dtype, device=parameter.device),
+                     torch.randn(shape, dtype=parameter.dtype, device=parameter.device), layer)
+    argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    step_ids = torch.randint(0, int(config.vocab_size), (rows, 1), device=parameter.device)
+    model(step_ids, use_cache=True, **{argument: cache})  # the first step is not timed
+    started = time.perf_counter()
+    for _ in range(PROBE_DECODE_STEPS):
+        model(step_ids, use_cache=True, **{argument: cache})
+    return (time.perf_counter() - started) / PROBE_DECODE_STEPS
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where a training run stands after an optimiser step."""
+
+    step: int
+    total_steps: int
+    seconds: float
+    """Since training began."""
+    tokens_seen: int
+    """Input tokens through the model so far (padding included)."""
+    total_tokens: int
+    """Input tokens of the whole run (without padding)."""
+
+
+def remaining_training_s(first: TrainingProgress, now: TrainingProgress) -> float:
+    """Seconds still to train, at the pace per token measured between two points of the run:
+
+        T_left = (N_total − N_now) · (t_now − t_first) / (N_now − N_first)
+
+    Per token, not per step: the Trainer's length-grouped sampler runs the longest batch first, so a pace per step
+    taken from the first steps overstates the rest of the run."""
+    pace = (now.seconds - first.seconds) / max(1, now.tokens_seen - first.tokens_seen)
+    return max(0, now.total_tokens - now.tokens_seen) * pace
 
 
 class JobProjection:

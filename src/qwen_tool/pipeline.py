@@ -9,6 +9,7 @@ started again without losing work.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
-from qwen_tool.cost import JobProjection, generation_seconds, measure_rates, training_seconds
+from qwen_tool.cost import (
+    JobProjection,
+    TrainingProgress,
+    generation_seconds,
+    measure_rates,
+    remaining_training_s,
+    training_seconds,
+)
 from qwen_tool.files import write_json, write_lines
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
@@ -164,7 +172,8 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
 
 def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, limits: dict[str, int | None],
                          internal_eval: str | None, internal_limit: int | None) -> list[int]:
-    """Token lengths of every prompt an evaluation stage will decode (BFCL categories, then the internal suite)."""
+    """Token lengths of the prompts an evaluation stage will decode (BFCL categories, then the internal suite), each
+    estimated as the mean of a spread sample."""
     from qwen_tool.codec import get_codec
     from qwen_tool.codec.chat import render_prompt
     from qwen_tool.eval import bfcl
@@ -182,13 +191,24 @@ def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, limits: dict[str, 
         for record in read_held_out(internal_eval, internal_limit):
             conversations.extend((history, record.get("tools")) for history, _ in decision_points(record))
     lengths = []
-    for messages, tools in conversations:
+    for messages, tools in _spread_sample(conversations):
         try:
             lengths.append(len(tokenizer(render_prompt(tokenizer, messages, tools, codec),
                                          add_special_tokens=False)["input_ids"]))
         except QwenToolError:
             continue  # an unrenderable prompt is scored as an error without decoding
-    return lengths
+    mean = sum(lengths) / len(lengths) if lengths else 0.0
+    return [round(mean)] * len(conversations)
+
+
+PROJECTION_SAMPLE = 64
+"""Items rendered and tokenised to estimate a stage's token counts (all of them would cost half a minute)."""
+
+
+def _spread_sample(items: list[Any]) -> list[Any]:
+    """At most PROJECTION_SAMPLE items spread evenly over the list (categories differ in prompt length)."""
+    step = max(1, math.ceil(len(items) / PROJECTION_SAMPLE))
+    return items[::step]
 
 
 TRAINED_ANSWER_QUANTILE = 0.9
@@ -198,9 +218,8 @@ answer, so the evaluation projection takes this quantile of the targets' lengths
 
 def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProjection:
     """Probe this machine on the job's model (a few seconds) and project every stage still to run from the work it
-    holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT."""
-    import math
-
+    holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT (token counts from a
+    spread sample of the items)."""
     from qwen_tool.data.schema import read_any
     from qwen_tool.hardware import resolve_precision
     from qwen_tool.models import tool_format_for
@@ -214,10 +233,12 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
         prefill = "bfloat16" if resolve_precision("auto", "Evaluation prefill").precision == "bf16" else None
     rates = measure_rates(load_model(cfg.model), train_precision, prefill, cfg.eval.batch_size)
     trajectories, _ = read_any(data["train"], skip_invalid=True)
-    examples = encode_dataset(trajectories, tokenizer, cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
-    tokens = sum(len(e["input_ids"]) for e in examples)
-    steps = math.ceil(len(examples) / (cfg.sft.examples_per_device * cfg.sft.gradient_accumulation)) * cfg.sft.epochs
-    targets = sorted(sum(label != -100 for label in e["labels"]) for e in examples)
+    sample = encode_dataset(_spread_sample(trajectories), tokenizer,
+                            cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
+    tokens = sum(len(e["input_ids"]) for e in sample) * len(trajectories) / max(1, len(sample))
+    per_step = cfg.sft.examples_per_device * cfg.sft.gradient_accumulation
+    steps = math.ceil(len(trajectories) / per_step) * cfg.sft.epochs
+    targets = sorted(sum(label != -100 for label in e["labels"]) for e in sample)
     answer = min(cfg.eval.max_new_tokens, targets[int(TRAINED_ANSWER_QUANTILE * (len(targets) - 1))])
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
     baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, baseline_limits, data["internal_eval"],
@@ -240,21 +261,20 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
     return projection
 
 
-def sft_reprojector(projection: JobProjection, after_steps: int = 3) -> Callable[[int, int, float], None]:
-    """A step observer that replaces SFT's projection by its measured pace after `after_steps` steps (the first,
-    with its warm-up, is left out of the pace) and again at the halfway point."""
-    first: dict[str, float] = {}
+def sft_reprojector(projection: JobProjection, after_steps: int = 3) -> Callable[[TrainingProgress], None]:
+    """A step observer that replaces SFT's projection by its measured pace per token after `after_steps` steps (the
+    first, with its warm-up, is left out of the pace) and again at the halfway point."""
+    first: list[TrainingProgress] = []
 
-    def observe(step: int, total: int, seconds: float) -> None:
+    def observe(now: TrainingProgress) -> None:
         if not first:
-            first.update(step=step, seconds=seconds)
+            first.append(now)
             return
-        done = step - first["step"]
-        if done == after_steps - 1 or step == total // 2:
-            pace = (seconds - first["seconds"]) / done
-            stage_total = seconds + (total - step) * pace
-            projection.reproject("sft", seconds, stage_total, f"{pace:.1f} s a step over steps "
-                                 f"{int(first['step']) + 1}-{step} of {total}")
+        if now.step - first[0].step == after_steps - 1 or now.step == now.total_steps // 2:
+            left = remaining_training_s(first[0], now)
+            rate = (now.tokens_seen - first[0].tokens_seen) / max(1e-9, now.seconds - first[0].seconds)
+            projection.reproject("sft", now.seconds, now.seconds + left, f"{rate:.0f} tokens/s over steps "
+                                 f"{first[0].step + 1}-{now.step} of {now.total_steps}")
 
     return observe
 

@@ -6,7 +6,15 @@ import logging
 
 import pytest
 
-from qwen_tool.cost import JobProjection, MachineRates, generation_seconds, measure_rates, training_seconds
+from qwen_tool.cost import (
+    JobProjection,
+    MachineRates,
+    TrainingProgress,
+    generation_seconds,
+    measure_rates,
+    remaining_training_s,
+    training_seconds,
+)
 
 RATES = MachineRates(prefill_tokens_per_s=100.0, decode_step_s=0.2, decode_batch=4, train_tokens_per_s=50.0,
                      optimizer_step_s=0.5)
@@ -48,3 +56,24 @@ def test_probe_measures_a_tiny_model_and_leaves_its_weights() -> None:
     assert rates.decode_batch == 2
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
+def test_remaining_training_time_goes_by_tokens_not_steps() -> None:
+    # step 1 at 20 s with 1,000 tokens seen; step 3 at 40 s with 3,000: 100 tokens/s; 7,000 of 10,000 left → 70 s
+    first = TrainingProgress(1, 10, 20.0, 1_000, 10_000)
+    now = TrainingProgress(3, 10, 40.0, 3_000, 10_000)
+    assert remaining_training_s(first, now) == pytest.approx(70.0)
+
+
+def test_sft_reprojector_reprojects_after_its_steps_and_at_half(caplog) -> None:
+    from qwen_tool.pipeline import sft_reprojector
+
+    projection = JobProjection({"sft": 500.0, "trained_eval": 100.0}, {"data": 0.0})
+    observe = sft_reprojector(projection, after_steps=3)
+    with caplog.at_level(logging.INFO, logger="qwen_tool"):
+        for step in range(1, 11):  # 10 s and 1,000 tokens a step after a 30 s first step
+            observe(TrainingProgress(step, 10, 30.0 + 10 * (step - 1), 1_000 * step, 10_000))
+    # after step 3: 2,000 tokens in 20 s → 100 tokens/s; 7,000 left → 70 s; stage 50 + 70 = 120 s
+    assert "100 tokens/s over steps 2-3 of 10; projected 2.0 min for the stage" in caplog.text
+    assert caplog.text.count("tokens/s over steps") == 2  # and once more at step 5
+    assert projection.projected["sft"] == pytest.approx(120.0)

@@ -24,6 +24,7 @@ from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import SFTTrainingConfig, to_dict
+from qwen_tool.cost import TrainingProgress
 from qwen_tool.files import write_json
 from qwen_tool.hardware import resolve_precision
 from qwen_tool.log import console, logger
@@ -190,27 +191,29 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-StepObserver = Callable[[int, int, float], None]
-"""Called after every optimiser step with (step, total steps, seconds since training began)."""
+StepObserver = Callable[[TrainingProgress], None]
+"""Called after every optimiser step with where training stands."""
 
 
 class _ObserveSteps(TrainerCallback):
     """Hands each finished optimiser step to a `StepObserver` (the main job re-projects its time from them)."""
 
-    def __init__(self, observer: StepObserver) -> None:
+    def __init__(self, observer: StepObserver, total_tokens: int) -> None:
         self.observer = observer
+        self.total_tokens = total_tokens
         self.started = time.perf_counter()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.observer(state.global_step, state.max_steps, time.perf_counter() - self.started)
+        self.observer(TrainingProgress(state.global_step, state.max_steps, time.perf_counter() - self.started,
+                                       int(state.num_input_tokens_seen), self.total_tokens))
 
 
 def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepObserver | None = None) -> Path:
     """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path.
-    `step_observer` sees every optimiser step (step, total steps, seconds so far)."""
+    `step_observer` sees where training stands after every optimiser step."""
     from qwen_tool.data.schema import read_any
     from qwen_tool.models import TRAINED_META, load_model, load_tokenizer, resolve
 
@@ -229,9 +232,10 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
     logger.info("SFT on %d examples (%d tokens), format %s, MAE %s, PKT %s (w_max %g)", len(examples), tokens, fmt,
                 "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
     model = load_model(cfg.model)
-    trainer = build_trainer(cfg, model, tokenizer, examples)
+    trainer = build_trainer(cfg, model, tokenizer, examples,
+                            include_num_input_tokens_seen="all" if step_observer is not None else "no")
     if step_observer is not None:
-        trainer.add_callback(_ObserveSteps(step_observer))
+        trainer.add_callback(_ObserveSteps(step_observer, int(tokens * cfg.epochs)))
     checkpoint = last_complete_checkpoint(Path(cfg.output_dir)) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
