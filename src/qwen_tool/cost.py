@@ -90,7 +90,7 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
     with torch.inference_mode(), autocast(prefill_dtype):
         prefill_s = timed(lambda: model(ids))
     with torch.inference_mode():
-        decode_s = _decode_step_seconds(model, decode_batch)
+        decode_s = decode_step_seconds(model, decode_batch)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     batch = ids.repeat(PROBE_TRAIN_ROWS, 1)
@@ -111,7 +111,7 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
                         optimizer_step_s=optimizer_s)
 
 
-def _decode_step_seconds(model: Any, rows: int) -> float:
+def decode_step_seconds(model: Any, rows: int) -> float:
     """Mean seconds of a decode step of `rows` rows over a KV cache of PROBE_CONTEXT_TOKENS each. The cache is filled
     with random keys and values (what they hold does not change the cost), so no prefill is paid for it."""
     import torch
