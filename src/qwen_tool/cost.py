@@ -21,8 +21,6 @@ PROBE_PROMPT_TOKENS = 256
 """Length of the probe's prefill and training sequences (the main job's prompts average about 470 tokens)."""
 PROBE_CONTEXT_TOKENS = 512
 """Context each row of the probe's decode batch holds (an evaluation prompt plus part of its answer)."""
-PROBE_TRAIN_ROWS = 2
-"""Sequences of PROBE_PROMPT_TOKENS in the probe's training batch."""
 PROBE_DECODE_STEPS = 3
 """Timed decode steps (the mean is taken)."""
 
@@ -66,10 +64,12 @@ def training_seconds(tokens: int, steps: int, rates: MachineRates) -> float:
     return tokens / rates.train_tokens_per_s + steps * rates.optimizer_step_s
 
 
-def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, decode_batch: int) -> MachineRates:
+def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, decode_batch: int,
+                  train_rows: int = 4) -> MachineRates:
     """Time the three operations on `model` (float32 weights; bf16 through autocast where asked), each once at its
-    full shape untimed first (the first call of a shape selects kernels), then timed. The weights are left as they
-    were."""
+    full shape untimed first (the first call of a shape selects kernels), then timed. Training runs `train_rows`
+    sequences at once, as the recipe's micro-batch does (a smaller batch trains fewer tokens a second). The weights
+    are left as they were."""
     import torch
 
     def autocast(dtype_name: str | None) -> Any:
@@ -77,11 +77,15 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
         device = "cuda" if next(model.parameters()).is_cuda else "cpu"
         return torch.autocast(device, dtype=wanted) if wanted is not None else torch.autocast(device, enabled=False)
 
-    def timed(work: Any) -> float:
+    def timed(work: Any, repeats: int = 1) -> float:
+        """Fastest of `repeats` timed calls after an untimed one."""
         work()
-        started = time.perf_counter()
-        work()
-        return time.perf_counter() - started
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            work()
+            best = min(best, time.perf_counter() - started)
+        return best
 
     device = next(model.parameters()).device
     ids = torch.randint(0, int(model.config.vocab_size), (1, PROBE_PROMPT_TOKENS), device=device)
@@ -93,7 +97,7 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
         decode_s = decode_step_seconds(model, decode_batch)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    batch = ids.repeat(PROBE_TRAIN_ROWS, 1)
+    batch = ids.repeat(train_rows, 1)
 
     def forward_backward() -> None:
         with autocast(train_precision):
@@ -102,12 +106,12 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
 
     train_s = timed(forward_backward)
     optimizer = torch.optim.AdamW(trainable, lr=0.0)  # lr 0: the step costs what a real one costs, changes nothing
-    optimizer_s = timed(optimizer.step)  # the untimed first step allocates the moments
+    optimizer_s = timed(optimizer.step, repeats=2)  # the untimed first step allocates the moments
     optimizer.zero_grad(set_to_none=True)
     del optimizer
     model.train(was_training)
     return MachineRates(prefill_tokens_per_s=PROBE_PROMPT_TOKENS / prefill_s, decode_step_s=decode_s,
-                        decode_batch=decode_batch, train_tokens_per_s=PROBE_TRAIN_ROWS * PROBE_PROMPT_TOKENS / train_s,
+                        decode_batch=decode_batch, train_tokens_per_s=train_rows * PROBE_PROMPT_TOKENS / train_s,
                         optimizer_step_s=optimizer_s)
 
 

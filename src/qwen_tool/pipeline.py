@@ -231,7 +231,8 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
     prefill = cfg.eval.prefill_dtype
     if prefill == "auto":
         prefill = "bfloat16" if resolve_precision("auto", "Evaluation prefill").precision == "bf16" else None
-    rates = measure_rates(load_model(cfg.model), train_precision, prefill, cfg.eval.batch_size)
+    rates = measure_rates(load_model(cfg.model), train_precision, prefill, cfg.eval.batch_size,
+                          train_rows=cfg.sft.examples_per_device)
     trajectories, _ = read_any(data["train"], skip_invalid=True)
     sample = encode_dataset(_spread_sample(trajectories), tokenizer,
                             cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
