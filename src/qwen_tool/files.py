@@ -146,5 +146,23 @@ def read_json(path: str | Path, fix: str, label: str = "") -> Any:
                           f"fix: {fix}") from None
 
 
-__all__ = ["FileProblem", "atomic_write", "decode_utf8", "open_input", "read_json", "read_text", "save_figure",
-           "write_json", "write_lines", "write_text"]
+def read_json_objects(path: str | Path, fix: str, label: str = "") -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (blank lines skipped); a line that is not JSON, or not an object, becomes
+    a `FileProblem` naming file:line."""
+    where = _label(Path(path), label)
+    objects = []
+    for number, line in enumerate(read_text(path, fix, label).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FileProblem(f"{where}:{number}: not valid JSON ({err.msg}); fix: {fix}") from None
+        if not isinstance(item, dict):
+            raise FileProblem(f"{where}:{number}: not a JSON object; fix: {fix}")
+        objects.append(item)
+    return objects
+
+
+__all__ = ["FileProblem", "atomic_write", "decode_utf8", "open_input", "read_json", "read_json_objects", "read_text",
+           "save_figure", "write_json", "write_lines", "write_text"]

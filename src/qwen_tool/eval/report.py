@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qwen_tool import QwenToolError
-from qwen_tool.files import read_json, read_text, save_figure, write_json, write_lines, write_text
+from qwen_tool.files import read_json, read_json_objects, save_figure, write_json, write_lines, write_text
 
 SUMMARY_ROWS = [
     ("overall_accuracy_unweighted", "Overall accuracy (mean over categories)"),
@@ -311,18 +311,8 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 
 def _outcome_rows(label: str, path: Path) -> list[str]:
     """The outcome lines of one run, each tagged with the run's label."""
-    rows = []
-    for number, line in enumerate(read_text(path, fix=_RUN_FIX).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            outcome = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QwenToolError(f"{path}:{number}: not valid JSON ({exc.msg}); fix: {_RUN_FIX}") from None
-        if not isinstance(outcome, dict):
-            raise QwenToolError(f"{path}:{number}: not an outcome object; fix: {_RUN_FIX}")
-        rows.append(json.dumps({"run": label, **outcome}, ensure_ascii=False))
-    return rows
+    return [json.dumps({"run": label, **outcome}, ensure_ascii=False)
+            for outcome in read_json_objects(path, fix=_RUN_FIX)]
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path) -> Path:

@@ -21,7 +21,7 @@ from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
 from qwen_tool.eval import bfcl, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
-from qwen_tool.files import read_text, write_json, write_lines
+from qwen_tool.files import read_json_objects, write_json, write_lines
 from qwen_tool.log import logger
 
 DEFAULT_MAX_NEW_TOKENS = {"parallel": 384, "default": 160}
@@ -299,18 +299,7 @@ def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: 
 
 def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The first `limit` records (all when None) of a held-out JSONL."""
-    fix = "pass the held-out JSONL written by `qwen-tool data synth --eval-out`"
-    records = []
-    for number, line in enumerate(read_text(path, fix=fix).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QwenToolError(f"{path}:{number}: not valid JSON ({exc.msg}); fix: {fix}") from None
-        if not isinstance(record, dict):
-            raise QwenToolError(f"{path}:{number}: not a JSON object; fix: {fix}")
-        records.append(record)
+    records = read_json_objects(path, fix="pass the held-out JSONL written by `qwen-tool data synth --eval-out`")
     return records[:limit] if limit is not None else records
 
 
