@@ -144,6 +144,14 @@ def resolve_precision(requested: str, stage: str) -> PrecisionChoice:
     return choice
 
 
+def prefill_dtype(requested: str | None) -> str | None:
+    """The evaluation prefill dtype for a setting: "auto" is bfloat16 where bf16 is native, else None (the model's
+    own float32); any other value is kept."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if resolve_precision("auto", "Evaluation prefill").precision == "bf16" else None
+
+
 def torch_dtype_name(precision: str) -> str:
     """The weights dtype name of a precision (`fp32` → float32)."""
     return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision]

@@ -217,29 +217,27 @@ answer, so the evaluation projection takes this quantile of the targets' lengths
 
 
 def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProjection:
-    """Probe this machine on the job's model (a few seconds) and project every stage still to run from the work it
-    holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT (token counts from a
-    spread sample of the items)."""
+    """Probe this machine on the job's model (about 20 s on the dev box) and project every stage still to run from
+    the work it holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT (token
+    counts from a spread sample of the items)."""
     from qwen_tool.data.schema import read_any
-    from qwen_tool.hardware import resolve_precision
+    from qwen_tool.hardware import prefill_dtype, resolve_precision
     from qwen_tool.models import tool_format_for
+    from qwen_tool.sft.tokenize import IGNORE_INDEX
     from qwen_tool.sft.trainer import encode_dataset
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(cfg.model)
     train_precision = resolve_precision(cfg.sft.precision, "SFT").precision
-    prefill = cfg.eval.prefill_dtype
-    if prefill == "auto":
-        prefill = "bfloat16" if resolve_precision("auto", "Evaluation prefill").precision == "bf16" else None
-    rates = measure_rates(load_model(cfg.model), train_precision, prefill, cfg.eval.batch_size,
-                          train_rows=cfg.sft.examples_per_device)
+    rates = measure_rates(load_model(cfg.model), train_precision, prefill_dtype(cfg.eval.prefill_dtype),
+                          cfg.eval.batch_size, train_rows=cfg.sft.examples_per_device)
     trajectories, _ = read_any(data["train"], skip_invalid=True)
     sample = encode_dataset(_spread_sample(trajectories), tokenizer,
                             cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
     tokens = sum(len(e["input_ids"]) for e in sample) * len(trajectories) / max(1, len(sample))
     per_step = cfg.sft.examples_per_device * cfg.sft.gradient_accumulation
     steps = math.ceil(len(trajectories) / per_step) * cfg.sft.epochs
-    targets = sorted(sum(label != -100 for label in e["labels"]) for e in sample)
+    targets = sorted(sum(label != IGNORE_INDEX for label in e["labels"]) for e in sample)
     answer = min(cfg.eval.max_new_tokens, targets[int(TRAINED_ANSWER_QUANTILE * (len(targets) - 1))])
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
     baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, baseline_limits, data["internal_eval"],

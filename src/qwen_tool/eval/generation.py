@@ -307,11 +307,9 @@ def load_backend(name: str, backend: str = "auto", device: str | None = None,
     """`auto`: vLLM when installed and a GPU is visible, else transformers (CPU unless `device` says otherwise).
     `prefill_dtype` applies to the transformers backend (see `TransformersBackend`); "auto" prefills in bfloat16 only
     where bf16 is native (`qwen_tool.hardware`), else in the model's float32."""
-    if prefill_dtype == "auto":
-        from qwen_tool.hardware import resolve_precision
+    from qwen_tool.hardware import prefill_dtype as resolve_prefill
 
-        native = resolve_precision("auto", "Evaluation prefill").precision == "bf16"
-        prefill_dtype = "bfloat16" if native else None
+    prefill_dtype = resolve_prefill(prefill_dtype)
     if backend == "auto":
         import torch
 
