@@ -176,7 +176,8 @@ class OracleBackend:
     def token_length(self, prompt: str) -> int:
         return len(prompt)
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings, guides=None, on_done=None,
+                 progress=None) -> list[Generation]:
         self.asked.extend(prompts)
         return [Generation(self.answers[p], 3, "stop") for p in prompts]
 

@@ -19,25 +19,30 @@ LIMIT = 3
 
 
 class FixedBackend:
-    """Answers every prompt with `answer(prompt)`; records what it decoded; can stop after some batches."""
+    """Answers every prompt with `answer(prompt)`, one by one as a decoder finishes them; records what it decoded;
+    can be interrupted after some prompts."""
 
-    def __init__(self, answer, fail_after_batches: int | None = None) -> None:
+    def __init__(self, answer, fail_after: int | None = None) -> None:
         self.model_id = "fixed"
         self.answer = answer
         self.decoded: list[str] = []
-        self.batches = 0
-        self.fail_after_batches = fail_after_batches
+        self.fail_after = fail_after
 
     def token_length(self, prompt: str) -> int:
         return len(prompt)
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings) -> list[Generation]:
-        if self.fail_after_batches is not None and self.batches >= self.fail_after_batches:
-            raise KeyboardInterrupt
-        self.batches += 1
-        self.decoded.extend(prompts)
-        texts = [self.answer(p) for p in prompts]
-        return [Generation(t, len(t.split()) + 1, "stop") for t in texts]
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings, guides=None, on_done=None,
+                 progress=None) -> list[Generation]:
+        generations = []
+        for index, prompt in enumerate(prompts):
+            if self.fail_after is not None and len(self.decoded) >= self.fail_after:
+                raise KeyboardInterrupt
+            self.decoded.append(prompt)
+            text = self.answer(prompt)
+            generations.append(Generation(text, len(text.split()) + 1, "stop"))
+            if on_done is not None:
+                on_done(index, generations[-1])
+        return generations
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +103,12 @@ def test_bad_outputs_are_scored_as_errors(tmp_path, tokenizer, text) -> None:
 
 
 def test_interrupted_run_resumes_from_cache(tmp_path, tokenizer) -> None:
-    first = FixedBackend(lambda prompt: "no call", fail_after_batches=3)
+    first = FixedBackend(lambda prompt: "no call", fail_after=5)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, first, tokenizer)
     second = FixedBackend(lambda prompt: "no call")
     _run(tmp_path, second, tokenizer)
-    assert len(first.decoded) == 5  # simple_python in batches of 2 + 1, then one batch of parallel
+    assert len(first.decoded) == 5  # each reached the cache as it finished
     assert len(second.decoded) == len(CATEGORIES) * LIMIT - 5
     assert not set(first.decoded) & set(second.decoded)
 
@@ -251,10 +256,10 @@ class GuideRecorder(FixedBackend):
         self.guides: dict[str, str | None] = {}
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings,
-                 guides: Sequence[str | None] | None = None) -> list[Generation]:
+                 guides: Sequence[str | None] | None = None, on_done=None, progress=None) -> list[Generation]:
         assert settings.guided and guides is not None
         self.guides.update(zip(prompts, guides, strict=True))
-        return super().generate(prompts, settings)
+        return super().generate(prompts, settings, on_done=on_done)
 
 
 def test_guided_run_gives_every_prompt_a_grammar_its_gold_answer_satisfies(tmp_path, tokenizer) -> None:

@@ -167,6 +167,7 @@ class TransformersDecoder:
         self.prefilled_tokens = self.reused_tokens = 0
 
     # ---- weights ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
     def update_weights(self, model: Any) -> None:
         """Decode with `model`'s weights from now on; stored prefixes (computed by the old weights) are dropped."""
         if model is not self.model:
@@ -183,11 +184,11 @@ class TransformersDecoder:
     @torch.inference_mode()
     def add(self, requests: Sequence[Request]) -> list[Token]:
         """Prefill new rows and join them to the running batch; their first tokens (ids in `Token.row`)."""
-        if len(self.rows) + len(requests) > self.max_batch:
-            raise QwenToolError(f"{len(self.rows)} running rows plus {len(requests)} new exceed max_batch "
-                                f"{self.max_batch}; fix: add rows as slots free up")
         self._reserve(max(len(r.prompt_ids) + r.params.max_tokens for r in requests))
         assert self.kv is not None
+        if len(self.rows) + len(requests) > self.kv.slots:
+            raise QwenToolError(f"{len(self.rows)} running rows plus {len(requests)} new exceed the {self.kv.slots} "
+                                "slots of the cache; fix: add rows as slots free up")
         joined, logits = [], []
         for request in requests:
             row = self._new_row(request)
@@ -215,6 +216,7 @@ class TransformersDecoder:
         self.steps += 1
         return self._choose(self.rows, logits_BV)
 
+    @torch.inference_mode()
     def remove(self, row_ids: Sequence[int]) -> None:
         """Rows leave the batch (finished or cancelled); each vacated slot takes the last row, whose keys and values
         are copied over. A finished row's keys and values go to the prefix store."""
@@ -280,10 +282,12 @@ class TransformersDecoder:
         return _Row(next(self._ids), list(request.prompt_ids), params, stops, generator, matcher)
 
     def _reserve(self, tokens: int) -> None:
-        """A cache with `max_batch` slots of at least `tokens` positions (allocated on first use, grown by doubling)."""
-        if self.kv is None:
+        """A cache of `max_batch` slots of at least `tokens` positions: allocated on first use, reallocated when idle
+        and `max_batch` grew, its capacity doubled when a longer request comes."""
+        if self.kv is None or (self.kv.slots < self.max_batch and not self.rows):
             layers, heads, head_dim = self._kv_shape
-            capacity = max(256, -(-tokens // 256) * 256)
+            capacity = max(256, -(-tokens // 256) * 256, self.kv.capacity if self.kv is not None else 0)
+            self.kv = None  # the old one's memory goes first
             self.kv = SlotKVCache(layers, self.max_batch, heads, head_dim, capacity, self.model.dtype,
                                   self.model.device)
             logger.debug("KV cache: %d slots x %d tokens, %.0f MB", self.max_batch, capacity, self.kv.bytes() / 2**20)
