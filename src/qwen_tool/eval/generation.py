@@ -207,8 +207,9 @@ def generate_all(backend: Backend, prompts: Sequence[str], settings: GenerationS
         if cache is not None:
             cache.add([(missing[index], generation)])
 
-    generations = backend.generate(missing, settings, guides=[guide_of[p] for p in missing] if guides is not None else None,
-                                   on_done=finished, progress=description if progress else None)
+    missing_guides = [guide_of[p] for p in missing] if guides is not None else None
+    generations = backend.generate(missing, settings, guides=missing_guides, on_done=finished,
+                                   progress=description if progress else None)
     if len(generations) != len(missing):
         raise QwenToolError(f"backend {backend.model_id} returned {len(generations)} generations for "
                             f"{len(missing)} prompts; fix: the backend must return one per prompt")
