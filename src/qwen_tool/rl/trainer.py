@@ -297,17 +297,18 @@ def build_models(cfg: RLTrainingConfig, policy: Any | None = None, reference: An
 def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_index: int = 0) -> Decoder:
     """The rollouts' decoder, one per process (each samples its own episodes on its own policy replica, seeded
     `cfg.seed + process_index` like the rest of that process). The transformers backend decodes with the policy module
-    itself, so no weights are copied; vLLM loads `cfg.model` and takes the policy's weights at `update_weights`.
+    itself, so no weights are copied; vLLM loads `cfg.model`'s weights and takes the policy's at `update_weights`.
     Either way the trainer calls `update_weights` after every optimiser step."""
     seed = cfg.seed + process_index
     max_batch = min(64, cfg.prompts_per_step * cfg.samples_per_prompt)
     if cfg.backend == "vllm":
         # issue 27: `qwen_tool.decode.vllm_decoder` is being written; imported here so nothing else depends on it
         from qwen_tool.decode.vllm_decoder import VLLMDecoder
+        from qwen_tool.models import resolve
 
         dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[
-            resolve_precision(cfg.precision, "RL").precision]
-        return VLLMDecoder(cfg.model, tokenizer, seed=seed, dtype=dtype, max_batch=max_batch)
+            resolve_precision(cfg.precision, "RL").precision]  # sample in the precision the loss computes in
+        return VLLMDecoder(str(resolve(cfg.model).path), tokenizer, seed=seed, dtype=dtype, max_batch=max_batch)
     from qwen_tool.decode.transformers_decoder import TransformersDecoder
 
     return TransformersDecoder(_unwrap(policy), tokenizer, max_batch=max_batch, seed=seed)
