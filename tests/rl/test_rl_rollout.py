@@ -1,5 +1,6 @@
-"""The rollout loop with a scripted policy (a valid call, a call with a wrong argument name, no call) and with the
-tiny random model: logged rates, token-in/token-out and the tool-result mask."""
+"""The rollout loop with a scripted decoder (a valid call, a call with a wrong argument name, no call) and with the
+tiny random model on the transformers decoder: logged rates, token-in/token-out, the tool-result mask, greedy rows,
+shared prefixes and weight updates."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import dataclasses
 import pytest
 import torch
 
+from qwen_tool.decode import Completion, Request, SamplingParams
+from qwen_tool.decode.transformers_decoder import TransformersDecoder
 from qwen_tool.env.suites import get_suite
+from qwen_tool.rewards import RewardResult
 from qwen_tool.rl.algorithms import grpo_loss
 from qwen_tool.rl.policy import completion_forward
-from qwen_tool.rl.rollout import Sample, SingleTurnEpisode, ToolEnvEpisode, collate, rollout_stats, run_episodes
+from qwen_tool.rl.rollout import (
+    SingleTurnEpisode,
+    StepReport,
+    ToolEnvEpisode,
+    collate,
+    rollout_stats,
+    run_episodes,
+    turn_requests,
+)
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
 VALID = '<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Lisbon", "unit": "fahrenheit"}}\n' \
@@ -21,25 +33,36 @@ ANSWER = "Lisbon is warmer."
 WEIGHTS = {"irm": 1.0}
 
 
-class ScriptedSampler:
-    """Returns scripted texts: the script is chosen by a marker in the prompt, the turn by how many assistant turns
-    the prompt already holds."""
+class ScriptedDecoder:
+    """A `Decoder` returning scripted texts: the script is chosen by a marker in the prompt, the turn by how many
+    assistant turns the prompt already holds. Records each call's per-request greedy flags."""
+
+    backend = "scripted"
 
     def __init__(self, tokenizer, scripts: dict[str, list[str]]) -> None:
         self.tokenizer, self.scripts = tokenizer, scripts
         self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.greedy_calls: list[list[bool]] = []
 
-    def sample(self, prompts, max_new_tokens, greedy=None):
-        self.greedy_calls.append(list(greedy))
+    def generate(self, requests, *, on_done=None, progress=None):
+        self.greedy_calls.append([request.params.greedy for request in requests])
         out = []
-        for prompt in prompts:
-            text = self.tokenizer.decode(prompt)
+        for index, request in enumerate(requests):
+            text = self.tokenizer.decode(request.prompt_ids)
             marker = next(m for m in self.scripts if f"[{m}]" in text)
             turn = text.count("<|im_start|>assistant") - 1
             ids = self.tokenizer(self.scripts[marker][turn], add_special_tokens=False)["input_ids"] + [self.stop_id]
-            out.append(Sample(ids, [-0.5] * len(ids), True))
+            completion = Completion(ids, "stop", [-0.5] * len(ids), prompt_tokens=len(request.prompt_ids))
+            if on_done is not None:
+                on_done(index, completion)
+            out.append(completion)
         return out
+
+    def update_weights(self, model) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def weather_task(marker: str):
@@ -57,7 +80,7 @@ def tokenizer():
 def test_scripted_policy_rates_are_exact(tokenizer):
     scripts = {"A": [VALID, ANSWER], "B": [WRONG_NAME, ANSWER], "C": [ANSWER]}
     episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
-    rollouts = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes)
+    rollouts = run_episodes(ScriptedDecoder(tokenizer, scripts), tokenizer, "hermes", episodes)
     stats = rollout_stats(rollouts)
     # Calls: A one (ok), B one (town is not a parameter → parameter_hallucination), C none. Turns: 2 + 2 + 1 = 5.
     assert [r.call_categories for r in rollouts] == [["ok"], ["parameter_hallucination"], []]
@@ -79,9 +102,9 @@ def test_mean_turn_return_makes_length_neutral(tokenizer):
     and the per-token scores that PPO sees still sum to that return."""
     scripts = {"A": [VALID, ANSWER], "C": [ANSWER]}
     episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
-    summed = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes)
+    summed = run_episodes(ScriptedDecoder(tokenizer, scripts), tokenizer, "hermes", episodes)
     episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
-    averaged = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes", episodes, turn_return="mean")
+    averaged = run_episodes(ScriptedDecoder(tokenizer, scripts), tokenizer, "hermes", episodes, turn_return="mean")
     a_sum, c_sum = summed
     a_mean, c_mean = averaged
     # Turn rewards as in the test above: A [-0.25, 1.0], C [-1.5]; WEIGHTS has no coherence, so no episode reward.
@@ -95,7 +118,7 @@ def test_mean_turn_return_makes_length_neutral(tokenizer):
 
 def test_tool_results_are_inserted_tokens_and_masked(tokenizer):
     scripts = {"A": [VALID, ANSWER]}
-    (rollout,) = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes",
+    (rollout,) = run_episodes(ScriptedDecoder(tokenizer, scripts), tokenizer, "hermes",
                               [ToolEnvEpisode(weather_task("A"), WEIGHTS)])
     ids = torch.tensor(rollout.completion_ids)
     mask = torch.tensor(rollout.action_mask).bool()
@@ -121,7 +144,7 @@ def test_single_turn_episode_from_trajectory(tokenizer):
         "meta": {"id": "t0"},
     }
     episode = SingleTurnEpisode.from_trajectory(record, {"irm": 1.0, "format": 1.0})
-    (rollout,) = run_episodes(ScriptedSampler(tokenizer, {"A": [VALID]}), tokenizer, "hermes", [episode])
+    (rollout,) = run_episodes(ScriptedDecoder(tokenizer, {"A": [VALID]}), tokenizer, "hermes", [episode])
     assert rollout.reward == pytest.approx(2.0)  # IRM exact +1, format +1
     assert rollout.action_mask == [1] * len(rollout.completion_ids) and rollout.call_categories == ["ok"]
 
@@ -172,45 +195,50 @@ def test_gold_rollout_is_cut_at_the_token_budget(tokenizer):
 
 def test_greedy_flags_follow_their_episodes_from_turn_to_turn(tokenizer):
     scripts = {"A": [VALID, ANSWER], "B": [ANSWER], "C": [VALID, ANSWER]}
-    sampler = ScriptedSampler(tokenizer, scripts)
+    decoder = ScriptedDecoder(tokenizer, scripts)
     episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in scripts]
-    run_episodes(sampler, tokenizer, "hermes", episodes, greedy=[False, False, True])
+    run_episodes(decoder, tokenizer, "hermes", episodes, greedy=[False, False, True])
     # Turn 1: all three; B answers at once, so turn 2 holds A and C, and C keeps its flag.
-    assert sampler.greedy_calls == [[False, False, True], [False, True]]
+    assert decoder.greedy_calls == [[False, False, True], [False, True]]
     with pytest.raises(ValueError, match="2 flags for 3 episodes"):
-        run_episodes(sampler, tokenizer, "hermes", episodes, greedy=[True, False])
+        run_episodes(decoder, tokenizer, "hermes", episodes, greedy=[True, False])
+
+
+PROMPT_TEXT = "<|im_start|>user\nweather in Oslo?<|im_end|>\n<|im_start|>assistant\n"
+
+
+def forward_logprobs(model, prompt: list[int], completion: list[int], temperature: float = 1.0) -> torch.Tensor:
+    """log π(completion | prompt) per token from one plain forward pass (no cache)."""
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        out = completion_forward(model, ids[:, :len(prompt)], torch.ones_like(ids[:, :len(prompt)]),
+                                 ids[:, len(prompt):], torch.ones_like(ids[:, len(prompt):]), temperature=temperature)
+    return out.logprobs_BC[0]
 
 
 def test_greedy_rows_take_the_argmax_and_record_tempered_logprobs(tokenizer):
-    """A flagged row decodes as a greedy sampler would, while its log-probs stay those of the tempered distribution
+    """A flagged row decodes as greedy decoding would, while its log-probs stay those of the tempered distribution
     the loss reads; the unflagged row still samples."""
-    from qwen_tool.rl.policy import completion_forward
-    from qwen_tool.rl.rollout import TransformersSampler
-
     model = tiny_model()
-    prompt = tokenizer("<|im_start|>user\nweather in Oslo?<|im_end|>\n<|im_start|>assistant\n",
-                       add_special_tokens=False)["input_ids"]
-    greedy_ids = TransformersSampler(model, tokenizer, temperature=0).sample([prompt], 8)[0].token_ids
-    sampler = TransformersSampler(model, tokenizer, temperature=2.0, generator=torch.Generator().manual_seed(0))
-    flagged, sampled = sampler.sample([prompt, prompt], max_new_tokens=8, greedy=[True, False])
-    assert flagged.token_ids == greedy_ids
-    assert sampled.token_ids != greedy_ids  # temperature 2 on random weights: a greedy-looking draw is vanishingly rare
-    completion = torch.tensor([flagged.token_ids])
-    with torch.no_grad():
-        out = completion_forward(model, torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long),
-                                 completion, torch.ones_like(completion), temperature=2.0)
-    assert torch.allclose(out.logprobs_BC[0], torch.tensor(flagged.logprobs), atol=1e-4)
+    prompt = tokenizer(PROMPT_TEXT, add_special_tokens=False)["input_ids"]
+    (plain_greedy,) = TransformersDecoder(model, tokenizer).generate([Request(prompt, SamplingParams(max_tokens=8))])
+    decoder = TransformersDecoder(model, tokenizer, seed=0)
+    flagged, sampled = decoder.generate(turn_requests([prompt, prompt], [True, False], temperature=2.0,
+                                                      max_new_tokens=8))
+    assert flagged.token_ids == plain_greedy.token_ids
+    # temperature 2 on random weights: a greedy-looking draw is vanishingly rare
+    assert sampled.token_ids != plain_greedy.token_ids
+    for completion in (flagged, sampled):
+        expected = forward_logprobs(model, prompt, completion.token_ids, temperature=2.0)
+        assert torch.allclose(expected, torch.tensor(completion.logprobs), atol=1e-4)
 
 
 def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):
     """Old log-probs recorded while sampling equal a fresh forward pass over the appended ids."""
-    from qwen_tool.rl.policy import completion_forward
-    from qwen_tool.rl.rollout import TransformersSampler
-
     model = tiny_model()
-    sampler = TransformersSampler(model, tokenizer, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    decoder = TransformersDecoder(model, tokenizer, seed=0)
     episodes = [ToolEnvEpisode(weather_task(m), WEIGHTS) for m in "AB"]
-    rollouts = run_episodes(sampler, tokenizer, "hermes", episodes, max_new_tokens=6)
+    rollouts = run_episodes(decoder, tokenizer, "hermes", episodes, temperature=1.0, max_new_tokens=6)
     batch = collate(rollouts, tokenizer.pad_token_id)
     with torch.no_grad():
         out = completion_forward(model, batch.prompt_ids_BP, batch.prompt_mask_BP, batch.completion_ids_BC,
@@ -220,29 +248,113 @@ def test_tiny_model_rollout_records_sampling_logprobs(tokenizer):
     assert torch.allclose(out.logprobs_BC[mask], batch.old_logprobs_BC[mask], atol=1e-4)
 
 
-def test_sampler_prefills_a_repeated_prompt_once_and_samples_each_copy_independently(tokenizer):
-    from qwen_tool.rl.policy import completion_forward
-    from qwen_tool.rl.rollout import TransformersSampler
-
+def test_decoder_prefills_a_repeated_prompt_once_and_samples_each_copy_independently(tokenizer):
     model = tiny_model()
-    prompt = tokenizer("<|im_start|>user\nweather in Oslo?<|im_end|>\n<|im_start|>assistant\n",
-                       add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(PROMPT_TEXT, add_special_tokens=False)["input_ids"]
     other = prompt[:-3] + prompt[-2:]
-    prefill_rows = []
-    hook = model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: prefill_rows.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1
-        else None, with_kwargs=True)
-    sampler = TransformersSampler(model, tokenizer, temperature=1.0, generator=torch.Generator().manual_seed(0))
-    samples = sampler.sample([prompt] * 4 + [other], max_new_tokens=8)
-    hook.remove()
-    assert prefill_rows == [torch.Size([2, len(prompt)])]  # two distinct prompts, prefilled once each
-    assert len({tuple(s.token_ids) for s in samples[:4]}) > 1  # the copies are independent draws
-    for row, sample in zip([prompt] * 4 + [other], samples, strict=True):  # and each log-prob is its row's own
-        ids = torch.tensor([row + sample.token_ids])
-        with torch.no_grad():
-            out = completion_forward(model, ids[:, :len(row)], torch.ones_like(ids[:, :len(row)]),
-                                     ids[:, len(row):], torch.ones_like(ids[:, len(row):]))
-        assert torch.allclose(out.logprobs_BC[0], torch.tensor(sample.logprobs), atol=1e-4)
+    n = len(prompt)
+    decoder = TransformersDecoder(model, tokenizer, max_batch=8, seed=0)
+    completions = decoder.generate(turn_requests([prompt] * 4 + [other], [False] * 5, temperature=1.0,
+                                                 max_new_tokens=8))
+    # The group's prompt is prefilled once; each copy takes its keys and values and feeds only the last prompt token
+    # (whose logits pick its first token). The other prompt reuses the n - 3 tokens it shares with the group's.
+    assert [c.cached_tokens for c in completions] == [0, n - 1, n - 1, n - 1, n - 3]
+    assert decoder.prefilled_tokens == n + 3 * 1 + (n - 1) - (n - 3)
+    assert decoder.prefilled_tokens + decoder.reused_tokens == 4 * n + (n - 1)  # every prompt position, once
+    assert len({tuple(c.token_ids) for c in completions[:4]}) > 1  # the copies are independent draws
+    for row, completion in zip([prompt] * 4 + [other], completions, strict=True):  # each log-prob is its row's own
+        assert torch.allclose(forward_logprobs(model, row, completion.token_ids), torch.tensor(completion.logprobs),
+                              atol=1e-4)
+
+
+class TwoTurnEpisode:
+    """Whatever the policy says, the user asks a follow-up once, then the episode ends."""
+
+    task_id = "two-turn"
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    def reset(self):
+        return [{"role": "user", "content": "What is the weather in Oslo?"}], []
+
+    def step(self, parsed, truncated):
+        self.turns += 1
+        follow_up = [{"role": "user", "content": "And in Lisbon?"}] if self.turns == 1 else []
+        return StepReport(follow_up, RewardResult(0.0), done=self.turns == 2)
+
+    def finish(self):
+        return RewardResult(0.0)
+
+    def succeeded(self):
+        return False
+
+
+class RecordingDecoder:
+    """Passes calls through to a decoder and keeps each call's requests and completions."""
+
+    def __init__(self, decoder) -> None:
+        self.decoder, self.backend, self.calls = decoder, decoder.backend, []
+
+    def generate(self, requests, *, on_done=None, progress=None):
+        completions = self.decoder.generate(requests, on_done=on_done, progress=progress)
+        self.calls.append((list(requests), completions))
+        return completions
+
+
+def test_the_second_turn_reuses_the_first_turns_keys_and_values(tokenizer):
+    """Turn 2's prompt extends turn 1's prompt and sampled ids; the decoder kept turn 1's keys and values, so only the
+    follow-up is prefilled, and the log-probs (through the reused cache) still equal a fresh forward pass."""
+    model = tiny_model()
+    decoder = RecordingDecoder(TransformersDecoder(model, tokenizer, seed=0))
+    (rollout,) = run_episodes(decoder, tokenizer, "hermes", [TwoTurnEpisode()], temperature=1.0, max_new_tokens=6)
+    assert rollout.turns == 2 and len(decoder.calls) == 2
+    ([first_request], [first]), ([second_request], [second]) = decoder.calls
+    assert first.cached_tokens == 0
+    assert list(second_request.prompt_ids[:len(first_request.prompt_ids)]) == list(first_request.prompt_ids)
+    # stored: turn 1's prompt and sampled ids but the last (never fed back, so it has no keys and values yet)
+    assert second.cached_tokens == len(first_request.prompt_ids) + len(first.token_ids) - 1
+    assert decoder.decoder.reused_tokens == second.cached_tokens
+    batch = collate([rollout], tokenizer.pad_token_id)
+    with torch.no_grad():
+        out = completion_forward(model, batch.prompt_ids_BP, batch.prompt_mask_BP, batch.completion_ids_BC,
+                                 batch.completion_mask_BC)
+    mask = batch.action_mask_BC.bool()
+    assert torch.allclose(out.logprobs_BC[mask], batch.old_logprobs_BC[mask], atol=1e-4)
+
+
+def changed_model():
+    """Other weights with another greedy continuation: a random tiny model (tied embeddings) greedily repeats the
+    prompt's last token ("\n", id 198) whatever its seed, so that token's embedding is zeroed."""
+    model = tiny_model(seed=1)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[198] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["same-module", "another-module"])
+def test_update_weights_decodes_with_the_new_weights_and_drops_stored_prefixes(tokenizer, in_place):
+    """After an optimiser step (here: other weights), greedy decoding follows the new weights exactly as a fresh
+    decoder on them does, and no keys or values computed by the old weights are reused."""
+    prompt = tokenizer(PROMPT_TEXT, add_special_tokens=False)["input_ids"]
+    request = Request(prompt, SamplingParams(max_tokens=8, logprobs=True))
+    model = tiny_model(seed=0)
+    decoder = TransformersDecoder(model, tokenizer)
+    (before,) = decoder.generate([request])
+    assert decoder.prefixes.entries  # the finished request's keys and values are kept for a later turn
+    (again,) = decoder.generate([request])
+    assert again.cached_tokens == len(prompt) - 1 and again.token_ids == before.token_ids
+    if in_place:  # the RL trainer's case: the decoder decodes with the policy module the optimiser updates
+        model.load_state_dict(changed_model().state_dict())
+        decoder.update_weights(model)
+    else:
+        decoder.update_weights(changed_model())
+    assert not decoder.prefixes.entries
+    (after,) = decoder.generate([request])
+    (fresh,) = TransformersDecoder(changed_model(), tokenizer).generate([request])
+    assert after.cached_tokens == 0
+    assert after.token_ids == fresh.token_ids != before.token_ids
+    assert torch.allclose(torch.tensor(after.logprobs), torch.tensor(fresh.logprobs), atol=1e-5)
 
 
 def test_tool_result_tokens_get_zero_gradient():
@@ -250,7 +362,7 @@ def test_tool_result_tokens_get_zero_gradient():
     tokenizer = tiny_tokenizer()
     scripts = {"A": ['<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Oslo"}}\n</tool_call>',
                      "Done."]}
-    rollouts = run_episodes(ScriptedSampler(tokenizer, scripts), tokenizer, "hermes",
+    rollouts = run_episodes(ScriptedDecoder(tokenizer, scripts), tokenizer, "hermes",
                             [ToolEnvEpisode(weather_task("A"), {"irm": 1.0})])
     batch = collate(rollouts, tokenizer.pad_token_id)
     model = tiny_model()

@@ -185,6 +185,29 @@ def test_greedy_member_flags_the_first_episode_of_every_group(tmp_path, monkeypa
     assert seen == [[True, False, True, False]]  # 2 groups of 2: each group's first episode is greedy
 
 
+def test_rollouts_decode_with_the_policy_itself_and_take_every_update(tmp_path, monkeypatch):
+    """The transformers decoder holds the policy module (no weight copy) and is told after every optimiser step, so
+    keys and values stored under the old weights are never reused."""
+    from qwen_tool.decode.transformers_decoder import TransformersDecoder
+
+    updates, decoders = [], []
+    real = TransformersDecoder.update_weights
+
+    def spy(self, model):
+        decoders.append(self)
+        updates.append((model, bool(self.prefixes.entries)))
+        real(self, model)
+        assert not self.prefixes.entries
+
+    monkeypatch.setattr(TransformersDecoder, "update_weights", spy)
+    policy = tiny_model()
+    train_rl(small_config(tmp_path, "steps=2", "kl_coef=0", "suites=[]"), trajectories=[TRAJECTORY], policy=policy,
+             tokenizer=tiny_tokenizer())
+    assert len(updates) == 2 and all(model is policy for model, _ in updates)
+    assert decoders[0] is decoders[1] and decoders[0].model is policy
+    assert updates[0][1]  # the step's finished episodes had left keys and values to drop
+
+
 @pytest.mark.parametrize("overrides", [["greedy_member=true", "samples_per_prompt=1"],
                                        ["greedy_member=true", "algo=ppo"]])
 def test_greedy_member_needs_a_grpo_group_to_compete_in(overrides):

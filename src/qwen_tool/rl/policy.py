@@ -74,14 +74,17 @@ def _shared_prompt_forward(model: Any, prompt_P: torch.Tensor, completion_ids_GC
     of one unpadded prompt: the prompt is computed once and its cache copied to the G rows."""
     from transformers import DynamicCache
 
+    from qwen_tool.decode.transformers_decoder import cache_keyword
+
     rows_G, width_P = completion_ids_GC.shape[0], prompt_P.shape[0]
     cache = DynamicCache()
-    head = model(input_ids=prompt_P[None], past_key_values=cache, use_cache=True, logits_to_keep=1,
+    keyword = cache_keyword(model)  # `cache` in newer transformers (`past_key_values` warns there), else the old name
+    head = model(input_ids=prompt_P[None], **{keyword: cache}, use_cache=True, logits_to_keep=1,
                  output_hidden_states=with_hidden)
     cache.batch_select_indices(torch.zeros(rows_G, dtype=torch.long, device=prompt_P.device))
     mask_GT = torch.cat([completion_mask_GC.new_ones((rows_G, width_P)), completion_mask_GC], dim=1)
     position_GC = width_P + torch.arange(completion_ids_GC.shape[1], device=prompt_P.device).expand(rows_G, -1)
-    tail = model(input_ids=completion_ids_GC, attention_mask=mask_GT, position_ids=position_GC, past_key_values=cache,
+    tail = model(input_ids=completion_ids_GC, attention_mask=mask_GT, position_ids=position_GC, **{keyword: cache},
                  use_cache=True, output_hidden_states=with_hidden)
     logits_GCV = torch.cat([head.logits[:, -1:].expand(rows_G, -1, -1), tail.logits[:, :-1]], dim=1).float()
     if not with_hidden:

@@ -5,6 +5,10 @@ ids the policy sampled (action mask 1, with the log-probs recorded at sampling t
 reply (tool results, follow-up user turns, the next generation prompt: action mask 0), tokenised piece by piece. The
 reply's text comes from our prefix-stable chat template: everything it renders after the assistant turn's end.
 
+Sampling goes through the one generation engine (`qwen_tool.decode`): each turn the active episodes' conversations
+are one `generate` call, so a GRPO group's shared prompt is prefilled once and a later turn reuses the keys and values
+of the conversation so far.
+
 Two kinds of episode: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn, from a
 synthesised trajectory; nothing is executed, calls are only validated against the schemas) and `ToolEnvEpisode`
 (a multi-turn `ToolEnv` task whose calls run).
@@ -24,165 +28,11 @@ from qwen_tool import QwenToolError
 from qwen_tool.codec import get_codec
 from qwen_tool.codec.chat import markup_for, render_conversation
 from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.decode import Completion, Decoder, Request, SamplingParams
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
-from qwen_tool.models import stop_token_ids
 from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, tool_n1_reward, turn_reward
 from qwen_tool.tools import Executor, Tool
-
-# ---------------------------------------------------------------- sampling backends
-
-
-@dataclass
-class Sample:
-    token_ids: list[int]
-    """Sampled ids, the stop token included when the turn ended on one."""
-    logprobs: list[float]
-    """log π_old of each sampled id under the sampling distribution (temperature applied)."""
-    finished: bool
-    """Ended at a stop token (False: cut at max_new_tokens)."""
-
-
-class Sampler(Protocol):
-    """Continues token-id prompts; the transformers and vLLM backends, and scripted fakes in tests."""
-
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-               greedy: Sequence[bool] | None = None) -> list[Sample]:
-        """Continue every prompt; rows flagged in `greedy` take the most likely token at each step."""
-        ...
-
-
-
-
-class TransformersSampler:
-    """Batched temperature sampling with a KV cache; finished rows leave the batch (CPU default backend).
-
-    temperature 0 is greedy decoding (log-probs then come from the untempered distribution). Rows flagged greedy take
-    the argmax while the others sample; their log-probs still come from the tempered distribution the loss uses.
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, temperature: float = 1.0, batch_size: int = 64,
-                 generator: torch.Generator | None = None) -> None:
-        self.model = model
-        self.temperature = temperature
-        self.batch_size = batch_size
-        self.stop_ids = stop_token_ids(tokenizer)
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if isinstance(pad, int) else self.stop_ids[0]
-        self.generator = generator
-
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-               greedy: Sequence[bool] | None = None) -> list[Sample]:
-        flags = list(greedy) if greedy is not None else [False] * len(prompts)
-        out: list[Sample] = []
-        for start in range(0, len(prompts), self.batch_size):
-            end = start + self.batch_size
-            out.extend(self._sample_batch(prompts[start:end], max_new_tokens, flags[start:end]))
-        return out
-
-    @torch.no_grad()
-    def _sample_batch(self, rows: Sequence[Sequence[int]], max_new_tokens: int,
-                      greedy: Sequence[bool]) -> list[Sample]:
-        from transformers import DynamicCache
-
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        # A GRPO group repeats one prompt: prefill each distinct prompt once, then copy its cache rows.
-        distinct: dict[tuple[int, ...], int] = {}
-        source_B = torch.tensor([distinct.setdefault(tuple(row), len(distinct)) for row in rows], device=device)
-        width = max(len(r) for r in rows)
-        ids_UT = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
-        mask_UT = torch.zeros((len(distinct), width), dtype=torch.long)
-        for u, row in enumerate(distinct):  # left padding: every row's last prompt token sits in the last column
-            ids_UT[u, width - len(row):] = torch.tensor(row)
-            mask_UT[u, width - len(row):] = 1
-        ids_UT, mask_UT = ids_UT.to(device), mask_UT.to(device)
-        stop_ids = torch.tensor(self.stop_ids, device=device)
-        tokens: list[list[int]] = [[] for _ in rows]
-        logprobs: list[list[float]] = [[] for _ in rows]
-        finished = [False] * len(rows)
-        active = list(range(len(rows)))
-        cache = DynamicCache()
-        logits_UV = model(input_ids=ids_UT, attention_mask=mask_UT, position_ids=(mask_UT.cumsum(-1) - 1).clamp(min=0),
-                          past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
-        cache.batch_select_indices(source_B)
-        logits_BV, mask_BT = logits_UV[source_B], mask_UT[source_B]
-        position_B = mask_BT.sum(-1) - 1
-        greedy_B = torch.tensor(list(greedy), dtype=torch.bool, device=device)
-        for step in range(max_new_tokens):
-            if self.temperature > 0:
-                logp_BV = torch.log_softmax(logits_BV / self.temperature, dim=-1)
-                # argmax(log p − log E), E ~ Exp(1), is an exact draw from p (cheaper than multinomial on a big vocab)
-                noise_BV = torch.empty_like(logp_BV).exponential_(generator=self.generator)
-                next_B = torch.where(greedy_B, logp_BV.argmax(-1), (logp_BV - noise_BV.log()).argmax(-1))
-            else:
-                logp_BV = torch.log_softmax(logits_BV, dim=-1)
-                next_B = logp_BV.argmax(-1)
-            picked_B = logp_BV.gather(-1, next_B[:, None]).squeeze(-1)
-            done_B = torch.isin(next_B, stop_ids)
-            for b, (token, logp) in enumerate(zip(next_B.tolist(), picked_B.tolist(), strict=True)):
-                tokens[active[b]].append(token)
-                logprobs[active[b]].append(logp)
-            for b in done_B.nonzero().flatten().tolist():
-                finished[active[b]] = True
-            if step == max_new_tokens - 1 or bool(done_B.all()):
-                break
-            if bool(done_B.any()):  # drop finished rows, KV cache included
-                keep_B = (~done_B).nonzero().flatten()
-                cache.batch_select_indices(keep_B)
-                mask_BT, next_B, position_B = mask_BT[keep_B], next_B[keep_B], position_B[keep_B]
-                greedy_B = greedy_B[keep_B]
-                active = [active[b] for b in keep_B.tolist()]
-            mask_BT = torch.cat([mask_BT, mask_BT.new_ones((mask_BT.shape[0], 1))], dim=1)
-            position_B = position_B + 1
-            logits_BV = model(input_ids=next_B[:, None], attention_mask=mask_BT, position_ids=position_B[:, None],
-                              past_key_values=cache, use_cache=True).logits[:, -1].float()
-        model.train(was_training)
-        return [Sample(t, lp, f) for t, lp, f in zip(tokens, logprobs, finished, strict=True)]
-
-
-class VLLMSampler:
-    """Sampling with vLLM on a GPU; the policy's weights are pushed into the engine after every update.
-
-    Imported lazily (vLLM is optional) and not exercised by the CPU test suite.
-    """
-
-    def __init__(self, model_path: str, tokenizer: Any, temperature: float = 1.0, gpu_memory_utilization: float = 0.3,
-                 seed: int = 0) -> None:
-        try:
-            from vllm import LLM
-        except ImportError as err:
-            raise QwenToolError("backend 'vllm' needs the vllm package; fix: pip install vllm (GPU machines), or use "
-                                "backend=transformers") from err
-        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                       enable_prefix_caching=True)
-        self.temperature = temperature
-        self.stop_ids = stop_token_ids(tokenizer)
-
-    def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-               greedy: Sequence[bool] | None = None) -> list[Sample]:
-        from vllm import SamplingParams, TokensPrompt
-
-        flags = list(greedy) if greedy is not None else [False] * len(prompts)
-        params = [SamplingParams(temperature=0.0 if flag else self.temperature, max_tokens=max_new_tokens, logprobs=0,
-                                 stop_token_ids=self.stop_ids) for flag in flags]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
-        samples = []
-        for output in outputs:
-            completion = output.outputs[0]
-            ids = list(completion.token_ids)
-            logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids, strict=True)]
-            samples.append(Sample(ids, logprobs, completion.finish_reason == "stop"))
-        return samples
-
-    def sync_weights(self, model: Any) -> None:
-        """Load the trained policy's weights into the engine (call after every optimiser step)."""
-        state = model.state_dict().items()
-        self.llm.collective_rpc(lambda worker: worker.model_runner.model.load_weights(weights=state))
-        self.llm.reset_prefix_cache()
-
 
 # ---------------------------------------------------------------- episodes
 
@@ -374,11 +224,29 @@ def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: lis
     return piece if ended_on_stop else markup_for(tokenizer).end + piece
 
 
-def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
-                 max_new_tokens: int = 64, max_total_tokens: int = 4096,
-                 turn_return: Literal["sum", "mean"] = "sum", greedy: Sequence[bool] | None = None) -> list[Rollout]:
-    """Play every episode to its end, sampling the active ones together turn by turn; episodes flagged in `greedy`
-    (parallel to `episodes`) are decoded greedily at every turn."""
+def turn_requests(prompts: Sequence[Sequence[int]], greedy: Sequence[bool], temperature: float,
+                  max_new_tokens: int) -> list[Request]:
+    """One decoding request per active episode: sampled at `temperature` with log-probs; a greedy-flagged episode
+    takes the argmax while its log-probs still come from the tempered distribution the loss reads."""
+    return [Request(list(prompt), SamplingParams(max_tokens=max_new_tokens, temperature=temperature, greedy=flag,
+                                                 logprobs=True))
+            for prompt, flag in zip(prompts, greedy, strict=True)]
+
+
+def _turn_logprobs(completion: Completion) -> list[float]:
+    if completion.logprobs is None or len(completion.logprobs) != len(completion.token_ids):
+        raise QwenToolError("the decoder returned no log-prob per sampled token; fix: a decoder must honour "
+                            "SamplingParams(logprobs=True)")
+    return completion.logprobs
+
+
+def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
+                 temperature: float = 1.0, max_new_tokens: int = 64, max_total_tokens: int = 4096,
+                 turn_return: Literal["sum", "mean"] = "sum", greedy: Sequence[bool] | None = None,
+                 progress: str | None = None) -> list[Rollout]:
+    """Play every episode to its end, decoding the active ones together turn by turn (one `decoder.generate` per
+    turn) at `temperature`; episodes flagged in `greedy` (parallel to `episodes`) are decoded greedily at every turn.
+    `progress`: a description for the decoder's progress bar ("<progress> turn <k>"), None for none."""
     flags = list(greedy) if greedy is not None else [False] * len(episodes)
     if len(flags) != len(episodes):
         raise ValueError(f"greedy has {len(flags)} flags for {len(episodes)} episodes; give one flag per episode")
@@ -392,32 +260,36 @@ def run_episodes(sampler: Sampler, tokenizer: Any, fmt: str, episodes: Sequence[
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         states.append((episode, Rollout(episode.task_id, prompt_ids, turn_return=turn_return), messages, tools))
     active = list(range(len(states)))
+    turn = 0
     while active:
-        samples = sampler.sample([states[i][1].prompt_ids + states[i][1].completion_ids for i in active],
-                                 max_new_tokens, greedy=[flags[i] for i in active])
+        turn += 1
+        requests = turn_requests([states[i][1].prompt_ids + states[i][1].completion_ids for i in active],
+                                 [flags[i] for i in active], temperature, max_new_tokens)
+        completions = decoder.generate(requests, progress=f"{progress} turn {turn}" if progress else None)
         still_active = []
-        for index, sample in zip(active, samples, strict=True):
+        for index, completion in zip(active, completions, strict=True):
             episode, rollout, messages, tools = states[index]
-            rollout.completion_ids += sample.token_ids
-            rollout.action_mask += [1] * len(sample.token_ids)
-            rollout.old_logprobs += sample.logprobs
+            finished = completion.finish_reason == "stop"
+            rollout.completion_ids += completion.token_ids
+            rollout.action_mask += [1] * len(completion.token_ids)
+            rollout.old_logprobs += _turn_logprobs(completion)
             rollout.turn_ends.append(len(rollout.completion_ids) - 1)
-            text = tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+            text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
             rollout.texts.append(text)
             parsed = codec.parse(text, tools)
-            report = episode.step(parsed, truncated=not sample.finished)
+            report = episode.step(parsed, truncated=not finished)
             rollout.turn_rewards.append(report.reward.total)
             for key, value in report.reward.components.items():
                 rollout.components[key] = rollout.components.get(key, 0.0) + value
             rollout.call_categories += report.categories
             rollout.turns_with_calls += report.calls > 0
-            rollout.truncated_turns += not sample.finished
+            rollout.truncated_turns += not finished
             messages.append(_assistant_message(parsed))
             messages.extend(report.new_messages)
             if report.done:
                 rollout.ended_by = "done"
                 continue
-            piece = environment_piece(tokenizer, messages, tools, fmt, sample.finished)
+            piece = environment_piece(tokenizer, messages, tools, fmt, finished)
             piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
             if len(rollout.prompt_ids) + len(rollout.completion_ids) + len(piece_ids) + max_new_tokens \
                     > max_total_tokens:

@@ -21,6 +21,7 @@ import torch
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import RLTrainingConfig, to_dict
+from qwen_tool.decode import Decoder
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
 from qwen_tool.files import read_text, write_json
@@ -47,8 +48,6 @@ from qwen_tool.rl.rollout import (
     RolloutBatch,
     SingleTurnEpisode,
     ToolEnvEpisode,
-    TransformersSampler,
-    VLLMSampler,
     collate,
     gold_rollout,
     rollout_stats,
@@ -295,6 +294,26 @@ def build_models(cfg: RLTrainingConfig, policy: Any | None = None, reference: An
     return Models(policy, reference, critic, cfg.algo == "ppo" and cfg.critic == "value_head")
 
 
+def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_index: int = 0) -> Decoder:
+    """The rollouts' decoder, one per process (each samples its own episodes on its own policy replica, seeded
+    `cfg.seed + process_index` like the rest of that process). The transformers backend decodes with the policy module
+    itself, so no weights are copied; vLLM loads `cfg.model`'s weights and takes the policy's at `update_weights`.
+    Either way the trainer calls `update_weights` after every optimiser step."""
+    seed = cfg.seed + process_index
+    max_batch = min(64, cfg.prompts_per_step * cfg.samples_per_prompt)
+    if cfg.backend == "vllm":
+        # issue 27: `qwen_tool.decode.vllm_decoder` is being written; imported here so nothing else depends on it
+        from qwen_tool.decode.vllm_decoder import VLLMDecoder
+        from qwen_tool.models import resolve
+
+        dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[
+            resolve_precision(cfg.precision, "RL").precision]  # sample in the precision the loss computes in
+        return VLLMDecoder(str(resolve(cfg.model).path), tokenizer, seed=seed, dtype=dtype, max_batch=max_batch)
+    from qwen_tool.decode.transformers_decoder import TransformersDecoder
+
+    return TransformersDecoder(_unwrap(policy), tokenizer, max_batch=max_batch, seed=seed)
+
+
 def load_trajectories(path: str) -> list[dict[str, Any]]:
     """Trajectories from a JSONL file (one `{"tools", "messages", "meta"}` object per line)."""
     text = read_text(path, fix="point data= at a JSONL file of trajectories (e.g. from `qwen-tool data synth`)",
@@ -481,11 +500,9 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     elif resume:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", output_dir)
 
-    if cfg.backend == "vllm":
-        sampler: Any = VLLMSampler(cfg.model, tokenizer, cfg.temperature, seed=cfg.seed)
-    else:
-        sampler = TransformersSampler(_unwrap(models.policy), tokenizer, cfg.temperature,
-                                      batch_size=cfg.prompts_per_step * cfg.samples_per_prompt)
+    decoder = build_decoder(cfg, models.policy, tokenizer, accelerator.process_index)
+    if start:  # a resumed policy is not the weights a decoder loads from cfg.model
+        decoder.update_weights(_unwrap(models.policy))
     step_logger = StepLogger(output_dir, accelerator.is_main_process)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s",
@@ -495,8 +512,9 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     def rollout() -> tuple[RolloutBatch, dict[str, float]]:
         episodes = pool.episodes(rng)
         greedy = [cfg.greedy_member and i % cfg.samples_per_prompt == 0 for i in range(len(episodes))]
-        rollouts = run_episodes(sampler, tokenizer, fmt, episodes, max_new_tokens=cfg.max_new_tokens,
-                                max_total_tokens=cfg.max_total_tokens, turn_return=cfg.turn_return, greedy=greedy)
+        rollouts = run_episodes(decoder, tokenizer, fmt, episodes, temperature=cfg.temperature,
+                                max_new_tokens=cfg.max_new_tokens, max_total_tokens=cfg.max_total_tokens,
+                                turn_return=cfg.turn_return, greedy=greedy)
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
 
     def gold_batch() -> RolloutBatch | None:
@@ -519,8 +537,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
             update = grpo_update(models, optimizer, batch, cfg, accelerator, gold=gold_batch())
         else:
             update = ppo_update(models, optimizer, critic_optimizer, batch, cfg, accelerator, gold=gold_batch())
-        if cfg.backend == "vllm":
-            sampler.sync_weights(_unwrap(models.policy))
+        decoder.update_weights(_unwrap(models.policy))  # the next rollouts sample the updated policy
         stage = pool.curriculum.stage
         if pool.curriculum.update(stats["success_rate"]):
             logger.info("curriculum: stage %d (%s) → %d (%s)", stage, STAGE_NAMES[stage], pool.curriculum.stage,
@@ -533,6 +550,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
                              {"step": step + 1, "value_pretrain_done": value_done,
                               "curriculum": pool.curriculum.state(), "rng": rng.getstate()}, cfg.save_total_limit)
 
+    decoder.close()
     final = output_dir / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
