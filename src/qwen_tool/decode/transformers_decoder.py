@@ -263,7 +263,9 @@ class TransformersDecoder:
                         bar.done()
                     self.remove(finished)
         finally:
-            self.rows = []
+            # The cache is freed between calls (an RL step trains in between; it is reallocated in well under a
+            # second); the prefix store stays, so the next turn of an episode still starts from its known part.
+            self.rows, self.kv = [], None
             self.model.train(was_training)
         return [r for r in results if r is not None]
 
