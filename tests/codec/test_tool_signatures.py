@@ -79,6 +79,8 @@ def test_contradictions_and_unknown_top_level_keys_are_kept_not_dropped() -> Non
         '  {"required": ["a", "b"], "minProperties": 1}\n'
         '  - a: {"optional": true}'
     )
+    legacy = {"name": "h", "parameters": {"type": "object", "required": True, "properties": {"a": {"type": "string"}}}}
+    assert render_signature(legacy) == 'h(a?: string)\n  {"required": true}'
 
 
 def test_a_tool_without_a_name_is_refused_with_the_fix() -> None:

@@ -71,10 +71,10 @@ def _object_fields(rest: dict[str, Any], path: str) -> tuple[list[str], list[str
     properties = rest.get("properties")
     if isinstance(properties, dict) and properties:
         del rest["properties"]
-        required = rest.get("required")
-        required = required if isinstance(required, list) else []
-        if set(required) <= set(properties):
-            rest.pop("required", None)
+        listed = rest.get("required")
+        required = [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
+        if listed is not None and required == listed and all(name in properties for name in required):
+            del rest["required"]  # said by the `?` marks
         for name, schema in properties.items():
             text, field_notes = _field(str(name), schema, name in required, path)
             fields.append(text)

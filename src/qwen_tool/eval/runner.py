@@ -195,10 +195,10 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     `guided` decodes tool calls under the offered tools' schemas (`qwen_tool.codec.guided`; single-turn categories).
 
     `limit` keeps the first `limit` entries of each category in id order (a fixed subset); a dict gives each category
-    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`,
-    `tool_format` and `tool_rendering` default to the model's own (from the registry and its qwen_tool.json); tests
-    pass scripted ones. Generations are cached in
-    `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by model, prompt and settings.
+    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`, `tool_format` and
+    `tool_rendering` default to the model's own (from the registry and its qwen_tool.json); tests pass scripted ones.
+    Generations are cached in `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by
+    model, prompt and settings.
     """
     from qwen_tool.models import load_tokenizer
 
