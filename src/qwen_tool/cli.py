@@ -33,6 +33,8 @@ ConfigOption = Annotated[
 ]
 OverridesArg = Annotated[list[str] | None, typer.Argument(help="Config overrides, key=value (e.g. max_new_tokens=32).")]
 out = Console()  # results go to stdout; logs and progress go to stderr (`console`)
+TOOL_RENDERING_HELP = ("How prompts list the tool declarations: json (JSON schemas) or compact (typed signatures); "
+                       "default: as the model was trained (its qwen_tool.json), else json.")
 
 
 def _at_least(option: str, value: int | float | None, minimum: int) -> None:
@@ -234,19 +236,21 @@ def env_play(
 
 def _play_with_model(model: str, task: Any, noise: str, instability: float, seed: int | None,
                      max_turns: int) -> dict[str, Any]:
-    """One episode in which `model` answers every step (greedy, its own tool format)."""
+    """One episode in which `model` answers every step (greedy, its own tool format and rendering)."""
+    from qwen_tool.codec import get_codec
     from qwen_tool.codec.chat import render_prompt
     from qwen_tool.env import ToolEnv
     from qwen_tool.eval.generation import GenerationSettings, load_backend
-    from qwen_tool.models import load_tokenizer, tool_format_for
+    from qwen_tool.models import load_tokenizer, tool_format_for, tool_rendering_for
 
     fmt = tool_format_for(model)
+    codec = get_codec(fmt, tool_rendering=tool_rendering_for(model))
     backend, tokenizer = load_backend(model), load_tokenizer(model)
     env = ToolEnv(fmt=fmt, noise=noise, instability_rate=instability, max_turns=max_turns)
     env.reset(task, seed)
     settings = GenerationSettings(max_new_tokens=256, batch_size=1)
     while not env.done:
-        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), fmt)
+        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), codec)
         env.step(backend.generate([prompt], settings)[0].text)
     return env.trajectory()
 
@@ -652,6 +656,8 @@ def eval_command(
     guided: Annotated[bool, typer.Option(
         "--guided", help="Decode tool calls under the offered tools' schemas (xgrammar structural tags; the model "
         "still chooses whether to call). bfcl single-turn and internal suites, transformers backend.")] = False,
+    tool_rendering: Annotated[str | None, typer.Option(
+        "--tool-rendering", help=TOOL_RENDERING_HELP)] = None,
 ) -> None:
     """Run a benchmark suite and write outcomes.jsonl, metrics.json, report.md/.html into the run directory."""
     if ctx.invoked_subcommand is not None:
@@ -683,6 +689,10 @@ def eval_command(
     from qwen_tool.models import check_model_name
 
     check_model_name(model)
+    if tool_rendering is not None:
+        from qwen_tool.codec.base import check_tool_rendering
+
+        check_tool_rendering(tool_rendering)
     if threads:
         import torch
 
@@ -694,7 +704,8 @@ def eval_command(
         from qwen_tool.eval.robustness import run_robustness
 
         result = run_robustness(model, data, run_dir, backend=generator, batch_size=batch_size,
-                                limit=limit, max_new_tokens=max_new_tokens or 256, seed=seed)
+                                limit=limit, max_new_tokens=max_new_tokens or 256, seed=seed,
+                                tool_rendering=tool_rendering)
         table = Table(title=f"{label}: internal suite under RoTBench noise (seed {seed})")
         for column in ("level", "TS %", "PI %", "CF %", "n"):
             table.add_column(column)
@@ -707,7 +718,7 @@ def eval_command(
         runner = run_internal if suite == "internal" else run_internal_tasks
         guidance = {"guided": guided} if suite == "internal" else {}  # multi-turn tasks decode freely
         result = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
-                        max_new_tokens=max_new_tokens or 256, **guidance)
+                        max_new_tokens=max_new_tokens or 256, tool_rendering=tool_rendering, **guidance)
         summary = result["summary"]
         table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
         for column in ("metric", "%"):
@@ -721,7 +732,7 @@ def eval_command(
         out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
         return
     metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
-                       max_new_tokens=max_new_tokens, guided=guided)
+                       max_new_tokens=max_new_tokens, guided=guided, tool_rendering=tool_rendering)
     report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",
                           outcomes={label: run_dir / "outcomes.jsonl"})
     table = Table(title=f"{label}: BFCL accuracy")
@@ -772,6 +783,8 @@ def serve_command(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body; a larger one gets 413.")] = 4.0,
     max_tokens_cap: Annotated[int, typer.Option(
         help="Largest max_tokens a request may ask for; more gets 400.")] = 32_768,
+    tool_rendering: Annotated[str | None, typer.Option(
+        "--tool-rendering", help=TOOL_RENDERING_HELP)] = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
     from qwen_tool.serve.protocol import RequestLimits
@@ -785,7 +798,7 @@ def serve_command(
     limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens_cap)
     serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
           max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads,
-          precision=precision, limits=limits)
+          precision=precision, limits=limits, tool_rendering=tool_rendering)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,9 @@ def _describe(err: dict[str, Any], cls: type) -> str:
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown key {key!r}; fix: {hint}allowed keys here are {', '.join(allowed)}"
     if err["type"] in ("literal_error", "enum"):
-        return f"key {key!r} has value {err.get('input')!r}; fix: {err['msg'].replace('Input should be', 'use')}"
+        choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        hint = did_you_mean(str(err.get("input")), choices)
+        return f"key {key!r} has value {err.get('input')!r}; fix: {hint}{err['msg'].replace('Input should be', 'use')}"
     if err["type"] == "value_error":
         return f"key {key!r}: {err['msg'].removeprefix('Value error, ')}"
     return f"key {key!r} has value {err.get('input')!r}: {err['msg']}; fix: give a value of the right type"
@@ -261,6 +264,10 @@ class SFTTrainingConfig:
     """Checkpoints, logs and the final model (`<output_dir>/final`)."""
     tool_format: str | None = None
     """Wire format taught to the model; default: the one the model registry records for `model`."""
+    tool_rendering: Literal["json", "compact"] | None = None
+    """How prompts list the tool declarations: json (JSON schemas, as the format's own template writes them) or
+    compact (typed signatures: the same facts in fewer tokens); default: the one `model` was trained with (its
+    qwen_tool.json), else json. The trained model records it, so evaluation, RL and serving prompt it the same way."""
     mae: bool = True
     """Zero the loss of erroneous assistant turns (they stay in the context)."""
     pkt: bool = True
@@ -465,6 +472,9 @@ class RLTrainingConfig:
     """Checkpoints, logs and the final model (`<output_dir>/final`)."""
     tool_format: str | None = None
     """Wire format; default: the one the model registry records for `model`."""
+    tool_rendering: Literal["json", "compact"] | None = None
+    """How prompts list the tool declarations (json or compact, see the SFT config); default: the one `model` was
+    trained with (its qwen_tool.json), else json. Another choice than the recorded one is honoured with a warning."""
     algo: Literal["grpo", "ppo"] = "grpo"
     """GRPO (group-normalised advantages, no critic) or PPO (critic, GAE)."""
     steps: int = 30

@@ -34,7 +34,8 @@ MANIFEST = "qwen_tool_manifest.json"
 cache is detected on the next pull."""
 
 TRAINED_META = "qwen_tool.json"
-"""Written next to a model trained by Qwen-Tool: the tool format it was taught (and how it was trained)."""
+"""Written next to a model trained by Qwen-Tool: the tool format it was taught, how its prompts listed the tool
+declarations (`tool_rendering`), and how it was trained."""
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -243,6 +244,9 @@ class ResolvedModel:
     kind: str
     """"builtin", "local" or "hub"."""
     tool_format: str
+    tool_rendering: str | None = None
+    """How the prompts the model was trained with listed the tool declarations (its qwen_tool.json); None for a model
+    Qwen-Tool did not train."""
 
 
 def _format_from_config(path: Path | None, name: str) -> str:
@@ -273,7 +277,7 @@ def resolve(name: str) -> ResolvedModel:
                 f"{path} has no config.json, so it is not a Hugging Face model directory; "
                 "fix: point at the folder that save_pretrained wrote"
             )
-        fmt = _format_from_config(path, name)
+        fmt, rendering = _format_from_config(path, name), None
         for meta_file in (TRAINED_META, MANIFEST):  # a trained model or a converted built-in says what it speaks
             if (path / meta_file).is_file():
                 fix = f"restore {meta_file}, or delete it to fall back to config.json"
@@ -281,16 +285,48 @@ def resolve(name: str) -> ResolvedModel:
                 if not isinstance(meta, dict):
                     raise ModelNotFoundError(f"{path / meta_file} holds no JSON object; fix: {fix}")
                 fmt = meta.get("tool_format", fmt)
+                rendering = _recorded_rendering(meta, path / meta_file, fix)
                 break
-        return ResolvedModel(name, str(path), "local", fmt)
+        return ResolvedModel(name, str(path), "local", fmt, rendering)
     if path.exists() or name.startswith((".", "/", "~")):
         raise ModelNotFoundError(f"{name!r} is not a directory; fix: pass a model directory, hub id or built-in name")
     return ResolvedModel(name, name, "hub", _format_from_config(None, name))
 
 
+def _recorded_rendering(meta: dict[str, Any], path: Path, fix: str) -> str | None:
+    """The `tool_rendering` a model's metadata records (None when it records none), checked: a bad value would only
+    fail later, when the first prompt is rendered."""
+    from qwen_tool.codec.base import TOOL_RENDERINGS
+
+    rendering = meta.get("tool_rendering")
+    if rendering is not None and rendering not in TOOL_RENDERINGS:
+        raise ModelNotFoundError(f"{path} records tool_rendering {rendering!r}, not one of "
+                                 f"{', '.join(TOOL_RENDERINGS)}; fix: {fix}")
+    return rendering
+
+
 def tool_format_for(name: str) -> str:
     """The codec name a model speaks (e.g. "hermes")."""
     return resolve(name).tool_format
+
+
+def tool_rendering_for(name: str, requested: str | None = None) -> str:
+    """How `name`'s prompts list the tool declarations (json or compact): `requested` when given, else the rendering
+    the model was trained with (recorded in its qwen_tool.json), else json. A request that differs from the record is
+    honoured with a warning, since the model was taught the other."""
+    recorded = resolve(name).tool_rendering if Path(name).expanduser().is_dir() else None  # only ours have a record
+    if requested is None:
+        return recorded or "json"
+    if recorded is not None and requested != recorded:
+        _warn_rendering(name, recorded, requested)
+    return requested
+
+
+@functools.cache
+def _warn_rendering(name: str, recorded: str, requested: str) -> None:
+    """Once per model and request (an evaluation resolves the rendering in every suite it runs)."""
+    logger.warning("%s was trained with tool_rendering %s, but %s was asked for: prompting it with %s", name,
+                   recorded, requested, requested)
 
 
 HUB_PROBE_TIMEOUT_S = 5.0
@@ -428,8 +464,9 @@ def model_info(name: str) -> dict[str, Any]:
         return {
             "name": spec.name, "kind": "builtin", "description": spec.description, "parameters": spec.parameters,
             "license": spec.license, "source": f"PyPI wheel {spec.wheel} ({spec.gguf_member})",
-            "tool_format": spec.tool_format, "path": str(target),
+            "tool_format": spec.tool_format, "tool_rendering": "json", "path": str(target),
             "cached": "yes" if problem is None else f"no ({problem})",
         }
     resolved = resolve(name)
-    return {"name": name, "kind": resolved.kind, "path": resolved.path, "tool_format": resolved.tool_format}
+    return {"name": name, "kind": resolved.kind, "path": resolved.path, "tool_format": resolved.tool_format,
+            "tool_rendering": resolved.tool_rendering or "json"}

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.config import GenerateConfig, PipelineConfig, to_dict
@@ -28,6 +28,9 @@ from qwen_tool.cost import (
 from qwen_tool.files import write_json, write_lines
 from qwen_tool.log import console, logger
 from qwen_tool.models import load_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from qwen_tool.codec import Codec
 
 
 def answer_prompt(cfg: GenerateConfig) -> str:
@@ -170,17 +173,14 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
     return merged
 
 
-def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, limits: dict[str, int | None],
+def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, codec: Codec, limits: dict[str, int | None],
                          internal_eval: str | None, internal_limit: int | None) -> list[int]:
-    """Token lengths of the prompts an evaluation stage will decode (BFCL categories, then the internal suite), each
-    estimated as the mean of a spread sample."""
-    from qwen_tool.codec import get_codec
+    """Token lengths of the prompts an evaluation stage will decode (BFCL categories, then the internal suite) with
+    the evaluated model's `codec`, each estimated as the mean of a spread sample."""
     from qwen_tool.codec.chat import render_prompt
     from qwen_tool.eval import bfcl
     from qwen_tool.eval.runner import decision_points, read_held_out
-    from qwen_tool.models import tool_format_for
 
-    codec = get_codec(tool_format_for(cfg.model))
     conversations = []
     for category in cfg.eval.categories:
         if category not in bfcl.SINGLE_TURN_CATEGORIES:
@@ -220,11 +220,13 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
     """Probe this machine on the job's model (about 20 s on the dev box) and project every stage still to run from
     the work it holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT (token
     counts from a spread sample of the items)."""
+    from dataclasses import replace
+
     from qwen_tool.data.schema import read_any
+    from qwen_tool.eval.runner import model_codec
     from qwen_tool.hardware import prefill_dtype, resolve_precision
-    from qwen_tool.models import tool_format_for
     from qwen_tool.sft.tokenize import IGNORE_INDEX
-    from qwen_tool.sft.trainer import encode_dataset
+    from qwen_tool.sft.trainer import encode_dataset, sft_codec
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(cfg.model)
@@ -232,17 +234,18 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
     rates = measure_rates(load_model(cfg.model), train_precision, prefill_dtype(cfg.eval.prefill_dtype),
                           cfg.eval.batch_size, train_rows=cfg.sft.examples_per_device)
     trajectories, _ = read_any(data["train"], skip_invalid=True)
-    sample = encode_dataset(_spread_sample(trajectories), tokenizer,
-                            cfg.sft.tool_format or tool_format_for(cfg.model), cfg.sft)
+    trained_codec = sft_codec(replace(cfg.sft, model=cfg.model))  # the trained model is prompted as it was taught
+    sample = encode_dataset(_spread_sample(trajectories), tokenizer, trained_codec, cfg.sft)
     tokens = sum(len(e["input_ids"]) for e in sample) * len(trajectories) / max(1, len(sample))
     per_step = cfg.sft.examples_per_device * cfg.sft.gradient_accumulation
     steps = math.ceil(len(trajectories) / per_step) * cfg.sft.epochs
     targets = sorted(sum(label != IGNORE_INDEX for label in e["labels"]) for e in sample)
     answer = min(cfg.eval.max_new_tokens, targets[int(TRAINED_ANSWER_QUANTILE * (len(targets) - 1))])
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
-    baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, baseline_limits, data["internal_eval"],
-                                            cfg.eval.baseline_limit)
-    trained_prompts = _eval_prompt_lengths(cfg, tokenizer, dict(cfg.eval.limits), data["internal_eval"], None)
+    baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, model_codec(cfg.model), baseline_limits,
+                                            data["internal_eval"], cfg.eval.baseline_limit)
+    trained_prompts = _eval_prompt_lengths(cfg, tokenizer, trained_codec, dict(cfg.eval.limits), data["internal_eval"],
+                                           None)
     # The untrained model answers in prose until the cap; the trained one about as long as its training targets.
     projected = {
         "baseline_eval": generation_seconds(baseline_prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens, rates),

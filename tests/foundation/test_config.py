@@ -82,6 +82,9 @@ def test_bad_literal_lists_allowed_values(tmp_path):
     path = write(tmp_path, "optim:\n  schedule: constant\n")
     with pytest.raises(ConfigError, match=r"optim\.schedule.*'constant'.*'cosine' or 'linear'"):
         load_config(Recipe, path)
+    with pytest.raises(ConfigError, match=r"'optim\.schedule' has value 'cosin'; fix: did you mean 'cosine'\? use "
+                                          r"'cosine' or 'linear'$"):
+        load_config(Recipe, None, ["optim.schedule=cosin"])
 
 
 def test_wrong_type_and_cross_field_check(tmp_path):
@@ -112,7 +115,11 @@ def test_field_docs_come_from_attribute_docstrings():
     (["eval.batch_size=0"], r"key 'eval': batch_size must be at least 1, got 0"),
     (["sft.max_examples=0"], r"key 'sft': max_examples must be at least 1"),
     (["rl.suites=[wether]"], r"unknown suite 'wether'; fix: did you mean 'weather'\?"),
-], ids=["n_train", "mix", "categories", "limits", "batch_size", "max_examples", "suites"])
+    (["sft.tool_rendering=compakt"], r"key 'sft.tool_rendering' has value 'compakt'; fix: did you mean 'compact'\? "
+                                     r"use 'json' or 'compact'$"),
+    (["rl.tool_rendering=JSON"], r"key 'rl.tool_rendering' has value 'JSON'; fix: use 'json' or 'compact'$"),
+], ids=["n_train", "mix", "categories", "limits", "batch_size", "max_examples", "suites", "tool_rendering",
+        "rl_tool_rendering"])
 def test_recipe_values_are_checked_at_load(overrides, expected):
     """Issue 26: these were accepted at load and failed later, after the model had loaded (or never)."""
     from qwen_tool.config import PipelineConfig

@@ -163,3 +163,7 @@ def test_a_broken_trained_model_record_is_one_line(tmp_path):
     (model / models.TRAINED_META).write_text("[]")
     with pytest.raises(ModelNotFoundError, match=r"qwen_tool.json holds no JSON object; fix: restore"):
         resolve(str(model))
+    (model / models.TRAINED_META).write_text('{"tool_format": "hermes", "tool_rendering": "yaml"}')
+    with pytest.raises(ModelNotFoundError, match=r"qwen_tool.json records tool_rendering 'yaml', not one of json, "
+                                                 r"compact; fix: restore qwen_tool.json"):
+        resolve(str(model))

@@ -168,7 +168,14 @@ def test_eval_compare_rejects_malformed_outcomes(tmp_path: Path, capsys) -> None
     (["run", "eval.batch_size=0"], "key 'eval': batch_size must be at least 1, got 0"),
     (["eval", "--categories", "simple_pythn"],
      "--categories: unknown BFCL category 'simple_pythn'; fix: did you mean 'simple_python'?"),
-], ids=["n_train", "categories", "batch_size", "eval-categories"])
+    (["run", "sft.tool_rendering=compakt"],
+     "key 'sft.tool_rendering' has value 'compakt'; fix: did you mean 'compact'? use 'json' or 'compact'"),
+    (["eval", "--tool-rendering", "compakt"],
+     "unknown tool rendering 'compakt'; fix: did you mean 'compact'? use one of json, compact"),
+    (["serve", "--model", "smollm2-135m-instruct", "--tool-rendering", "jsn"],
+     "unknown tool rendering 'jsn'; fix: did you mean 'json'? use one of json, compact"),
+], ids=["n_train", "categories", "batch_size", "eval-categories", "tool_rendering", "eval-tool-rendering",
+        "serve-tool-rendering"])
 def test_recipe_values_fail_at_load(capsys, monkeypatch, args: list[str], expected: str) -> None:
     """These were accepted at load; `eval` checked categories only after loading the model."""
     import qwen_tool.models

@@ -29,9 +29,10 @@ def small_config(tmp_path, *overrides: str) -> RLTrainingConfig:
 
 
 def test_one_grpo_step_writes_the_final_model(tmp_path):
-    final = train_rl(small_config(tmp_path, "steps=1", "kl_coef=0"), trajectories=[TRAJECTORY], policy=tiny_model(),
-                     tokenizer=tiny_tokenizer())
-    assert json.loads((final / "qwen_tool.json").read_text())["tool_format"] == "hermes"
+    final = train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "tool_rendering=compact"),
+                     trajectories=[TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
+    meta = json.loads((final / "qwen_tool.json").read_text())
+    assert (meta["tool_format"], meta["tool_rendering"]) == ("hermes", "compact")
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
 
 

@@ -6,10 +6,10 @@ from the canonical OpenAI message model (`ToolCall`, `ParsedOutput`) here, and n
 
 from __future__ import annotations
 
-from qwen_tool.codec.base import Codec, CodecError, Rendered, Span, StreamParser
+from qwen_tool.codec.base import TOOL_RENDERINGS, Codec, CodecError, Rendered, Span, StreamParser
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 
-__all__ = ["Codec", "CodecError", "ParsedOutput", "Rendered", "Span", "StreamParser", "ToolCall",
+__all__ = ["TOOL_RENDERINGS", "Codec", "CodecError", "ParsedOutput", "Rendered", "Span", "StreamParser", "ToolCall",
            "available_formats", "get_codec"]
 
 
@@ -36,9 +36,10 @@ def available_formats() -> list[str]:
     return sorted(_registry())
 
 
-def get_codec(name: str, variant: str | None = None) -> Codec:
-    """The codec of a format family; `variant` picks a generation where a family has several (e.g. mistral v3)."""
+def get_codec(name: str, variant: str | None = None, tool_rendering: str = "json") -> Codec:
+    """The codec of a format family; `variant` picks a generation where a family has several (e.g. mistral v3);
+    `tool_rendering` how its prompts list tool declarations (`TOOL_RENDERINGS`: json schemas, or compact signatures)."""
     registry = _registry()
     if name not in registry:
         raise CodecError(f"unknown tool-call format {name!r}; fix: use one of {sorted(registry)}")
-    return registry[name](variant)
+    return registry[name](variant, tool_rendering)

@@ -55,9 +55,9 @@ class AutoCodec(Codec):
     name = "auto"
     call_markers = tuple(marker for marker, _ in DISTINCT) + ("[",)
 
-    def __init__(self, variant: str | None = None) -> None:
-        super().__init__(variant)
-        self._hermes = HermesCodec()
+    def __init__(self, variant: str | None = None, tool_rendering: str = "json") -> None:
+        super().__init__(variant, tool_rendering)
+        self._hermes = HermesCodec(tool_rendering=tool_rendering)
 
     def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False,
               keep_malformed: bool = False) -> ParsedOutput:
@@ -69,8 +69,11 @@ class AutoCodec(Codec):
     def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> StreamParser:
         return _AutoStream(self, tools, in_reasoning=in_reasoning)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        return self._hermes.render_tools(tools)
+    def declarations(self, tools: list[dict]) -> str:
+        return self._hermes.declarations(tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        return self._hermes.tools_prompt(tools, declarations)
 
     def render_calls(self, calls):  # noqa: ANN001, ANN201 - delegates with the same signature
         return self._hermes.render_calls(calls)

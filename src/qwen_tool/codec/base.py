@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwen_tool import QwenToolError
+from qwen_tool import QwenToolError, did_you_mean
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.codec.values import (
     TOO_DEEP,
@@ -29,6 +29,9 @@ from qwen_tool.codec.values import (
 
 JSON = json.JSONDecoder()
 CONTENT, REASONING = "content", "reasoning"
+TOOL_RENDERINGS = ("json", "compact")
+"""How a prompt lists the tool declarations: as the format's own template does (JSON schemas, or its own markup), or
+as typed signatures (`tool_signatures`, fewer tokens)."""
 
 
 class CodecError(QwenToolError):
@@ -171,6 +174,13 @@ class ScanState:
         self.finder.shift(offset)
         if self.resume is not None:
             self.resume = (self.resume[0] - offset, self.resume[1])
+
+
+def check_tool_rendering(rendering: str) -> None:
+    """Raise CodecError unless `rendering` is one of TOOL_RENDERINGS, suggesting the closest."""
+    if rendering not in TOOL_RENDERINGS:
+        raise CodecError(f"unknown tool rendering {rendering!r}; fix: {did_you_mean(str(rendering), TOOL_RENDERINGS)}"
+                         f"use one of {', '.join(TOOL_RENDERINGS)}")
 
 
 def tool_index(tools: list[dict] | None) -> dict[str, dict]:
@@ -317,10 +327,13 @@ class Codec:
     think_tags = True
     """Whether `<think>...</think>` carries reasoning in this format."""
 
-    def __init__(self, variant: str | None = None) -> None:
+    def __init__(self, variant: str | None = None, tool_rendering: str = "json") -> None:
         self.variant = variant or self.default_variant
         if self.variant not in self.variants:
             raise CodecError(f"format {self.name!r} has no variant {variant!r}; fix: use one of {self.variants}")
+        check_tool_rendering(tool_rendering)
+        self.tool_rendering = tool_rendering
+        """One of TOOL_RENDERINGS: how `render_tools` lists the declarations (a model reads them as it was taught)."""
         self._tables: dict[str, dict[str, Handler]] = {}
 
     default_variant = "default"
@@ -431,6 +444,22 @@ class Codec:
 
     # ---- rendering -----------------------------------------------------------------------------------------------
     def render_tools(self, tools: list[dict]) -> str:
+        """System-prompt text that declares `tools` and says how to call them: the format's own instructions around
+        a listing of the declarations, as the format's template lists them (`tool_rendering` json) or as typed
+        signatures (compact: the same facts in fewer tokens)."""
+        if self.tool_rendering == "compact":
+            from qwen_tool.codec.tool_signatures import render_signatures
+
+            return self.tools_prompt(tools, render_signatures(tools))
+        return self.tools_prompt(tools, self.declarations(tools))
+
+    def declarations(self, tools: list[dict]) -> str:
+        """The declarations of `tools` as this format's own template lists them."""
+        raise NotImplementedError
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        """The format's instructions and call syntax around `declarations`, the listing of `tools` (this format's
+        own, or the compact signatures, as `tool_rendering` says)."""
         raise NotImplementedError
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:

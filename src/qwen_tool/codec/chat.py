@@ -101,12 +101,17 @@ def render_conversation(tokenizer: Any, messages: list[dict], tools: list[dict] 
                         ) -> RenderedChat:
     """Render `messages` (OpenAI format, with `tool_calls` and `tool` messages) and `tools` as one string.
 
-    `use_model_template`: None picks the tokenizer's own template when it takes tools, else ours for `fmt`.
+    `use_model_template`: None picks the tokenizer's own template when it takes tools, else ours for `fmt`. A codec
+    whose `tool_rendering` is not json always gets ours: a model's own template writes the tools its own way.
     """
     _check_messages(messages)
+    rendering = fmt.tool_rendering if isinstance(fmt, Codec) else "json"
     if use_model_template is None:
-        use_model_template = tokenizer is not None and model_template_takes_tools(tokenizer)
+        use_model_template = rendering == "json" and tokenizer is not None and model_template_takes_tools(tokenizer)
     if use_model_template:
+        if rendering != "json":
+            raise CodecError(f"the model's own chat template writes the tools its own way, not as tool_rendering "
+                             f"{rendering!r}; fix: pass use_model_template=False, or use tool_rendering json")
         return _render_with_model_template(tokenizer, messages, tools, fmt, add_generation_prompt)
     return _render_ours(markup_for(tokenizer), messages, tools, _codec(fmt), add_generation_prompt)
 

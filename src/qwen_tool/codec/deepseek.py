@@ -89,13 +89,15 @@ class DeepSeekCodec(Codec):
             end = len(text)
         return call_region(end, call, what, pos, f"{what} at char {pos}: arguments are not an object; dropped")
 
-    def render_tools(self, tools: list[dict]) -> str:
-        blocks = "\n\n".join(
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n\n".join(
             f"### {function_of(tool)['name']}\nDescription: {function_of(tool).get('description', '')}\n\n"
             f"Parameters: {dumps(function_of(tool).get('parameters') or {})}" for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
         example = (f"{CALLS_BEGIN}{CALL_BEGIN}function{SEP}NAME\n```json\n{{ARGUMENTS}}\n```{CALL_END}{CALLS_END}"
                    if self.variant == "v3" else f"{CALLS_BEGIN}{CALL_BEGIN}NAME{SEP}{{ARGUMENTS}}{CALL_END}{CALLS_END}")
-        return (f"## Tools\nThese tools are available:\n\n{blocks}\n\n"
+        return (f"## Tools\nThese tools are available:\n\n{declarations}\n\n"
                 f"Call tools with exactly this layout (arguments as a JSON object):\n{example}")
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:

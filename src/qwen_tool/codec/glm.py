@@ -87,11 +87,15 @@ class GlmCodec(Codec):
             arguments[key] = type_value(text[v + len(VALUE):value_end], argument_schema(state, name, key))
             q = value_end + len(VALUE_END)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        lines = "\n".join(dumps(function_of(tool)) for tool in tools)
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n".join(dumps(function_of(tool)) for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        written = (", one JSON object per line," if self.tool_rendering == "json"
+                   else " (`?` marks an optional argument, `=` its default),")
         return (
             "# Tools\n\nYou can call the functions below to help with the user's request.\n\n"
-            f"Their signatures, one JSON object per line, inside <tools></tools> tags:\n<tools>\n{lines}\n</tools>\n\n"
+            f"Their signatures{written} inside <tools></tools> tags:\n<tools>\n{declarations}\n</tools>\n\n"
             "To call a function, write its name and each argument in this XML layout:\n"
             "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"
             "<arg_key>{arg-key-2}</arg_key>\n<arg_value>{arg-value-2}</arg_value>\n...\n</tool_call>"

@@ -117,17 +117,18 @@ class HarmonyCodec(Codec):
                            f"call to {recipient}", pos,
                            f"call to {recipient} at char {pos}: arguments are not an object", mode=CONTENT)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        lines = ["# Tools", "", "## functions", "", "namespace functions {", ""]
+    def declarations(self, tools: list[dict]) -> str:
+        blocks = []
         for tool in tools:
             function = function_of(tool)
-            if function.get("description"):
-                lines.append(f"// {function['description']}")
+            comment = f"// {function['description']}\n" if function.get("description") else ""
             params = function.get("parameters") or {}
             args = f"(_: {ts_type(params)})" if params.get("properties") else "()"
-            lines += [f"type {function['name']} = {args} => any;", ""]
-        lines.append("} // namespace functions")
-        return "\n".join(lines)
+            blocks.append(f"{comment}type {function['name']} = {args} => any;")
+        return "\n\n".join(blocks)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        return f"# Tools\n\n## functions\n\nnamespace functions {{\n\n{declarations}\n\n}} // namespace functions"
 
     def render_assistant(self, content: str | None, tool_calls: list[ToolCall] | None = None,
                          reasoning: str | None = None) -> Rendered:

@@ -73,13 +73,17 @@ class HermesCodec(Codec):
     def _call(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         return read_json_call(text, pos, final, OPEN, CLOSE)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        lines = "\n".join(dumps({"type": "function", "function": function_of(tool)}) for tool in tools)
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n".join(dumps({"type": "function", "function": function_of(tool)}) for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        written = ("is a JSON object" if self.tool_rendering == "json"
+                   else "(`?` marks an optional argument, `=` its default) is")
         return (
             "# Tools\n\n"
             "You can call the functions described below to help with the user's request.\n\n"
-            "Each function's signature is a JSON object inside the <tools></tools> tags:\n"
-            f"<tools>\n{lines}\n</tools>\n\n"
+            f"Each function's signature {written} inside the <tools></tools> tags:\n"
+            f"<tools>\n{declarations}\n</tools>\n\n"
             "To call a function, write a JSON object with its name and arguments between <tool_call></tool_call> "
             "tags, one block per call:\n"
             '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'

@@ -74,8 +74,11 @@ class KimiK2Codec(Codec):
         return call_region(end, call_from_obj({"name": name, "arguments": arguments, "id": call_id}), what, pos,
                            f"{what} at char {pos}: arguments are not an object; dropped")
 
-    def render_tools(self, tools: list[dict]) -> str:
+    def declarations(self, tools: list[dict]) -> str:
         return dumps([tool if "function" in tool else {"type": "function", "function": tool} for tool in tools])
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        return declarations  # Kimi's template declares the tools and nothing more
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:
         builder = TextBuilder().add(SECTION_BEGIN)

@@ -73,13 +73,15 @@ class Llama3JsonCodec(Codec):
                 continue
             return Region(end, calls=calls)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        lines = "\n\n".join(dumps(tool if "function" in tool else {"type": "function", "function": tool})
-                            for tool in tools)
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n\n".join(dumps(tool if "function" in tool else {"type": "function", "function": tool})
+                           for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
         return (
             "You can call the functions below. To call one, reply with only a JSON object of the form "
             '{"name": function name, "parameters": object of argument names and values}; '
-            "use literal values, never variables. Separate several calls with ';'.\n\n" + lines
+            "use literal values, never variables. Separate several calls with ';'.\n\n" + declarations
         )
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:

@@ -97,9 +97,11 @@ class MistralCodec(Codec):
         return call_region(end, call, TOOL_CALLS, pos,
                            f"{TOOL_CALLS} at char {pos}: arguments are not an object; the call was dropped")
 
-    def render_tools(self, tools: list[dict]) -> str:
-        listed = [tool if "function" in tool else {"type": "function", "function": tool} for tool in tools]
-        return f"[AVAILABLE_TOOLS]{dumps(listed)}[/AVAILABLE_TOOLS]"
+    def declarations(self, tools: list[dict]) -> str:
+        return dumps([tool if "function" in tool else {"type": "function", "function": tool} for tool in tools])
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        return f"[AVAILABLE_TOOLS]{declarations}[/AVAILABLE_TOOLS]"
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:
         builder = TextBuilder().add(TOOL_CALLS)

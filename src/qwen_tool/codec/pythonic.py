@@ -188,11 +188,15 @@ class PythonicCodec(Codec):
             return Region(end + 1, content=text[pos:end + 1])
         return Region(end + 1, calls=calls)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        lines = "\n".join(dumps(function_of(tool)) for tool in tools)
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n".join(dumps(function_of(tool)) for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
+        written = ("JSON schema, one per line" if self.tool_rendering == "json"
+                   else "typed signatures; `?` marks an optional argument, `=` its default")
         return (
-            "You can call the functions described below (JSON schema, one per line).\n"
-            f"{lines}\n\n"
+            f"You can call the functions described below ({written}).\n"
+            f"{declarations}\n\n"
             "To call functions, reply with only a Python list of calls with keyword arguments, for example "
             "[func_name1(param1=value1, param2=value2), func_name2(param=value)], and no other text."
         )

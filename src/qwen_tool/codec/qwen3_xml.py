@@ -146,7 +146,7 @@ class Qwen3XmlCodec(Codec):
             search = close + 1
         return None
 
-    def render_tools(self, tools: list[dict]) -> str:
+    def declarations(self, tools: list[dict]) -> str:
         blocks = []
         for tool in tools:
             function = function_of(tool)
@@ -166,10 +166,12 @@ class Qwen3XmlCodec(Codec):
                 lines.append(f"<required>{dumps(required)}</required>")
             lines.append("</parameters>\n</function>")
             blocks.append("\n".join(lines))
-        tools_xml = "\n".join(blocks)
+        return "\n".join(blocks)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
         return (
             "# Tools\n\nThese functions are available to you:\n\n"
-            f"<tools>\n{tools_xml}\n</tools>\n\n"
+            f"<tools>\n{declarations}\n</tools>\n\n"
             "To call a function, reply with exactly this layout and nothing after it:\n\n"
             "<tool_call>\n<function=function_name>\n<parameter=parameter_name>\nvalue\n</parameter>\n"
             "</function>\n</tool_call>\n\n"

@@ -94,16 +94,18 @@ class ReactCodec(Codec):
     def _function(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         return self._read(text, pos, final, FN, FN_ARGS)
 
-    def render_tools(self, tools: list[dict]) -> str:
-        descriptions = "\n\n".join(
+    def declarations(self, tools: list[dict]) -> str:
+        return "\n\n".join(
             f"{function_of(tool)['name']}: {function_of(tool).get('description', '')} "
             f"Parameters: {dumps(function_of(tool).get('parameters') or {})}" for tool in tools)
+
+    def tools_prompt(self, tools: list[dict], declarations: str) -> str:
         names = ", ".join(function_of(tool)["name"] for tool in tools)
         if self.variant == "qwen":
-            return (f"# Tools\n\nYou can use these tools:\n\n{descriptions}\n\n"
+            return (f"# Tools\n\nYou can use these tools:\n\n{declarations}\n\n"
                     f"To use a tool, write:\n\n{FN}: the tool's name, one of [{names}]\n{FN_ARGS}: its input as JSON\n"
                     f"{FN_RESULT}: the result it returns\n{FN_RETURN}: your reply based on the result")
-        return (f"Answer the question as well as you can. You can use these tools:\n\n{descriptions}\n\n"
+        return (f"Answer the question as well as you can. You can use these tools:\n\n{declarations}\n\n"
                 "Use this layout:\n\nQuestion: the question to answer\nThought: what to do next\n"
                 f"Action: the tool to use, one of [{names}]\nAction Input: the tool's input as a JSON object\n"
                 "Observation: the tool's result\n... (Thought/Action/Action Input/Observation may repeat)\n"

@@ -39,7 +39,8 @@ def robustness_markdown(result: dict[str, Any]) -> str:
 
 
 def run_robustness(model: str, records_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
-                   tokenizer: Any = None, tool_format: str | None = None, levels: Sequence[str] = NOISE_LEVELS,
+                   tokenizer: Any = None, tool_format: str | None = None, tool_rendering: str | None = None,
+                   levels: Sequence[str] = NOISE_LEVELS,
                    seed: int = 0, batch_size: int = 8, max_new_tokens: int = 256, limit: int | None = None,
                    cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Score the held-out suite at each noise level into `<out_dir>/<level>/` and return
@@ -68,8 +69,8 @@ def run_robustness(model: str, records_path: str | Path, out_dir: str | Path, *,
     for level in levels:
         noised = write_noised(records, level, seed, out / level / "records.jsonl")
         scored = run_internal(model, noised, out / level, backend=backend, tokenizer=tokenizer,
-                              tool_format=tool_format, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                              cache_dir=cache, progress=progress)
+                              tool_format=tool_format, tool_rendering=tool_rendering, batch_size=batch_size,
+                              max_new_tokens=max_new_tokens, cache_dir=cache, progress=progress)
         per_level[level] = {**scored["summary"], "n": scored["decisions"]}
         logger.info("robustness %s: TS %.1f%%, PI %.1f%%, CF %.1f%% of %d", level, 100 * per_level[level]["TS"],
                     100 * per_level[level]["PI"], 100 * per_level[level]["CF"], scored["decisions"])

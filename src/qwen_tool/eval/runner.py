@@ -177,20 +177,30 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
     return outcomes
 
 
+def model_codec(model: str, tool_format: str | None = None, tool_rendering: str | None = None) -> Codec:
+    """The codec `model` is prompted with: its own tool format and tool rendering (the ones it was trained with,
+    `models.tool_rendering_for`) unless given."""
+    from qwen_tool.models import tool_format_for, tool_rendering_for
+
+    return get_codec(tool_format or tool_format_for(model), tool_rendering=tool_rendering_for(model, tool_rendering))
+
+
 def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | dict[str, int | None] | None = None,
              out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
-             tool_format: str | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
-             cache_dir: str | Path | None = None, progress: bool = True, guided: bool = False) -> dict[str, Any]:
+             tool_format: str | None = None, tool_rendering: str | None = None, batch_size: int = 8,
+             max_new_tokens: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
+             guided: bool = False) -> dict[str, Any]:
     """Evaluate `model` on BFCL single-turn categories and write outcomes.jsonl and metrics.json into `out_dir`.
 
     `guided` decodes tool calls under the offered tools' schemas (`qwen_tool.codec.guided`; single-turn categories).
 
     `limit` keeps the first `limit` entries of each category in id order (a fixed subset); a dict gives each category
-    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`,
-    `tool_format` default to the model's own (from the registry); tests pass scripted ones. Generations are cached in
-    `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by model, prompt and settings.
+    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`, `tool_format` and
+    `tool_rendering` default to the model's own (from the registry and its qwen_tool.json); tests pass scripted ones.
+    Generations are cached in `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by
+    model, prompt and settings.
     """
-    from qwen_tool.models import load_tokenizer, tool_format_for
+    from qwen_tool.models import load_tokenizer
 
     categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
     bfcl.check_categories(categories)
@@ -200,9 +210,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"
-    tool_format = tool_format or tool_format_for(model)
+    codec = model_codec(model, tool_format, tool_rendering)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-    codec = get_codec(tool_format)
     started = time.perf_counter()
     if backend is None:
         backend = load_backend(model)
@@ -256,7 +265,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
         logger.info("BFCL %s: %.1f%% of %d", category, 100 * acc, len(examples))
     result = _summarise(outcomes, categories)
     result.update({
-        "suite": "bfcl", "model": model, "tool_format": tool_format, "limit": limit,
+        "suite": "bfcl", "model": model, "tool_format": codec.name, "tool_rendering": codec.tool_rendering,
+        "limit": limit,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "generation": {"new_tokens": generated_tokens, "seconds": round(generation_seconds, 2),
                        "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id,
@@ -285,15 +295,15 @@ def decision_points(record: dict[str, Any]) -> list[tuple[list[dict[str, Any]], 
     return points
 
 
-def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: Any, tool_format: str | None
-           ) -> tuple[Path, Any, Codec, Backend]:
+def _setup(model: str, out_dir: str | Path, backend: Backend | None, tokenizer: Any, tool_format: str | None,
+           tool_rendering: str | None) -> tuple[Path, Any, Codec, Backend]:
     """(output directory, created; tokenizer; codec; backend), each the model's own unless given."""
-    from qwen_tool.models import load_tokenizer, tool_format_for
+    from qwen_tool.models import load_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-    codec = get_codec(tool_format or tool_format_for(model))
+    codec = model_codec(model, tool_format, tool_rendering)
     return out, tokenizer, codec, backend or load_backend(model)
 
 
@@ -304,9 +314,9 @@ def read_held_out(path: str | Path, limit: int | None = None) -> list[dict[str, 
 
 
 def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
-                 tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
-                 max_new_tokens: int = 256, limit: int | None = None, cache_dir: str | Path | None = None,
-                 progress: bool = True, guided: bool = False) -> dict[str, Any]:
+                 tokenizer: Any = None, tool_format: str | None = None, tool_rendering: str | None = None,
+                 batch_size: int = 8, max_new_tokens: int = 256, limit: int | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True, guided: bool = False) -> dict[str, Any]:
     """Score every assistant decision of held-out trajectories (`{"tools", "messages"}` JSON lines): TS/PI/CF on the
     first call, parameter accuracy over all calls, call timing (call when the gold calls, abstain when it answers).
     `guided` decodes tool calls under the offered tools' schemas, as in `run_bfcl`.
@@ -314,7 +324,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
     Writes outcomes.jsonl and metrics.json into `out_dir` and returns the metrics.
     """
     records = read_held_out(records_path, limit)
-    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format)
+    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format, tool_rendering)
     started = time.perf_counter()
     items = []
     for number, record in enumerate(records):
@@ -386,13 +396,13 @@ def read_tasks(path: str | Path, limit: int | None = None) -> list[Any]:
 
 
 def run_internal_tasks(model: str, tasks_path: str | Path, out_dir: str | Path, *, backend: Backend | None = None,
-                       tokenizer: Any = None, tool_format: str | None = None, batch_size: int = 8,
-                       max_new_tokens: int = 256, limit: int | None = None, max_turns: int = 8,
+                       tokenizer: Any = None, tool_format: str | None = None, tool_rendering: str | None = None,
+                       batch_size: int = 8, max_new_tokens: int = 256, limit: int | None = None, max_turns: int = 8,
                        cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Play held-out multi-turn tasks through ToolEnv: VA (episodes ending in a final answer), end-state accuracy
     (the suite's state equals the gold state), DE and CE over every call. Writes outcomes.jsonl and metrics.json."""
     tasks = read_tasks(tasks_path, limit)
-    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format)
+    out, tokenizer, codec, backend = _setup(model, out_dir, backend, tokenizer, tool_format, tool_rendering)
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / ".generation-cache"

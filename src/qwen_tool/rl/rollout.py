@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from qwen_tool import QwenToolError
-from qwen_tool.codec import get_codec
+from qwen_tool.codec import Codec, get_codec
 from qwen_tool.codec.chat import markup_for, render_conversation
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.decode import Completion, Decoder, Request, SamplingParams
@@ -212,8 +212,8 @@ class Rollout:
         return sum(self.action_mask)
 
 
-def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], fmt: str,
-                      ended_on_stop: bool) -> str:
+def environment_piece(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                      fmt: str | Codec, ended_on_stop: bool) -> str:
     """The text our template renders after the last assistant turn's end: the environment's reply and the next
     generation prompt. A turn cut at the token limit never wrote its end marker, so the piece starts with it."""
     rendered = render_conversation(tokenizer, messages, tools, fmt, add_generation_prompt=True,
@@ -240,22 +240,23 @@ def _turn_logprobs(completion: Completion) -> list[float]:
     return completion.logprobs
 
 
-def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str, episodes: Sequence[Episode], *,
+def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str | Codec, episodes: Sequence[Episode], *,
                  temperature: float = 1.0, max_new_tokens: int = 64, max_total_tokens: int = 4096,
                  turn_return: Literal["sum", "mean"] = "sum", greedy: Sequence[bool] | None = None,
                  progress: str | None = None) -> list[Rollout]:
     """Play every episode to its end, decoding the active ones together turn by turn (one `decoder.generate` per
     turn) at `temperature`; episodes flagged in `greedy` (parallel to `episodes`) are decoded greedily at every turn.
-    `progress`: a description for the decoder's progress bar ("<progress> turn <k>"), None for none."""
+    `fmt`: a format name, or a codec (with its tool rendering). `progress`: a description for the decoder's
+    progress bar ("<progress> turn <k>"), None for none."""
     flags = list(greedy) if greedy is not None else [False] * len(episodes)
     if len(flags) != len(episodes):
         raise ValueError(f"greedy has {len(flags)} flags for {len(episodes)} episodes; give one flag per episode")
-    codec = get_codec(fmt)
+    codec = fmt if isinstance(fmt, Codec) else get_codec(fmt)
     states: list[tuple[Episode, Rollout, list[dict[str, Any]], list[dict[str, Any]]]] = []
     for episode in episodes:
         messages, tools = episode.reset()
         messages = copy.deepcopy(messages)
-        text = render_conversation(tokenizer, messages, tools, fmt, add_generation_prompt=True,
+        text = render_conversation(tokenizer, messages, tools, codec, add_generation_prompt=True,
                                    use_model_template=False).text
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         states.append((episode, Rollout(episode.task_id, prompt_ids, turn_return=turn_return), messages, tools))
@@ -289,7 +290,7 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str, episodes: Sequence[
             if report.done:
                 rollout.ended_by = "done"
                 continue
-            piece = environment_piece(tokenizer, messages, tools, fmt, finished)
+            piece = environment_piece(tokenizer, messages, tools, codec, finished)
             piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
             if len(rollout.prompt_ids) + len(rollout.completion_ids) + len(piece_ids) + max_new_tokens \
                     > max_total_tokens:
@@ -310,7 +311,8 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str, episodes: Sequence[
     return [state[1] for state in states]
 
 
-def gold_rollout(record: Mapping[str, Any], tokenizer: Any, fmt: str, max_total_tokens: int) -> Rollout | None:
+def gold_rollout(record: Mapping[str, Any], tokenizer: Any, fmt: str | Codec, max_total_tokens: int
+                 ) -> Rollout | None:
     """A trajectory teacher-forced into the rollout layout, for the supervised term: the prompt is everything before
     its first trained assistant turn; the completion is the rest, with action mask 1 on the assistant-authored text of
     each assistant turn (MAE: not on turns marked `erroneous`). Pieces are tokenised separately, as sampling sees them.

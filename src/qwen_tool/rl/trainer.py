@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from qwen_tool import QwenToolError
+from qwen_tool.codec import Codec, get_codec
 from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.decode import Decoder
 from qwen_tool.env import ToolEnv
@@ -370,7 +371,7 @@ class TaskPool:
 
 
 def _gold_rollouts(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tokenizer: Any,
-                   fmt: str) -> list[Rollout]:
+                   fmt: str | Codec) -> list[Rollout]:
     """The supervised term's examples (none with sft_coef 0)."""
     if not cfg.sft_coef:
         return []
@@ -459,7 +460,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from qwen_tool.models import TRAINED_META, load_tokenizer, resolve
+    from qwen_tool.models import TRAINED_META, load_tokenizer, resolve, tool_rendering_for
 
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -467,11 +468,12 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
     set_seed(cfg.seed + accelerator.process_index)
     rng = random.Random(f"{cfg.seed}:{accelerator.process_index}")
     fmt = cfg.tool_format or resolve(cfg.model).tool_format
+    codec = get_codec(fmt, tool_rendering=tool_rendering_for(cfg.model, cfg.tool_rendering))
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
     if trajectories is None:
         trajectories = load_trajectories(cfg.data) if cfg.data else []
     pool = TaskPool(cfg, trajectories, env_tasks(cfg.suites) if tasks is None else tasks)
-    gold = _gold_rollouts(cfg, pool.trajectories, tokenizer, fmt)
+    gold = _gold_rollouts(cfg, pool.trajectories, tokenizer, codec)
     models = build_models(cfg, policy, reference)
     optimizer = torch.optim.AdamW([p for p in models.policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -505,14 +507,14 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
         decoder.update_weights(_unwrap(models.policy))
     step_logger = StepLogger(output_dir, accelerator.is_main_process)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s",
-                cfg.algo, len(pool.trajectories), len(pool.tasks), cfg.steps, cfg.prompts_per_step,
-                cfg.samples_per_prompt, fmt)
+    logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s (tools as "
+                "%s)", cfg.algo, len(pool.trajectories), len(pool.tasks), cfg.steps, cfg.prompts_per_step,
+                cfg.samples_per_prompt, fmt, codec.tool_rendering)
 
     def rollout() -> tuple[RolloutBatch, dict[str, float]]:
         episodes = pool.episodes(rng)
         greedy = [cfg.greedy_member and i % cfg.samples_per_prompt == 0 for i in range(len(episodes))]
-        rollouts = run_episodes(decoder, tokenizer, fmt, episodes, temperature=cfg.temperature,
+        rollouts = run_episodes(decoder, tokenizer, codec, episodes, temperature=cfg.temperature,
                                 max_new_tokens=cfg.max_new_tokens, max_total_tokens=cfg.max_total_tokens,
                                 turn_return=cfg.turn_return, greedy=greedy)
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
@@ -559,7 +561,8 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
             trained = trained.merge_and_unload()
         trained.save_pretrained(final)
         tokenizer.save_pretrained(final)
-        write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "rl": to_dict(cfg)})
+        write_json(final / TRAINED_META, {"tool_format": fmt, "tool_rendering": codec.tool_rendering,
+                                          "base_model": cfg.model, "rl": to_dict(cfg)})
         logger.info("Saved the RL-trained model to %s", final)
     return final
 

@@ -75,10 +75,11 @@ def _messages(request: ChatCompletionRequest) -> list[dict]:
     return messages
 
 
-def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, default_max_tokens: int
-              ) -> ChatPlan:
-    """Render the prompt and choose the parser for a validated request (CodecError on messages the codec refuses)."""
-    codec = get_codec(tool_format)
+def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, default_max_tokens: int,
+              tool_rendering: str = "json") -> ChatPlan:
+    """Render the prompt (tools listed as `tool_rendering` says) and choose the parser for a validated request
+    (CodecError on messages the codec refuses)."""
+    codec = get_codec(tool_format, tool_rendering=tool_rendering)
     tools = [tool.model_dump(exclude_none=True) for tool in request.tools or []] or None
     choice = request.effective_tool_choice()
     prefix = ""

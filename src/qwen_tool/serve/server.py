@@ -43,6 +43,9 @@ class ServeSettings:
     """The id clients put in `model` (requests naming another model get 404)."""
     tool_format: str
     """Codec name of the model's tool-call wire format."""
+    tool_rendering: str = "json"
+    """How prompts list the tool declarations (json or compact): the model's own, as it was trained
+    (`models.tool_rendering_for`)."""
     api_key: str | None = None
     """When set, requests need `Authorization: Bearer <key>`."""
     request_timeout_s: float = 300.0
@@ -173,7 +176,8 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
         if over := body.over_limit(settings.limits):
             return error_response(400, over[1], param=over[0], code="over_limit")
         try:
-            plan = plan_chat(body, tokenizer, settings.tool_format, settings.default_max_tokens)
+            plan = plan_chat(body, tokenizer, settings.tool_format, settings.default_max_tokens,
+                             settings.tool_rendering)
             run = submit(engine, plan, settings.request_timeout_s)
         except EngineBusy as err:
             return error_response(503, str(err), "server_overloaded", code="queue_full",
@@ -273,21 +277,22 @@ class BackgroundServer:
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
           backend: str = "auto", max_batch: int = 8, max_queue: int = 64, request_timeout_s: float = 300.0,
           device: str | None = None, threads: int | None = None, precision: str = "auto",
-          limits: RequestLimits | None = None) -> None:
+          limits: RequestLimits | None = None, tool_rendering: str | None = None) -> None:
     """Load `model` and serve it until interrupted (what `qwen-tool serve` runs).
 
     `threads` caps torch's CPU threads (on a shared or small machine, fewer threads than cores is often faster).
     `precision` is the transformers backend's weights (`auto`: bf16 only where the hardware runs it natively).
     `limits`: how big a request may be (default `RequestLimits()`: 4 MiB body, 32,768 tokens, 2,048 messages, 128
-    tools).
+    tools). `tool_rendering`: how prompts list the tools (default: as the model was trained, its qwen_tool.json).
     """
     import os
 
     import torch
     import uvicorn
 
+    from qwen_tool.codec.base import check_tool_rendering
     from qwen_tool.hardware import resolve_precision, torch_dtype_name
-    from qwen_tool.models import load_tokenizer, tool_format_for
+    from qwen_tool.models import load_tokenizer, tool_format_for, tool_rendering_for
     from qwen_tool.serve.engine import load_engine
 
     api_key = None
@@ -295,16 +300,20 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise QwenToolError(f"--api-key-env names ${api_key_env}, which is unset or empty; fix: export it")
+    if tool_rendering is not None:
+        check_tool_rendering(tool_rendering)  # before the model loads
+    rendering = tool_rendering_for(model, tool_rendering)
     if threads:
         torch.set_num_threads(threads)
     dtype = torch_dtype_name(resolve_precision(precision, "Serving").precision)
     engine = load_engine(model, backend, device=device, dtype=dtype, max_batch=max_batch, max_queue=max_queue)
-    settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), api_key=api_key,
-                             request_timeout_s=request_timeout_s, limits=limits or RequestLimits())
+    settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), tool_rendering=rendering,
+                             api_key=api_key, request_timeout_s=request_timeout_s, limits=limits or RequestLimits())
     app = create_app(engine, load_tokenizer(model), settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this port can use the model", host)
-    logger.info("serving %s (%s format) on http://%s:%d/v1", model, settings.tool_format, host, port)
+    logger.info("serving %s (%s format, tools as %s) on http://%s:%d/v1", model, settings.tool_format,
+                settings.tool_rendering, host, port)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen_tool import QwenToolError
+from qwen_tool.codec import Codec
 from qwen_tool.codec.chat import RenderedChat, Segment, render_conversation
 from qwen_tool.sft.weights import name_key_offsets, pkt_turn_weight, token_containing, token_ranges_overlapping
 
@@ -72,7 +73,7 @@ def _key_tokens(segment: Segment, text: str, offsets: list[tuple[int, int]], too
 def encode_trajectory(
     trajectory: dict[str, Any],
     tokenizer: Any,
-    fmt: str,
+    fmt: str | Codec,
     *,
     mae: bool = True,
     pkt: bool = True,

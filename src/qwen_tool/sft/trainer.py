@@ -23,6 +23,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
+from qwen_tool.codec import Codec, get_codec
 from qwen_tool.config import SFTTrainingConfig, to_dict
 from qwen_tool.cost import TrainingProgress
 from qwen_tool.files import write_json
@@ -95,7 +96,17 @@ class ToolSFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str, cfg: SFTTrainingConfig) -> list[dict]:
+def sft_codec(cfg: SFTTrainingConfig) -> Codec:
+    """The codec SFT renders with: the recipe's tool format and tool rendering, each by default the model's own (its
+    registry entry, or the qwen_tool.json of a model trained here)."""
+    from qwen_tool.models import resolve, tool_rendering_for
+
+    return get_codec(cfg.tool_format or resolve(cfg.model).tool_format,
+                     tool_rendering=tool_rendering_for(cfg.model, cfg.tool_rendering))
+
+
+def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str | Codec, cfg: SFTTrainingConfig
+                   ) -> list[dict]:
     """Encode every trajectory; too-long or unrenderable ones are dropped with a count (never silently)."""
     from rich.progress import track
 
@@ -212,14 +223,15 @@ class _ObserveSteps(TrainerCallback):
 
 
 def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepObserver | None = None) -> Path:
-    """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer and tool format, and return that path.
+    """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer, tool format and tool rendering (in
+    qwen_tool.json, so evaluation, RL and serving prompt the model as it was taught), and return that path.
     `step_observer` sees where training stands after every optimiser step."""
     from qwen_tool.data.schema import read_any
-    from qwen_tool.models import TRAINED_META, load_model, load_tokenizer, resolve
+    from qwen_tool.models import TRAINED_META, load_model, load_tokenizer
 
     if not cfg.data:
         raise QwenToolError("no training data given; fix: set data=PATH (e.g. from `qwen-tool data synth`)")
-    fmt = cfg.tool_format or resolve(cfg.model).tool_format
+    codec = sft_codec(cfg)
     trajectories, report = read_any(cfg.data, skip_invalid=cfg.skip_invalid)
     if report.skipped:
         logger.warning("Skipped %d invalid lines of %s (first: %s)", report.skipped, cfg.data, report.errors[0])
@@ -227,10 +239,11 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
     if cfg.max_examples is not None:
         trajectories = trajectories[: cfg.max_examples]
     tokenizer = load_tokenizer(cfg.model)
-    examples = encode_dataset(trajectories, tokenizer, fmt, cfg)
+    examples = encode_dataset(trajectories, tokenizer, codec, cfg)
     tokens = sum(len(e["input_ids"]) for e in examples)
-    logger.info("SFT on %d examples (%d tokens), format %s, MAE %s, PKT %s (w_max %g)", len(examples), tokens, fmt,
-                "on" if cfg.mae else "off", "on" if cfg.pkt else "off", cfg.w_max)
+    logger.info("SFT on %d examples (%d tokens), format %s (tools as %s), MAE %s, PKT %s (w_max %g)", len(examples),
+                tokens, codec.name, codec.tool_rendering, "on" if cfg.mae else "off", "on" if cfg.pkt else "off",
+                cfg.w_max)
     model = load_model(cfg.model)
     trainer = build_trainer(cfg, model, tokenizer, examples,
                             include_num_input_tokens_seen="all" if step_observer is not None else "no")
@@ -246,7 +259,8 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
         trained = trained.merge_and_unload()
     trained.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    write_json(final / TRAINED_META, {"tool_format": fmt, "base_model": cfg.model, "sft": to_dict(cfg),
+    write_json(final / TRAINED_META, {"tool_format": codec.name, "tool_rendering": codec.tool_rendering,
+                                      "base_model": cfg.model, "sft": to_dict(cfg),
                                       "precision": resolve_precision(cfg.precision, "SFT").describe()})
     logger.info("Saved the trained model to %s", final)
     return final
