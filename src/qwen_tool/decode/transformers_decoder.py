@@ -189,13 +189,19 @@ class TransformersDecoder:
         self._reserve(max(len(r.prompt_ids) + r.params.max_tokens for r in requests))
         assert self.kv is not None
         joined, logits = [], []
-        for request in requests:
-            row = self._new_row(request)
-            slot = len(self.rows)
-            self.rows.append(row)
-            logits.append(self._prefill(row, slot))
-            joined.append(row)
-        return self._choose(joined, torch.stack(logits))
+        first_slot = len(self.rows)
+        try:
+            for request in requests:
+                row = self._new_row(request)
+                slot = len(self.rows)
+                self.rows.append(row)
+                logits.append(self._prefill(row, slot))
+                joined.append(row)
+            return self._choose(joined, torch.stack(logits))
+        except BaseException:
+            # All or none: the caller never learnt these rows' ids, so it could not remove them.
+            del self.rows[first_slot:]
+            raise
 
     @torch.inference_mode()
     def step(self) -> list[Token]:
