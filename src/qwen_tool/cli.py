@@ -772,6 +772,9 @@ def serve_command(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body; a larger one gets 413.")] = 4.0,
     max_tokens_cap: Annotated[int, typer.Option(
         help="Largest max_tokens a request may ask for; more gets 400.")] = 32_768,
+    guided: Annotated[bool, typer.Option(
+        "--guided/--no-guided", help="Decode tool calls under the offered tools' schemas (free text stays free); "
+        "each response's `qwen_tool` field says whether its calls were guided.")] = True,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
     from qwen_tool.serve.protocol import RequestLimits
@@ -785,7 +788,7 @@ def serve_command(
     limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens_cap)
     serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
           max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads,
-          precision=precision, limits=limits)
+          precision=precision, limits=limits, guided=guided)
 
 
 def main(argv: list[str] | None = None) -> None:

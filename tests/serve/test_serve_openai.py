@@ -98,7 +98,7 @@ def test_no_call(client: OpenAI) -> None:
 def test_forced_named_call_starts_the_generation_with_the_name(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[chat] anything"), tools=TOOLS,
                   tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    assert served.model.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", '
+    assert served.decoder.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", '
                                              '"arguments": ')
     assert [(c["name"], json.loads(c["arguments"])) for c in answer["calls"]] == [("get_weather", {"city": "Oslo"})]
     assert answer["finish_reason"] == "tool_calls"
@@ -106,13 +106,13 @@ def test_forced_named_call_starts_the_generation_with_the_name(client: OpenAI, s
 
 def test_required_forces_a_call_opener(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[chat] anything"), tools=TOOLS, tool_choice="required")
-    assert served.model.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "')
+    assert served.decoder.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "')
     assert [(c["name"], json.loads(c["arguments"])) for c in answer["calls"]] == [("get_time", {"city": "Lima"})]
 
 
 def test_tool_choice_none_leaves_tools_out_and_returns_text(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[single] weather?"), tools=TOOLS, tool_choice="none")
-    assert "<tools>" not in served.model.prompts[-1]
+    assert "<tools>" not in served.decoder.prompts[-1]
     assert answer["calls"] == [] and answer["finish_reason"] == "stop"
     assert '<tool_call>\n{"name": "get_weather"' in answer["content"]  # visible text, never a call
 
@@ -128,7 +128,7 @@ def test_follow_up_turn_after_a_tool_result(client: OpenAI, served: Served) -> N
     ]
     answer = both(client, messages=messages, tools=TOOLS)
     assert answer["content"] == "It is sunny in Paris." and answer["calls"] == []
-    prompt = served.model.prompts[-1]
+    prompt = served.decoder.prompts[-1]
     # The earlier call went back in the model's own format, and the result as a Hermes tool response.
     assert 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in prompt
     assert "<tool_response>\nsunny, 24 C\n</tool_response>" in prompt

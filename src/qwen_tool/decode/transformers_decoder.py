@@ -221,6 +221,7 @@ class TransformersDecoder:
         self.steps += 1
         return self._choose(self.rows, logits_BV)
 
+    @torch.inference_mode()  # the cache holds inference tensors: moving a row writes into them
     def remove(self, row_ids: Sequence[int]) -> None:
         """Rows leave the batch (finished or cancelled); each vacated slot takes the last row, whose keys and values
         are copied over. A finished row's keys and values go to the prefix store."""

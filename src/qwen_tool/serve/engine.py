@@ -234,9 +234,9 @@ class BatchingEngine:
                 logger.exception("generation step failed")
                 with self._wake:
                     rows, self._running = self._running, {}
+                self.decoder.remove(list(rows))
                 for row in rows.values():
                     self._finish(row, "error", error=f"{type(err).__name__}: {err}")
-                self.decoder.remove(list(rows))
         with self._wake:
             rows = [*self._running.values(), *self._waiting]
             self._running, self._waiting = {}, deque()
