@@ -72,11 +72,11 @@ class Served:
 
 @contextmanager
 def scripted_server(respond_fn: Callable[[str], str] = respond, *, token_delay_s: float = 0.0, max_batch: int = 8,
-                    max_queue: int = 64, **settings: object) -> Iterator[Served]:
+                    max_queue: int = 64, tool_format: str = "hermes", **settings: object) -> Iterator[Served]:
     tokenizer = shared_tokenizer()
     decoder = ScriptedDecoder(tokenizer, respond_fn, token_delay_s=token_delay_s, max_batch=max_batch)
     engine = BatchingEngine(decoder, tokenizer, max_queue=max_queue)
-    app = create_app(engine, tokenizer, ServeSettings(MODEL, "hermes", **settings))  # type: ignore[arg-type]
+    app = create_app(engine, tokenizer, ServeSettings(MODEL, tool_format, **settings))  # type: ignore[arg-type]
     with BackgroundServer(app) as url:
         yield Served(url, engine, decoder)
     engine.close()

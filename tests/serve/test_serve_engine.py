@@ -4,7 +4,6 @@ step API on the tiny model."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from serve_helpers import shared_tokenizer
@@ -142,17 +141,6 @@ def test_a_model_failure_ends_its_requests_with_an_error_and_the_engine_goes_on(
 
     asyncio.run(main())
     engine.close()
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny matmuls run faster on one thread than on two contended ones (test speed only)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.usefixtures("one_thread")

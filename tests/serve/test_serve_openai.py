@@ -6,7 +6,7 @@ import json
 
 import pytest
 from openai import OpenAI
-from serve_helpers import MODEL, TIME_TOOL, WEATHER_TOOL, Served
+from serve_helpers import MODEL, TIME_TOOL, WEATHER_TOOL, Served, scripted_server
 
 TOOLS = [WEATHER_TOOL, TIME_TOOL]
 
@@ -146,3 +146,30 @@ def test_stop_strings_and_max_tokens(client: OpenAI) -> None:
     short = both(client, messages=user("[long] go"), max_tokens=5)
     assert short["finish_reason"] == "length" and short["usage"].completion_tokens == 5
     assert short["content"].split() == ["word"] * 5
+
+
+def test_calls_are_guided_by_default_and_every_response_says_whether(client: OpenAI, served: Served) -> None:
+    response = client.chat.completions.create(model=MODEL, messages=user("[single] weather?"), tools=TOOLS)
+    assert response.model_extra["qwen_tool"] == {"guided": True}
+    guide = served.decoder.requests[-1].params.guide
+    assert guide is not None and "get_weather" in guide and "get_time" in guide
+    chunks = list(client.chat.completions.create(model=MODEL, messages=user("[single] weather?"), tools=TOOLS,
+                                                 stream=True))
+    assert chunks and all(chunk.model_extra["qwen_tool"] == {"guided": True} for chunk in chunks)
+    for request, reason in [({"tools": TOOLS, "tool_choice": "none"}, "tool_choice is none"),
+                            ({}, "no tools were offered")]:
+        response = client.chat.completions.create(model=MODEL, messages=user("[chat] hi"), **request)
+        assert response.model_extra["qwen_tool"] == {"guided": False, "unguided_reason": reason}
+        assert served.decoder.requests[-1].params.guide is None
+
+
+@pytest.mark.parametrize(("settings", "reason"), [({"guided": False}, "guided decoding is off on this server"),
+                                                  ({"tool_format": "pythonic"}, "no template for format 'pythonic'")])
+def test_a_server_that_cannot_guide_serves_unguided_and_says_why(settings: dict, reason: str) -> None:
+    with scripted_server(**settings) as served:
+        client = OpenAI(base_url=served.base_url, api_key="unused", max_retries=0)
+        response = client.chat.completions.create(model=MODEL, messages=user("[chat] hi"), tools=TOOLS)
+    assert response.choices[0].message.content == "Hello! How can I help you today?"
+    metadata = response.model_extra["qwen_tool"]
+    assert metadata["guided"] is False and reason in metadata["unguided_reason"]
+    assert served.decoder.requests[-1].params.guide is None

@@ -23,8 +23,12 @@ GUIDE_KIND = "xgrammar structural tag, arguments in any order"
 (cached guided generations of the old grammar are then not reused)."""
 
 
-def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: str = "") -> str | None:
+def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: str = "", *,
+                   max_whitespace: int | None = None) -> str | None:
     """The structural tag (JSON text) that guides calls in format `fmt` to `tools`; None when no tool is offered.
+
+    `max_whitespace`: whitespace characters allowed wherever JSON allows whitespace in the arguments (None: any
+    number). Without a bound, a weak model held to a grammar can spend every remaining token on whitespace.
 
     `prefix`: the start of a call already written at the end of the prompt (the server forces one for `tool_choice`
     "required" or a named function, e.g. `<tool_call>\\n{"name": "`). The generation must then first complete that
@@ -41,7 +45,8 @@ def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: 
         raise CodecError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)") from err
     # any_order: a model may name arguments in any order (xgrammar's default holds them to the schema's order).
     tag = xgrammar.get_builtin_structural_tag(XGRAMMAR_TEMPLATES[fmt], tools=[dict(t) for t in tools],
-                                             tool_choice="auto", reasoning=False, any_order=True)
+                                             tool_choice="auto", reasoning=False, any_order=True,
+                                             max_whitespace_cnt=max_whitespace)
     if not prefix:
         return tag.model_dump_json()
     free = tag.format.model_dump()  # triggered tags: one per tool, {"begin": opening text, "content", "end"}

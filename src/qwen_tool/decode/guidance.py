@@ -22,7 +22,8 @@ class Guidance:
         try:
             import xgrammar
         except ImportError as err:
-            raise QwenToolError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)") from err
+            raise QwenToolError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)"
+                                ) from err
         self._xgrammar = xgrammar
         info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids))
         self._compiler = xgrammar.GrammarCompiler(info)

@@ -26,6 +26,9 @@ from qwen_tool.serve.engine import Engine, GenerationHandle, ServeParams
 from qwen_tool.serve.protocol import ChatCompletionRequest, NamedToolChoice
 
 PROBE_NAME = "qwen_tool_probe"
+GUIDE_MAX_WHITESPACE = 1
+"""Whitespace characters a guided call may write wherever JSON allows them: room for the formats' own compact style
+(`{"city": "Paris"}`), none for a weak model to fill max_tokens with whitespace under the grammar."""
 
 
 class RequestTimeout(QwenToolError):
@@ -77,7 +80,7 @@ def guide_for(tool_format: str, tools: list[dict], prefix: str) -> tuple[str | N
     """(structural tag, None), or (None, why not): a format without a template, or schemas xgrammar cannot build a
     grammar for, are served unguided rather than refused (the request was valid OpenAI)."""
     try:
-        guide = structural_tag(tool_format, tools, prefix)
+        guide = structural_tag(tool_format, tools, prefix, max_whitespace=GUIDE_MAX_WHITESPACE)
     except CodecError as err:
         return None, str(err)
     import xgrammar
