@@ -785,6 +785,9 @@ def serve_command(
         help="Largest max_tokens a request may ask for; more gets 400.")] = 32_768,
     tool_rendering: Annotated[str | None, typer.Option(
         "--tool-rendering", help=TOOL_RENDERING_HELP)] = None,
+    guided: Annotated[bool, typer.Option(
+        "--guided/--no-guided", help="Decode tool calls under the offered tools' schemas (free text stays free); "
+        "each response's `qwen_tool` field says whether its calls were guided.")] = True,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions with tools, streaming)."""
     from qwen_tool.serve.protocol import RequestLimits
@@ -798,7 +801,7 @@ def serve_command(
     limits = RequestLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_tokens=max_tokens_cap)
     serve(model, host=host, port=port, api_key_env=api_key_env, backend=backend, max_batch=max_batch,
           max_queue=max_queue, request_timeout_s=request_timeout, device=device, threads=threads,
-          precision=precision, limits=limits, tool_rendering=tool_rendering)
+          precision=precision, limits=limits, tool_rendering=tool_rendering, guided=guided)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for fast tests: a random-weight model of the built-in model's real architecture, with its real tokenizer.
+"""Fixtures for fast tests: a random-weight model of the built-in model's real architecture, with its real tokenizer;
+and a scripted decoder that replays given texts through the decoders' step API.
 
 Tests that exercise tokenisation, masking, generation plumbing or a training step use these (seconds), and keep the
 real 135M weights for tests marked `slow`.
@@ -7,13 +8,22 @@ real 135M weights for tests marked `slow`.
 from __future__ import annotations
 
 import functools
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen_tool.models import DEFAULT_MODEL, load_tokenizer, pull
+from qwen_tool import QwenToolError
+from qwen_tool.decode import Request
+from qwen_tool.models import DEFAULT_MODEL, load_tokenizer, pull, stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
+    from qwen_tool.decode.transformers_decoder import Token
 
 TINY_LAYERS = 2
 TINY_HIDDEN = 64
@@ -79,3 +89,67 @@ def cli_user_error(capsys: Any, *args: str) -> str:
     assert "Traceback" not in captured.err + captured.out, captured
     assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], captured
     return lines[0]
+
+
+@dataclass
+class _Script:
+    id: int
+    tokens: deque[int]
+    """What is left to replay."""
+    left: int
+    """Tokens the request may still generate (its max_tokens at first)."""
+
+
+class ScriptedDecoder:
+    """A fake decoder with `TransformersDecoder`'s step API, for the server's tests: each row replays
+    `respond(prompt text)` token by token and then an end-of-turn token (finish "stop"), unless max_tokens comes first
+    ("length"). Nothing is sampled and guides are ignored.
+
+    `token_delay_s` makes each step take time (to test timeouts, disconnects and backpressure).
+    """
+
+    max_context: int | None = None
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, respond: Callable[[str], str], *,
+                 token_delay_s: float = 0.0, max_batch: int = 8) -> None:
+        self.tokenizer, self.respond = tokenizer, respond
+        self.token_delay_s, self.max_batch = token_delay_s, max_batch
+        self.end_of_turn = stop_token_ids(tokenizer)[0]
+        self.rows: dict[int, _Script] = {}
+        self.prompts: list[str] = []
+        """Every prompt seen, in order (tests assert what the server rendered)."""
+        self.requests: list[Request] = []
+        """Every request seen, in order (tests assert the settings the server passed on)."""
+        self._ids = itertools.count()
+
+    def add(self, requests: Sequence[Request]) -> list[Token]:
+        if len(self.rows) + len(requests) > self.max_batch:
+            raise QwenToolError(f"{len(self.rows)} running rows plus {len(requests)} new exceed max_batch "
+                                f"{self.max_batch}; fix: add rows as slots free up")
+        rows = []
+        for request in requests:
+            prompt = self.tokenizer.decode(request.prompt_ids, skip_special_tokens=False)
+            self.prompts.append(prompt)
+            self.requests.append(request)
+            script = self.tokenizer(self.respond(prompt), add_special_tokens=False)["input_ids"]
+            row = _Script(next(self._ids), deque([*script, self.end_of_turn]), request.params.max_tokens)
+            self.rows[row.id] = row
+            rows.append(row)
+        return [self._next(row) for row in rows]
+
+    def step(self) -> list[Token]:
+        if self.token_delay_s:
+            time.sleep(self.token_delay_s)
+        return [self._next(row) for row in self.rows.values()]
+
+    def remove(self, row_ids: Sequence[int]) -> None:
+        for row_id in row_ids:
+            self.rows.pop(row_id, None)
+
+    def _next(self, row: _Script) -> Token:
+        from qwen_tool.decode.transformers_decoder import Token
+
+        token = row.tokens.popleft() if row.tokens else self.end_of_turn
+        row.left -= 1
+        finished = "stop" if token == self.end_of_turn else "length" if row.left == 0 else None
+        return Token(row.id, token, None, finished)

@@ -18,6 +18,8 @@ TOOLS = [{"type": "function", "function": {
         "unit": {"type": "string", "enum": ["km", "miles"]}, "round_trip": {"type": "boolean"},
         "stops": {"type": "array", "items": {"type": "string"}}},
         "required": ["origin", "destination"]}}}]
+TIME_TOOL = {"type": "function", "function": {"name": "clock.now", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
 @cache
@@ -57,3 +59,48 @@ def test_unknown_tool_names_are_rejected_and_formats_without_a_template_fail_cle
     assert structural_tag("hermes", []) is None
     with pytest.raises(CodecError, match="no template for format 'pythonic'"):
         structural_tag("pythonic", TOOLS)
+
+
+@cache
+def _compiler() -> xgrammar.GrammarCompiler:
+    tokenizer = tiny_tokenizer()
+    return xgrammar.GrammarCompiler(xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer)))
+
+
+def _accepts_after(prefix: str, text: str, **options: int) -> bool:
+    grammar = _compiler().compile_structural_tag(structural_tag("hermes", TOOLS + [TIME_TOOL], prefix, **options))
+    return xgrammar.GrammarMatcher(grammar).accept_string(text)
+
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["required", "named"])
+def test_a_call_forced_open_in_the_prompt_is_completed_under_its_schema(named: bool) -> None:
+    """The server forces `tool_choice` by ending the prompt with the call's opening (up to the name, or up to the
+    arguments of a named function): the guide starts inside that call."""
+    call = ToolCall("geo.distance", {"origin": "Lisbon", "destination": "Porto"})
+    rendered = get_codec("hermes").render_calls([call])
+    opened = len('geo.distance", "arguments": ') if named else 0
+    prefix = rendered.text[:rendered.text.index("geo.distance") + opened]
+    assert _accepts_after(prefix, rendered.text[len(prefix):])
+    assert _accepts_after(prefix, rendered.text[len(prefix):] + "\nDone. " + rendered.text)  # then as usual
+    broken = rendered.text[len(prefix):].replace('"Porto"', "5")
+    assert not _accepts_after(prefix, broken)
+    assert not _accepts_after(prefix, "Sure, " + rendered.text[len(prefix):])  # no text before the forced call ends
+    if not named:
+        assert _accepts_after(prefix, 'clock.now", "arguments": {"city": "Oslo"}}\n</tool_call>')
+    with pytest.raises(CodecError, match="begins no tool's call"):
+        structural_tag("hermes", TOOLS, '<tool_call>\n{"name": "geo.area", "arguments": ')
+
+
+def test_whitespace_in_a_call_can_be_bounded() -> None:
+    call = '<tool_call>\n{"name": "clock.now", "arguments": {"city":  "Oslo"}}\n</tool_call>'  # two spaces
+    assert _accepts_after("", call)
+    assert not _accepts_after("", call, max_whitespace=1)
+    assert _accepts_after("", call.replace(":  ", ": "), max_whitespace=1)
+
+
+@pytest.mark.xfail(strict=True, reason="xgrammar's any-order objects (any_order=True) count keys but do not tell "
+                   "them apart: a repeated key passes for a missing required one")
+def test_a_repeated_key_never_stands_in_for_a_missing_required_one() -> None:
+    assert not _accepts('<tool_call>\n{"name": "geo.distance", "arguments": {"origin": "Lisbon", "origin": "Porto"}}'
+                        '\n</tool_call>')

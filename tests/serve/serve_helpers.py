@@ -1,4 +1,4 @@
-"""Servers for the serve tests: uvicorn in a thread on 127.0.0.1 (free port), driven by a scripted model.
+"""Servers for the serve tests: uvicorn in a thread on 127.0.0.1 (free port), driven by a scripted decoder.
 
 (A uniquely named module rather than conftest.py, so that it never collides with another room's conftest.)
 """
@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from qwen_tool.serve.engine import BatchingEngine, ScriptedStepModel
+from qwen_tool.serve.engine import BatchingEngine
 from qwen_tool.serve.server import BackgroundServer, ServeSettings, create_app
-from qwen_tool.testing import tiny_tokenizer
+from qwen_tool.testing import ScriptedDecoder, tiny_tokenizer
 
 MODEL = "scripted-model"
 WEATHER_TOOL = {"type": "function", "function": {
@@ -63,7 +63,7 @@ def shared_tokenizer() -> object:
 class Served:
     url: str
     engine: BatchingEngine
-    model: ScriptedStepModel
+    decoder: ScriptedDecoder
 
     @property
     def base_url(self) -> str:
@@ -72,11 +72,11 @@ class Served:
 
 @contextmanager
 def scripted_server(respond_fn: Callable[[str], str] = respond, *, token_delay_s: float = 0.0, max_batch: int = 8,
-                    max_queue: int = 64, **settings: object) -> Iterator[Served]:
+                    max_queue: int = 64, tool_format: str = "hermes", **settings: object) -> Iterator[Served]:
     tokenizer = shared_tokenizer()
-    model = ScriptedStepModel(tokenizer, respond_fn, token_delay_s=token_delay_s)
-    engine = BatchingEngine(model, tokenizer, max_batch=max_batch, max_queue=max_queue)
-    app = create_app(engine, tokenizer, ServeSettings(MODEL, "hermes", **settings))  # type: ignore[arg-type]
+    decoder = ScriptedDecoder(tokenizer, respond_fn, token_delay_s=token_delay_s, max_batch=max_batch)
+    engine = BatchingEngine(decoder, tokenizer, max_queue=max_queue)
+    app = create_app(engine, tokenizer, ServeSettings(MODEL, tool_format, **settings))  # type: ignore[arg-type]
     with BackgroundServer(app) as url:
-        yield Served(url, engine, model)
+        yield Served(url, engine, decoder)
     engine.close()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from openai import OpenAI
-from serve_helpers import MODEL, TIME_TOOL, WEATHER_TOOL, Served
+from serve_helpers import MODEL, TIME_TOOL, WEATHER_TOOL, Served, scripted_server
 
 TOOLS = [WEATHER_TOOL, TIME_TOOL]
 
@@ -98,7 +98,7 @@ def test_no_call(client: OpenAI) -> None:
 def test_forced_named_call_starts_the_generation_with_the_name(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[chat] anything"), tools=TOOLS,
                   tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    assert served.model.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", '
+    assert served.decoder.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", '
                                              '"arguments": ')
     assert [(c["name"], json.loads(c["arguments"])) for c in answer["calls"]] == [("get_weather", {"city": "Oslo"})]
     assert answer["finish_reason"] == "tool_calls"
@@ -106,13 +106,13 @@ def test_forced_named_call_starts_the_generation_with_the_name(client: OpenAI, s
 
 def test_required_forces_a_call_opener(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[chat] anything"), tools=TOOLS, tool_choice="required")
-    assert served.model.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "')
+    assert served.decoder.prompts[-1].endswith('<|im_start|>assistant\n<tool_call>\n{"name": "')
     assert [(c["name"], json.loads(c["arguments"])) for c in answer["calls"]] == [("get_time", {"city": "Lima"})]
 
 
 def test_tool_choice_none_leaves_tools_out_and_returns_text(client: OpenAI, served: Served) -> None:
     answer = both(client, messages=user("[single] weather?"), tools=TOOLS, tool_choice="none")
-    assert "<tools>" not in served.model.prompts[-1]
+    assert "<tools>" not in served.decoder.prompts[-1]
     assert answer["calls"] == [] and answer["finish_reason"] == "stop"
     assert '<tool_call>\n{"name": "get_weather"' in answer["content"]  # visible text, never a call
 
@@ -128,7 +128,7 @@ def test_follow_up_turn_after_a_tool_result(client: OpenAI, served: Served) -> N
     ]
     answer = both(client, messages=messages, tools=TOOLS)
     assert answer["content"] == "It is sunny in Paris." and answer["calls"] == []
-    prompt = served.model.prompts[-1]
+    prompt = served.decoder.prompts[-1]
     # The earlier call went back in the model's own format, and the result as a Hermes tool response.
     assert 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in prompt
     assert "<tool_response>\nsunny, 24 C\n</tool_response>" in prompt
@@ -146,3 +146,30 @@ def test_stop_strings_and_max_tokens(client: OpenAI) -> None:
     short = both(client, messages=user("[long] go"), max_tokens=5)
     assert short["finish_reason"] == "length" and short["usage"].completion_tokens == 5
     assert short["content"].split() == ["word"] * 5
+
+
+def test_calls_are_guided_by_default_and_every_response_says_whether(client: OpenAI, served: Served) -> None:
+    response = client.chat.completions.create(model=MODEL, messages=user("[single] weather?"), tools=TOOLS)
+    assert response.model_extra["qwen_tool"] == {"guided": True}
+    guide = served.decoder.requests[-1].params.guide
+    assert guide is not None and "get_weather" in guide and "get_time" in guide
+    chunks = list(client.chat.completions.create(model=MODEL, messages=user("[single] weather?"), tools=TOOLS,
+                                                 stream=True))
+    assert chunks and all(chunk.model_extra["qwen_tool"] == {"guided": True} for chunk in chunks)
+    for request, reason in [({"tools": TOOLS, "tool_choice": "none"}, "tool_choice is none"),
+                            ({}, "no tools were offered")]:
+        response = client.chat.completions.create(model=MODEL, messages=user("[chat] hi"), **request)
+        assert response.model_extra["qwen_tool"] == {"guided": False, "unguided_reason": reason}
+        assert served.decoder.requests[-1].params.guide is None
+
+
+@pytest.mark.parametrize(("settings", "reason"), [({"guided": False}, "guided decoding is off on this server"),
+                                                  ({"tool_format": "pythonic"}, "no template for format 'pythonic'")])
+def test_a_server_that_cannot_guide_serves_unguided_and_says_why(settings: dict, reason: str) -> None:
+    with scripted_server(**settings) as served:
+        client = OpenAI(base_url=served.base_url, api_key="unused", max_retries=0)
+        response = client.chat.completions.create(model=MODEL, messages=user("[chat] hi"), tools=TOOLS)
+    assert response.choices[0].message.content == "Hello! How can I help you today?"
+    metadata = response.model_extra["qwen_tool"]
+    assert metadata["guided"] is False and reason in metadata["unguided_reason"]
+    assert served.decoder.requests[-1].params.guide is None

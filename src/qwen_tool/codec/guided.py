@@ -9,6 +9,7 @@ checked against our codec's rendering are listed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,8 +23,17 @@ GUIDE_KIND = "xgrammar structural tag, arguments in any order"
 (cached guided generations of the old grammar are then not reused)."""
 
 
-def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None) -> str | None:
-    """The structural tag (JSON text) that guides calls in format `fmt` to `tools`; None when no tool is offered."""
+def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: str = "", *,
+                   max_whitespace: int | None = None) -> str | None:
+    """The structural tag (JSON text) that guides calls in format `fmt` to `tools`; None when no tool is offered.
+
+    `max_whitespace`: whitespace characters allowed wherever JSON allows whitespace in the arguments (None: any
+    number). Without a bound, a weak model held to a grammar can spend every remaining token on whitespace.
+
+    `prefix`: the start of a call already written at the end of the prompt (the server forces one for `tool_choice`
+    "required" or a named function, e.g. `<tool_call>\\n{"name": "`). The generation must then first complete that
+    call, under the schema of a tool whose opening text the prefix begins, before the usual guide takes over.
+    """
     if fmt not in XGRAMMAR_TEMPLATES:
         raise CodecError(f"guided tool-call decoding has no template for format {fmt!r}; fix: use one of "
                          f"{sorted(XGRAMMAR_TEMPLATES)} or decode without guidance")
@@ -35,8 +45,17 @@ def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None) -> str |
         raise CodecError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)") from err
     # any_order: a model may name arguments in any order (xgrammar's default holds them to the schema's order).
     tag = xgrammar.get_builtin_structural_tag(XGRAMMAR_TEMPLATES[fmt], tools=[dict(t) for t in tools],
-                                             tool_choice="auto", reasoning=False, any_order=True)
-    return tag.model_dump_json()
+                                             tool_choice="auto", reasoning=False, any_order=True,
+                                             max_whitespace_cnt=max_whitespace)
+    if not prefix:
+        return tag.model_dump_json()
+    free = tag.format.model_dump()  # triggered tags: one per tool, {"begin": opening text, "content", "end"}
+    rest = [{**t, "begin": t["begin"][len(prefix):]} for t in free["tags"] if t["begin"].startswith(prefix)]
+    if not rest:
+        raise CodecError(f"the forced call opening {prefix!r} begins no tool's call in xgrammar's {fmt} template; fix: "
+                         "decode without guidance")
+    forced = rest[0] if len(rest) == 1 else {"type": "or", "elements": rest}
+    return json.dumps({"type": "structural_tag", "format": {"type": "sequence", "elements": [forced, free]}})
 
 
 __all__ = ["GUIDE_KIND", "XGRAMMAR_TEMPLATES", "structural_tag"]

@@ -190,13 +190,19 @@ class TransformersDecoder:
             raise QwenToolError(f"{len(self.rows)} running rows plus {len(requests)} new exceed the {self.kv.slots} "
                                 "slots of the cache; fix: add rows as slots free up")
         joined, logits = [], []
-        for request in requests:
-            row = self._new_row(request)
-            slot = len(self.rows)
-            self.rows.append(row)
-            logits.append(self._prefill(row, slot))
-            joined.append(row)
-        return self._choose(joined, torch.stack(logits))
+        first_slot = len(self.rows)
+        try:
+            for request in requests:
+                row = self._new_row(request)
+                slot = len(self.rows)
+                self.rows.append(row)
+                logits.append(self._prefill(row, slot))
+                joined.append(row)
+            return self._choose(joined, torch.stack(logits))
+        except BaseException:
+            # All or none: the caller never learnt these rows' ids, so it could not remove them.
+            del self.rows[first_slot:]
+            raise
 
     @torch.inference_mode()
     def step(self) -> list[Token]:
@@ -216,7 +222,7 @@ class TransformersDecoder:
         self.steps += 1
         return self._choose(self.rows, logits_BV)
 
-    @torch.inference_mode()
+    @torch.inference_mode()  # the cache holds inference tensors: moving a row writes into them
     def remove(self, row_ids: Sequence[int]) -> None:
         """Rows leave the batch (finished or cancelled); each vacated slot takes the last row, whose keys and values
         are copied over. A finished row's keys and values go to the prefix store."""

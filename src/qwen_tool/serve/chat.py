@@ -3,6 +3,8 @@
 Stream and non-stream share `CompletionRun.deltas()`; the non-stream message is those deltas folded together, so the
 two can never disagree. `tool_choice` is enforced by the prompt (tools rendered, or left out for `none`) and by a
 forced prefix: the generation starts with the format's call opener (`required`) and the function name (named).
+Tool calls decode under the offered tools' schemas, as in evaluation (`qwen_tool.codec.guided`): free text stays free,
+and a call the model opens (or the server forced open) must fit its tool's schema.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen_tool import QwenToolError
-from qwen_tool.codec import Codec, get_codec
+from qwen_tool.codec import Codec, CodecError, get_codec
 from qwen_tool.codec.base import StreamParser
 from qwen_tool.codec.chat import render_prompt
+from qwen_tool.codec.guided import structural_tag
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.serve.engine import Engine, GenerationHandle, SamplingParams
+from qwen_tool.decode import SamplingParams
+from qwen_tool.serve.engine import Engine, GenerationHandle, ServeParams
 from qwen_tool.serve.protocol import ChatCompletionRequest, NamedToolChoice
 
 PROBE_NAME = "qwen_tool_probe"
+GUIDE_MAX_WHITESPACE = 1
+"""Whitespace characters a guided call may write wherever JSON allows them: room for the formats' own compact style
+(`{"city": "Paris"}`), none for a weak model to fill max_tokens with whitespace under the grammar."""
 
 
 class RequestTimeout(QwenToolError):
@@ -55,10 +62,34 @@ class ChatPlan:
     prompt: str
     prefix: str
     """Forced start of the generation (already at the end of `prompt`); the parser reads it first."""
-    params: SamplingParams
+    params: ServeParams
     codec: Codec
     tools: list[dict] | None
     parallel_tool_calls: bool
+    unguided: str | None = None
+    """Why tool calls decode without a guide; None when `params.sampling.guide` holds them to their schemas."""
+
+    def metadata(self) -> dict[str, Any]:
+        """What the response reports about this request's decoding (OpenAI clients ignore the extra field)."""
+        if self.unguided is None:
+            return {"guided": True}
+        return {"guided": False, "unguided_reason": self.unguided}
+
+
+def guide_for(tool_format: str, tools: list[dict], prefix: str) -> tuple[str | None, str | None]:
+    """(structural tag, None), or (None, why not): a format without a template, or schemas xgrammar cannot build a
+    grammar for, are served unguided rather than refused (the request was valid OpenAI)."""
+    try:
+        guide = structural_tag(tool_format, tools, prefix, max_whitespace=GUIDE_MAX_WHITESPACE)
+    except CodecError as err:
+        return None, str(err)
+    import xgrammar
+
+    try:
+        xgrammar.Grammar.from_structural_tag(guide)  # milliseconds; in the decoder it would fail the request
+    except RuntimeError as err:
+        return None, f"xgrammar cannot guide these tool schemas ({str(err).strip().splitlines()[-1]})"
+    return guide, None
 
 
 def _messages(request: ChatCompletionRequest) -> list[dict]:
@@ -76,9 +107,10 @@ def _messages(request: ChatCompletionRequest) -> list[dict]:
 
 
 def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, default_max_tokens: int,
-              tool_rendering: str = "json") -> ChatPlan:
-    """Render the prompt (tools listed as `tool_rendering` says) and choose the parser for a validated request
-    (CodecError on messages the codec refuses)."""
+              tool_rendering: str = "json", unguided: str | None = None) -> ChatPlan:
+    """Render the prompt (tools listed as `tool_rendering` says), choose the parser and build the guide for a
+    validated request (CodecError on messages the codec refuses). `unguided`: why this server decodes every call
+    unguided (None: it guides them)."""
     codec = get_codec(tool_format, tool_rendering=tool_rendering)
     tools = [tool.model_dump(exclude_none=True) for tool in request.tools or []] or None
     choice = request.effective_tool_choice()
@@ -93,14 +125,20 @@ def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, 
     elif isinstance(choice, NamedToolChoice):
         prefix = forced_call_prefix(codec, choice.function.name)
     prompt = render_prompt(tokenizer, _messages(request), tools, codec) + prefix
-    params = SamplingParams(
+    guide = None
+    if tools is None:
+        unguided = "tool_choice is none" if request.tools else "no tools were offered"
+    elif unguided is None:
+        guide, unguided = guide_for(tool_format, tools, prefix)
+    sampling = SamplingParams(
         max_tokens=request.max_completion_tokens or request.max_tokens or default_max_tokens,
         temperature=1.0 if request.temperature is None else request.temperature,
         top_p=1.0 if request.top_p is None else request.top_p,
-        stop=request.stops(),
         seed=request.seed,
+        guide=guide,
     )
-    return ChatPlan(prompt, prefix, params, parser_codec, tools, request.parallel_tool_calls)
+    return ChatPlan(prompt, prefix, ServeParams(sampling, request.stops()), parser_codec, tools,
+                    request.parallel_tool_calls, unguided)
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""Generation engines behind the server: a request queue feeding a batch that is refilled at every decoding step.
+"""The server's request loop: a queue feeding a decoder's running batch, one decoding step at a time.
 
-`BatchingEngine` owns the queue, the slots, stop conditions (end-of-turn token, stop strings, max_tokens) and
-detokenisation; it runs in one background thread and drives a `StepModel`, which only turns rows into next tokens:
-- `TransformersStepModel`: a causal LM with one shared KV cache; new requests are prefilled and joined to the running
-  batch (left padding), finished or cancelled rows leave it, each row samples with its own settings;
-- `ScriptedStepModel`: a fake model that replays given texts token by token (tests drive the whole server with it).
-`VLLMEngine` hands the same interface to vLLM's async engine when vLLM is installed (GPU).
+`BatchingEngine` owns what is about requests rather than decoding: the queue and its backpressure, detokenisation,
+stop strings (text that may be the start of one is held back), cancellation and failures. It runs in one background
+thread and drives a decoder's step API (`StepDecoder`: `qwen_tool.decode.transformers_decoder.TransformersDecoder`, or
+`qwen_tool.testing.ScriptedDecoder` in tests), which decides everything about tokens: sampling, guidance, end-of-turn
+tokens and max_tokens. `VLLMEngine` hands the same interface to vLLM's async engine when vLLM is installed (GPU).
 
 Requests talk to the engine through a `GenerationHandle`: an async iterator of `Piece`s; `cancel()` frees the slot.
 """
@@ -16,19 +15,20 @@ import asyncio
 import contextlib
 import itertools
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen_tool import QwenToolError
+from qwen_tool.decode import Request, SamplingParams
 from qwen_tool.log import logger
 from qwen_tool.models import stop_token_ids
 
 if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
+
+    from qwen_tool.decode.transformers_decoder import Token
 
 
 class EngineBusy(QwenToolError):
@@ -44,19 +44,13 @@ class EngineError(QwenToolError):
 
 
 @dataclass(frozen=True)
-class SamplingParams:
-    """How one request decodes."""
+class ServeParams:
+    """How one request is served: the decoder's settings, plus stop strings, which the engine applies to the text
+    (the decoder sees only tokens, and one stop string may span several)."""
 
-    max_tokens: int
-    """Generated tokens at most (the end-of-turn token counts)."""
-    temperature: float = 1.0
-    """0 is greedy; otherwise logits are divided by it before sampling."""
-    top_p: float = 1.0
-    """Nucleus sampling: sample among the most likely tokens holding this much probability."""
+    sampling: SamplingParams
     stop: tuple[str, ...] = ()
     """Strings that end generation; the text is cut before the first one."""
-    seed: int | None = None
-    """Makes sampling reproducible for this request."""
 
 
 @dataclass
@@ -109,7 +103,10 @@ class GenerationHandle:
 class Engine(Protocol):
     """What the server needs from a generation backend."""
 
-    def submit(self, prompt: str, params: SamplingParams) -> GenerationHandle:
+    guides: bool
+    """Whether `SamplingParams.guide` is honoured (tool calls held to the offered schemas); False: it is ignored."""
+
+    def submit(self, prompt: str, params: ServeParams) -> GenerationHandle:
         """Queue a prompt (call from the event loop); raises EngineBusy when full, PromptTooLong when it cannot fit."""
         ...
 
@@ -118,8 +115,6 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
 
 
 def stop_holdback(text: str, stops: Sequence[str]) -> int:
@@ -133,29 +128,30 @@ def stop_holdback(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-class StepModel(Protocol):
-    """Rows in, one next token per row per step out. Rows keep the order in which they were added."""
+class StepDecoder(Protocol):
+    """A decoder's step API (`TransformersDecoder`): rows join with `add`, advance together with `step` and leave with
+    `remove`, each known by the row id its tokens carry."""
 
+    max_batch: int
+    """Running rows at most (`add` refuses more)."""
     max_context: int | None
     """Prompt plus generated tokens at most (None: unbounded)."""
 
-    def add(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[int]:
-        """Prefill new rows, append them to the batch, return each one's first token."""
+    def add(self, requests: Sequence[Request]) -> list[Token]:
+        """Prefill new rows; the first token of each, in request order."""
         ...
 
-    def step(self) -> list[int]:
-        """Feed every row its last token; return each row's next token."""
+    def step(self) -> list[Token]:
+        """The next token of every running row."""
         ...
 
-    def keep(self, positions: list[int]) -> None:
-        """Keep only these rows (positions in the current batch, ascending)."""
-        ...
+    def remove(self, row_ids: Sequence[int]) -> None: ...
 
 
 @dataclass
 class _Row:
     handle: GenerationHandle
-    params: SamplingParams
+    params: ServeParams
     prompt_ids: list[int]
     generated: list[int] = field(default_factory=list)
     emitted: int = 0
@@ -166,22 +162,22 @@ class _Row:
 class BatchingEngine:
     """A queue and a background thread that decodes every running request one token per step.
 
-    Waiting requests join the running batch at the next step while there are free slots (`max_batch`); more than
-    `max_queue` waiting requests are refused with EngineBusy. A cancelled request leaves the batch at the next step.
+    Waiting requests join the decoder's batch at the next step while it has free slots (its `max_batch`); more than
+    `max_queue` waiting requests are refused with EngineBusy. A finished or cancelled request leaves the batch at the
+    next step.
     """
 
-    def __init__(self, model: StepModel, tokenizer: PreTrainedTokenizerBase, *, max_batch: int = 8,
-                 max_queue: int = 64) -> None:
-        if max_batch < 1 or max_queue < 0:
-            raise QwenToolError(f"engine needs max_batch >= 1 and max_queue >= 0 (got {max_batch}, {max_queue}); "
-                                "fix: pass sensible sizes")
-        self.model = model
+    guides = True  # the step decoders take `SamplingParams.guide`
+
+    def __init__(self, decoder: StepDecoder, tokenizer: PreTrainedTokenizerBase, *, max_queue: int = 64) -> None:
+        if max_queue < 0:
+            raise QwenToolError(f"engine needs max_queue >= 0 (got {max_queue}); fix: pass a sensible size")
+        self.decoder = decoder
         self.tokenizer = tokenizer
-        self.stop_ids = set(stop_token_ids(tokenizer))
-        self.max_batch = max_batch
         self.max_queue = max_queue
         self._waiting: deque[_Row] = deque()
-        self._running: list[_Row] = []
+        self._running: dict[int, _Row] = {}
+        """Rows in the decoder's batch, by row id."""
         self._wake = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -190,18 +186,17 @@ class BatchingEngine:
         """Largest batch decoded in one step (shows that requests were batched)."""
 
     # ---- event-loop side -------------------------------------------------------------------------------------
-    def submit(self, prompt: str, params: SamplingParams) -> GenerationHandle:
+    def submit(self, prompt: str, params: ServeParams) -> GenerationHandle:
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        limit = self.model.max_context
-        if limit is not None and len(prompt_ids) + params.max_tokens > limit:
-            raise PromptTooLong(f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}, "
-                                f"more than the model's context of {limit}; fix: shorten the conversation or lower "
-                                "max_tokens")
+        limit, max_tokens = self.decoder.max_context, params.sampling.max_tokens
+        if limit is not None and len(prompt_ids) + max_tokens > limit:
+            raise PromptTooLong(f"the prompt has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, more than "
+                                f"the model's context of {limit}; fix: shorten the conversation or lower max_tokens")
         handle = GenerationHandle(asyncio.get_running_loop(), len(prompt_ids))
         with self._wake:
             if self._closed:
                 raise EngineBusy("the engine is shut down; fix: restart the server")
-            if len(self._waiting) + len(self._running) >= self.max_batch + self.max_queue:
+            if len(self._waiting) + len(self._running) >= self.decoder.max_batch + self.max_queue:
                 raise EngineBusy(f"{len(self._running)} requests are running and {len(self._waiting)} waiting; "
                                  "fix: retry after a moment")
             self._waiting.append(_Row(handle, params, prompt_ids))
@@ -238,27 +233,27 @@ class BatchingEngine:
             except Exception as err:  # noqa: BLE001 - a model failure ends its requests, never the server
                 logger.exception("generation step failed")
                 with self._wake:
-                    rows, self._running = self._running, []
-                for row in rows:
+                    rows, self._running = self._running, {}
+                self.decoder.remove(list(rows))
+                for row in rows.values():
                     self._finish(row, "error", error=f"{type(err).__name__}: {err}")
-                self.model.keep([])
         with self._wake:
-            rows = self._running + list(self._waiting)
-            self._running, self._waiting = [], deque()
+            rows = [*self._running.values(), *self._waiting]
+            self._running, self._waiting = {}, deque()
         for row in rows:
             self._finish(row, "error", error="the server shut down")
 
     def _one_step(self) -> None:
         self._drop_done()
         if self._running:
-            tokens = self.model.step()
+            tokens = self.decoder.step()
             self.steps += 1
             self.max_rows_seen = max(self.max_rows_seen, len(tokens))
-            for row, token in zip(self._running, tokens, strict=True):
-                self._accept(row, token)
+            for token in tokens:
+                self._accept(self._running[token.row], token)
             self._drop_done()
         with self._wake:
-            free = self.max_batch - len(self._running)
+            free = self.decoder.max_batch - len(self._running)
             joining: list[_Row] = []
             while self._waiting and len(joining) < free:
                 row = self._waiting.popleft()
@@ -266,36 +261,39 @@ class BatchingEngine:
                     joining.append(row)
         if joining:
             try:
-                tokens = self.model.add([row.prompt_ids for row in joining], [row.params for row in joining])
+                tokens = self.decoder.add([Request(row.prompt_ids, row.params.sampling) for row in joining])
             except Exception as err:  # noqa: BLE001 - the joining requests fail; the running ones go on
                 logger.exception("prefill failed")
                 for row in joining:
                     self._finish(row, "error", error=f"{type(err).__name__}: {err}")
                 return
             with self._wake:
-                self._running.extend(joining)
-            for row, token in zip(joining, tokens, strict=True):
+                self._running.update({token.row: row for token, row in zip(tokens, joining, strict=True)})
+            for token, row in zip(tokens, joining, strict=True):
                 self._accept(row, token)
             self._drop_done()
 
     def _drop_done(self) -> None:
-        keep = [i for i, row in enumerate(self._running) if not row.finished and not row.handle.cancelled]
-        if len(keep) < len(self._running):
-            self.model.keep(keep)
+        """Finished and cancelled rows leave the decoder's batch."""
+        done = [row_id for row_id, row in self._running.items() if row.finished or row.handle.cancelled]
+        if done:
+            self.decoder.remove(done)
             with self._wake:
-                self._running = [self._running[i] for i in keep]
+                for row_id in done:
+                    del self._running[row_id]
 
-    def _accept(self, row: _Row, token: int) -> None:
-        """Append a token; emit the text that is certain; finish at end of turn, a stop string or max_tokens."""
+    def _accept(self, row: _Row, token: Token) -> None:
+        """Append a token; emit the text that is certain; finish where the decoder says (an end-of-turn token,
+        max_tokens) or at a stop string."""
         if row.finished or row.handle.cancelled:
             return
-        row.generated.append(token)
-        if token in self.stop_ids:
-            self._finish(row, "stop", self._text(row, row.generated[:-1]))
+        row.generated.append(token.token_id)
+        if token.finished == "stop":  # an end-of-turn token: never part of the text
+            self._finish(row, "stop", self._text(row.generated[:-1]))
             return
-        text = self._text(row, row.generated)
+        text = self._text(row.generated)
         if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
-            if len(row.generated) >= row.params.max_tokens:
+            if token.finished == "length":
                 self._finish(row, "length", text)
             return
         for stop in row.params.stop:
@@ -303,7 +301,7 @@ class BatchingEngine:
             if at >= 0:
                 self._finish(row, "stop", text[:at])
                 return
-        if len(row.generated) >= row.params.max_tokens:
+        if token.finished == "length":
             self._finish(row, "length", text)
             return
         safe = len(text) - stop_holdback(text, row.params.stop)
@@ -311,178 +309,13 @@ class BatchingEngine:
             row.handle.push(Piece(text[row.emitted:safe], completion_tokens=len(row.generated)))
             row.emitted = safe
 
-    def _text(self, row: _Row, ids: list[int]) -> str:
+    def _text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _finish(self, row: _Row, reason: str, text: str = "", error: str | None = None) -> None:
         row.finished = True
         tail = text[row.emitted:] if len(text) > row.emitted else ""
         row.handle.push(Piece(tail, reason, len(row.generated), error))
-
-
-# ---- step models -------------------------------------------------------------------------------------------------
-
-
-class ScriptedStepModel:
-    """A fake model for tests: each new row replays `respond(prompt_text)` token by token, then an end-of-turn token.
-
-    `token_delay_s` makes each step take time (to test timeouts, disconnects and backpressure).
-    """
-
-    max_context: int | None = None
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, respond: Callable[[str], str],
-                 token_delay_s: float = 0.0) -> None:
-        self.tokenizer = tokenizer
-        self.respond = respond
-        self.token_delay_s = token_delay_s
-        self.end_of_turn = stop_token_ids(tokenizer)[0]
-        self.rows: list[deque[int]] = []
-        self.prompts: list[str] = []
-        """Every prompt seen, in order (tests assert what the server rendered)."""
-
-    def add(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[int]:
-        for ids in prompts:
-            prompt = self.tokenizer.decode(ids, skip_special_tokens=False)
-            self.prompts.append(prompt)
-            script = self.tokenizer(self.respond(prompt), add_special_tokens=False)["input_ids"]
-            self.rows.append(deque([*script, self.end_of_turn]))
-        return [self._next(row) for row in self.rows[-len(prompts):]]
-
-    def step(self) -> list[int]:
-        if self.token_delay_s:
-            time.sleep(self.token_delay_s)
-        return [self._next(row) for row in self.rows]
-
-    def keep(self, positions: list[int]) -> None:
-        self.rows = [self.rows[i] for i in positions]
-
-    def _next(self, row: deque[int]) -> int:
-        return row.popleft() if row else self.end_of_turn
-
-
-class TransformersStepModel:
-    """A transformers causal LM decoding a batch with one KV cache; rows join and leave between steps.
-
-    All padding is on the left: a joining group is prefilled alone, then both caches are left-padded to the same
-    length and concatenated along the batch; columns no row needs any more are trimmed.
-    """
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        import torch
-
-        self.model = model
-        self.torch = torch
-        self.device = model.device
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if isinstance(pad, int) else stop_token_ids(tokenizer)[0]
-        self.max_context: int | None = getattr(model.config, "max_position_embeddings", None)
-        self._reset()
-
-    def _reset(self) -> None:
-        self.cache: Any = None
-        self.mask_BT: torch.Tensor | None = None  # (B, T) 1 where a real token sits
-        self.last_B: torch.Tensor | None = None  # (B,) last sampled token
-        self.position_B: torch.Tensor | None = None  # (B,) position of the last sampled token
-        self.params: list[SamplingParams] = []
-        self.generators: list[torch.Generator | None] = []
-
-    def add(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[int]:
-        from transformers import DynamicCache
-
-        torch = self.torch
-        width = max(len(p) for p in prompts)
-        ids_BT = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask_BT = torch.zeros((len(prompts), width), dtype=torch.long)
-        for b, prompt in enumerate(prompts):
-            ids_BT[b, width - len(prompt):] = torch.tensor(prompt)
-            mask_BT[b, width - len(prompt):] = 1
-        ids_BT, mask_BT = ids_BT.to(self.device), mask_BT.to(self.device)
-        positions_BT = (mask_BT.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        with torch.inference_mode():
-            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT, position_ids=positions_BT,
-                                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        generators = [self._generator(p) for p in params]
-        tokens = self._sample(logits_BV, params, generators)
-        new_last_B = torch.tensor(tokens, device=self.device)
-        if self.cache is None:
-            self.cache, self.mask_BT, self.last_B, self.position_B = cache, mask_BT, new_last_B, positions_BT[:, -1]
-        else:
-            self.cache, self.mask_BT = self._concat(self.cache, self.mask_BT, cache, mask_BT)
-            self.last_B = torch.cat([self.last_B, new_last_B])
-            self.position_B = torch.cat([self.position_B, positions_BT[:, -1]])
-        self.params += params
-        self.generators += generators
-        return tokens
-
-    def step(self) -> list[int]:
-        torch = self.torch
-        self.mask_BT = torch.cat([self.mask_BT, self.mask_BT.new_ones((self.mask_BT.shape[0], 1))], dim=1)
-        self.position_B = self.position_B + 1
-        with torch.inference_mode():
-            logits_BV = self.model(input_ids=self.last_B[:, None], attention_mask=self.mask_BT,
-                                   position_ids=self.position_B[:, None], past_key_values=self.cache,
-                                   use_cache=True).logits[:, -1]
-        tokens = self._sample(logits_BV, self.params, self.generators)
-        self.last_B = torch.tensor(tokens, device=self.device)
-        return tokens
-
-    def keep(self, positions: list[int]) -> None:
-        if not positions:
-            self._reset()
-            return
-        if self.cache is None or positions == list(range(len(self.params))):
-            return
-        index = self.torch.tensor(positions, device=self.device)
-        self.cache.batch_select_indices(index)
-        self.mask_BT, self.last_B, self.position_B = self.mask_BT[index], self.last_B[index], self.position_B[index]
-        self.params = [self.params[i] for i in positions]
-        self.generators = [self.generators[i] for i in positions]
-        unused = int((self.mask_BT.sum(0) == 0).long().cumprod(0).sum())  # leading columns no row attends to
-        if unused:
-            self.cache = self._rebuild(self.cache, lambda t: t[:, :, unused:])
-            self.mask_BT = self.mask_BT[:, unused:]
-
-    def _generator(self, params: SamplingParams) -> torch.Generator | None:
-        if params.seed is None:
-            return None
-        return self.torch.Generator().manual_seed(params.seed)
-
-    @staticmethod
-    def _sample(logits_BV: torch.Tensor, params: list[SamplingParams],
-                generators: list[torch.Generator | None]) -> list[int]:
-        from qwen_tool.serve.sampling import sample_next
-
-        return sample_next(logits_BV, [p.temperature for p in params], [p.top_p for p in params], generators)
-
-    @staticmethod
-    def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
-    def _rebuild(self, cache: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache([(change(k), change(v)) for k, v in self._layers(cache)])
-
-    def _concat(self, cache_a: Any, mask_a: torch.Tensor, cache_b: Any, mask_b: torch.Tensor) -> tuple[Any, Any]:
-        """Stack two batches (caches (B, H, T, D) and masks (B, T)) after left-padding the shorter one."""
-        from transformers import DynamicCache
-
-        torch = self.torch
-        width = max(mask_a.shape[1], mask_b.shape[1])
-
-        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
-            missing = width - t.shape[dim]
-            if not missing:
-                return t
-            shape = list(t.shape)
-            shape[dim] = missing
-            return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-        layers = [(torch.cat([pad(ka, 2), pad(kb, 2)]), torch.cat([pad(va, 2), pad(vb, 2)]))
-                  for (ka, va), (kb, vb) in zip(self._layers(cache_a), self._layers(cache_b), strict=True)]
-        return DynamicCache(layers), torch.cat([pad(mask_a, 1), pad(mask_b, 1)])
 
 
 # ---- vLLM --------------------------------------------------------------------------------------------------------
@@ -492,8 +325,10 @@ class VLLMEngine:
     """vLLM's async engine behind the same interface (GPU; imported only when constructed).
 
     vLLM batches continuously on its own; here we only bound the number of requests in flight and translate its
-    cumulative outputs into pieces, stop strings included (vLLM applies them itself).
+    cumulative outputs into pieces, stop strings included (vLLM applies them itself). Tool calls are not guided here.
     """
+
+    guides = False
 
     def __init__(self, model_path: str, tokenizer: PreTrainedTokenizerBase, *, max_in_flight: int = 256,
                  **engine_kwargs: Any) -> None:
@@ -509,15 +344,16 @@ class VLLMEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count()
 
-    def submit(self, prompt: str, params: SamplingParams) -> GenerationHandle:
+    def submit(self, prompt: str, params: ServeParams) -> GenerationHandle:
         from vllm import SamplingParams as VLLMSamplingParams
 
         if len(self._tasks) >= self.max_in_flight:
             raise EngineBusy(f"{len(self._tasks)} requests are in flight; fix: retry after a moment")
         prompt_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         handle = GenerationHandle(asyncio.get_running_loop(), prompt_tokens)
-        sampling = VLLMSamplingParams(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-                                      stop=list(params.stop), stop_token_ids=self.stop_ids, seed=params.seed,
+        ours = params.sampling
+        sampling = VLLMSamplingParams(temperature=ours.temperature, top_p=ours.top_p, max_tokens=ours.max_tokens,
+                                      stop=list(params.stop), stop_token_ids=self.stop_ids, seed=ours.seed,
                                       skip_special_tokens=False)
         task = asyncio.get_running_loop().create_task(self._run(handle, prompt, sampling, f"req-{next(self._ids)}"))
         self._tasks.add(task)
@@ -576,7 +412,9 @@ def load_engine(name: str, backend: str = "auto", *, device: str | None = None, 
     if backend == "vllm":
         return VLLMEngine(str(resolve(name).path), tokenizer, max_in_flight=max_batch + max_queue)
     if backend == "transformers":
-        model = load_model(name, dtype=dtype, device=device or "cpu")
-        return BatchingEngine(TransformersStepModel(model, tokenizer), tokenizer, max_batch=max_batch,
-                              max_queue=max_queue)
+        from qwen_tool.decode.transformers_decoder import TransformersDecoder
+
+        decoder = TransformersDecoder(load_model(name, dtype=dtype, device=device or "cpu"), tokenizer,
+                                      max_batch=max_batch)
+        return BatchingEngine(decoder, tokenizer, max_queue=max_queue)
     raise QwenToolError(f"unknown serving backend {backend!r}; fix: use auto, transformers or vllm")

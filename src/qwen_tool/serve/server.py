@@ -5,6 +5,9 @@ fields past the server's `RequestLimits`), 401 for a wrong API key, 404 for an u
 size limit, 503 with Retry-After when the queue is full, 504 when a request times out, 500 when the model fails (the
 server keeps serving). A client that disconnects mid-stream cancels its request, which
 frees its slot in the batch at the next decoding step.
+
+Responses and stream chunks carry one field beyond OpenAI's (clients ignore it): `"qwen_tool": {"guided": true}` when
+tool calls were decoded under the offered schemas, else `{"guided": false, "unguided_reason": "..."}`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class ServeSettings:
     """max_tokens when the request gives none."""
     limits: RequestLimits = field(default_factory=RequestLimits)
     """How big a request may be (body bytes, max_tokens, messages, tools)."""
+    guided: bool = True
+    """Decode tool calls under the offered tools' schemas (each response says whether its calls were guided, and if
+    not, why, in a top-level `qwen_tool` field)."""
 
 
 class ApiError(Exception):
@@ -126,6 +132,8 @@ def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
 def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastAPI:
     """The FastAPI app around one engine (the caller owns the engine's lifetime)."""
     created = int(time.time())
+    unguided = ("guided decoding is off on this server (--no-guided)" if not settings.guided else
+                None if engine.guides else "this backend does not guide tool calls")
 
     async def check_key(request: Request) -> None:
         if settings.api_key:
@@ -177,7 +185,7 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
             return error_response(400, over[1], param=over[0], code="over_limit")
         try:
             plan = plan_chat(body, tokenizer, settings.tool_format, settings.default_max_tokens,
-                             settings.tool_rendering)
+                             settings.tool_rendering, unguided)
             run = submit(engine, plan, settings.request_timeout_s)
         except EngineBusy as err:
             return error_response(503, str(err), "server_overloaded", code="queue_full",
@@ -185,7 +193,8 @@ def create_app(engine: Engine, tokenizer: Any, settings: ServeSettings) -> FastA
         except (CodecError, PromptTooLong) as err:
             return error_response(400, str(err))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        head = {"id": completion_id, "created": int(time.time()), "model": settings.model_name}
+        head = {"id": completion_id, "created": int(time.time()), "model": settings.model_name,
+                "qwen_tool": plan.metadata()}
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(_sse(run, head, include_usage), media_type="text/event-stream",
@@ -277,13 +286,14 @@ class BackgroundServer:
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
           backend: str = "auto", max_batch: int = 8, max_queue: int = 64, request_timeout_s: float = 300.0,
           device: str | None = None, threads: int | None = None, precision: str = "auto",
-          limits: RequestLimits | None = None, tool_rendering: str | None = None) -> None:
+          limits: RequestLimits | None = None, tool_rendering: str | None = None, guided: bool = True) -> None:
     """Load `model` and serve it until interrupted (what `qwen-tool serve` runs).
 
     `threads` caps torch's CPU threads (on a shared or small machine, fewer threads than cores is often faster).
     `precision` is the transformers backend's weights (`auto`: bf16 only where the hardware runs it natively).
     `limits`: how big a request may be (default `RequestLimits()`: 4 MiB body, 32,768 tokens, 2,048 messages, 128
     tools). `tool_rendering`: how prompts list the tools (default: as the model was trained, its qwen_tool.json).
+    `guided`: decode tool calls under the offered tools' schemas.
     """
     import os
 
@@ -308,7 +318,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     dtype = torch_dtype_name(resolve_precision(precision, "Serving").precision)
     engine = load_engine(model, backend, device=device, dtype=dtype, max_batch=max_batch, max_queue=max_queue)
     settings = ServeSettings(model_name=model, tool_format=tool_format_for(model), tool_rendering=rendering,
-                             api_key=api_key, request_timeout_s=request_timeout_s, limits=limits or RequestLimits())
+                             api_key=api_key, request_timeout_s=request_timeout_s, limits=limits or RequestLimits(),
+                             guided=guided)
     app = create_app(engine, load_tokenizer(model), settings)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this port can use the model", host)
