@@ -9,7 +9,6 @@ probe's (SFT re-projects itself after its first steps).
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -116,28 +115,11 @@ def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, d
 
 
 def decode_step_seconds(model: Any, rows: int) -> float:
-    """Mean seconds of a decode step of `rows` rows over a KV cache of PROBE_CONTEXT_TOKENS each. The cache is filled
-    with random keys and values (what they hold does not change the cost), so no prefill is paid for it."""
-    import torch
-    from transformers import DynamicCache
+    """Mean seconds of a decode step of `rows` rows over PROBE_CONTEXT_TOKENS cached tokens each, by the decoding
+    engine's transformers backend (`qwen_tool.decode`)."""
+    from qwen_tool.decode.transformers_decoder import time_decode_step
 
-    config = model.config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    parameter = next(model.parameters())
-    cache = DynamicCache()  # filled in place; transformers 5 names the argument `cache`, 4 `past_key_values`
-    shape = (rows, kv_heads, PROBE_CONTEXT_TOKENS, head_dim)
-    for layer in range(config.num_hidden_layers):
-        cache.update(torch.randn(shape, dtype=parameter.dtype, device=parameter.device),
-                     torch.randn(shape, dtype=parameter.dtype, device=parameter.device), layer)
-    argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    step_ids = torch.randint(0, int(config.vocab_size), (rows, 1), device=parameter.device)
-    model(step_ids, use_cache=True, **{argument: cache})  # the first step is not timed
-    started = time.perf_counter()
-    for _ in range(PROBE_DECODE_STEPS):
-        model(step_ids, use_cache=True, **{argument: cache})
-    return (time.perf_counter() - started) / PROBE_DECODE_STEPS
+    return time_decode_step(model, rows, PROBE_CONTEXT_TOKENS, PROBE_DECODE_STEPS)
 
 
 @dataclass(frozen=True)

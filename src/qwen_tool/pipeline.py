@@ -35,27 +35,18 @@ if TYPE_CHECKING:
 
 def answer_prompt(cfg: GenerateConfig) -> str:
     """Greedy answer of the model to `cfg.prompt`, rendered with the model's own chat template (a smoke test)."""
-    import torch
+    from qwen_tool.decode import Request, SamplingParams
+    from qwen_tool.decode.transformers_decoder import TransformersDecoder
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    decoder = TransformersDecoder(load_model(cfg.model, dtype=cfg.dtype, device=cfg.device), tokenizer, max_batch=1)
     logger.info("Loaded %s in %.1f s", cfg.model, time.perf_counter() - started)
-    messages = [{"role": "user", "content": cfg.prompt}]
-    input_ids = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )["input_ids"].to(cfg.device)
-    with torch.inference_mode():
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=cfg.max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    new_tokens = output[0, input_ids.shape[1]:]
-    logger.info("Generated %d tokens in %.1f s", len(new_tokens), time.perf_counter() - started)
-    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+    prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": cfg.prompt}], add_generation_prompt=True,
+                                               return_dict=True)["input_ids"]
+    (completion,) = decoder.generate([Request(prompt_ids, SamplingParams(max_tokens=cfg.max_new_tokens))])
+    logger.info("Generated %d tokens in %.1f s", len(completion.token_ids), time.perf_counter() - started)
+    return tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
 
 
 def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -118,6 +118,39 @@ def check_full_attention(config: Any) -> None:
                             " fix: decode with the vLLM backend (--backend vllm)")
 
 
+def kv_shape(config: Any) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of a model's KV cache."""
+    heads = config.num_attention_heads
+    return (config.num_hidden_layers, getattr(config, "num_key_value_heads", None) or heads,
+            getattr(config, "head_dim", None) or config.hidden_size // heads)
+
+
+@torch.inference_mode()
+def time_decode_step(model: Any, rows: int, context: int, steps: int) -> float:
+    """Mean seconds of one decode step of this backend for `rows` rows over `context` cached tokens each (what cost
+    projections need). The cache holds random keys and values: what they are does not change the cost, so no prefill
+    is paid for them. The first step is not timed."""
+    import time
+
+    check_full_attention(model.config)
+    layers, heads, head_dim = kv_shape(model.config)
+    kv = SlotKVCache(layers, rows, heads, head_dim, context + steps + 1, model.dtype, model.device)
+    for tensor in kv.keys + kv.values:
+        tensor[:, :, :context].normal_()
+    length_B = torch.full((rows,), context, device=model.device)
+    input_ids_B1 = torch.randint(0, int(model.config.vocab_size), (rows, 1), device=model.device)
+    keyword = cache_keyword(model)
+    started = 0.0
+    for step in range(steps + 1):
+        if step == 1:
+            started = time.perf_counter()
+        kv.plan_decode(length_B)
+        model(input_ids=input_ids_B1, position_ids=length_B[:, None], attention_mask=decode_mask(length_B, model.dtype),
+              **{keyword: kv}, use_cache=True, logits_to_keep=1)
+        length_B = length_B + 1
+    return (time.perf_counter() - started) / steps
+
+
 def cache_keyword(model: Any) -> str:
     """The forward keyword that takes a cache: `cache` in newer transformers, `past_key_values` before."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -154,9 +187,7 @@ class TransformersDecoder:
         self.stop_ids = stop_token_ids(tokenizer)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.max_context: int | None = getattr(config, "max_position_embeddings", None)
-        heads = config.num_attention_heads
-        self._kv_shape = (config.num_hidden_layers, getattr(config, "num_key_value_heads", None) or heads,
-                          getattr(config, "head_dim", None) or config.hidden_size // heads)
+        self._kv_shape = kv_shape(config)
         self.kv: SlotKVCache | None = None
         self.rows: list[_Row] = []
         self.prefixes = PrefixStore(prefix_cache_mb * 2**20)
