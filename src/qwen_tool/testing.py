@@ -41,8 +41,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
     return load_tokenizer(DEFAULT_MODEL)
 
 
-def tiny_model(seed: int = 0) -> LlamaForCausalLM:
-    """A 2-layer, hidden-64 Llama with the real vocabulary and special-token ids, random weights from `seed`."""
+def tiny_model(seed: int = 0, head_dim: int | None = None) -> LlamaForCausalLM:
+    """A 2-layer, hidden-64 Llama with the real vocabulary and special-token ids, random weights from `seed`.
+    `head_dim` None: 16 (hidden / heads); vLLM's CPU attention needs 32 or more."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -54,6 +55,7 @@ def tiny_model(seed: int = 0) -> LlamaForCausalLM:
         num_hidden_layers=TINY_LAYERS,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=head_dim or TINY_HIDDEN // 4,
         max_position_embeddings=real.get("max_position_embeddings", 8192),
         rope_theta=real.get("rope_theta", 100000.0),
         rms_norm_eps=real.get("rms_norm_eps", 1e-5),
@@ -66,10 +68,10 @@ def tiny_model(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(cfg).eval()
 
 
-def save_tiny_model(directory: str | Path, seed: int = 0) -> Path:
+def save_tiny_model(directory: str | Path, seed: int = 0, head_dim: int | None = None) -> Path:
     """Write a tiny model and the real tokenizer as a local HF directory, so code that takes a model name can use it."""
     directory = Path(directory)
-    tiny_model(seed).save_pretrained(directory)
+    tiny_model(seed, head_dim).save_pretrained(directory)
     tiny_tokenizer().save_pretrained(directory)
     return directory
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qwen_tool import QwenToolError
 from qwen_tool.decode import Request, SamplingParams
 from qwen_tool.log import logger
-from qwen_tool.models import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -322,59 +321,43 @@ class BatchingEngine:
 
 
 class VLLMEngine:
-    """vLLM's async engine behind the same interface (GPU; imported only when constructed).
+    """vLLM's async engine (`qwen_tool.decode.vllm_decoder.AsyncVLLMDecoder`) behind the same interface.
 
     vLLM batches continuously on its own; here we only bound the number of requests in flight and translate its
-    cumulative outputs into pieces, stop strings included (vLLM applies them itself). Tool calls are not guided here.
+    cumulative text into pieces (vLLM applies the stop strings itself). Tool calls are guided through its structured
+    outputs.
     """
 
-    guides = False
+    guides = True
 
-    def __init__(self, model_path: str, tokenizer: PreTrainedTokenizerBase, *, max_in_flight: int = 256,
-                 **engine_kwargs: Any) -> None:
-        try:
-            from vllm import AsyncEngineArgs, AsyncLLMEngine
-        except ImportError as err:
-            raise QwenToolError("vLLM is not installed; fix: `pip install vllm` on a GPU machine, or use "
-                                "--backend transformers") from err
-        self.tokenizer = tokenizer
-        self.stop_ids = stop_token_ids(tokenizer)
-        self.max_in_flight = max_in_flight
-        self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(model=model_path, **engine_kwargs))
+    def __init__(self, decoder: Any, tokenizer: PreTrainedTokenizerBase, *, max_in_flight: int = 256) -> None:
+        self.decoder, self.tokenizer, self.max_in_flight = decoder, tokenizer, max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count()
 
     def submit(self, prompt: str, params: ServeParams) -> GenerationHandle:
-        from vllm import SamplingParams as VLLMSamplingParams
-
         if len(self._tasks) >= self.max_in_flight:
             raise EngineBusy(f"{len(self._tasks)} requests are in flight; fix: retry after a moment")
-        prompt_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        handle = GenerationHandle(asyncio.get_running_loop(), prompt_tokens)
-        ours = params.sampling
-        sampling = VLLMSamplingParams(temperature=ours.temperature, top_p=ours.top_p, max_tokens=ours.max_tokens,
-                                      stop=list(params.stop), stop_token_ids=self.stop_ids, seed=ours.seed,
-                                      skip_special_tokens=False)
-        task = asyncio.get_running_loop().create_task(self._run(handle, prompt, sampling, f"req-{next(self._ids)}"))
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        handle = GenerationHandle(asyncio.get_running_loop(), len(prompt_ids))
+        task = asyncio.get_running_loop().create_task(self._run(handle, prompt_ids, params, f"req-{next(self._ids)}"))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return handle
 
-    async def _run(self, handle: GenerationHandle, prompt: str, sampling: Any, request_id: str) -> None:
+    async def _run(self, handle: GenerationHandle, prompt_ids: list[int], params: ServeParams,
+                   request_id: str) -> None:
         sent, tokens = 0, 0
         try:
-            async for output in self.engine.generate(prompt, sampling, request_id):
+            async for text, tokens, reason in self.decoder.stream(prompt_ids, params.sampling, params.stop,
+                                                                  request_id):
                 if handle.cancelled:
-                    await self.engine.abort(request_id)
+                    await self.decoder.abort(request_id)
                     return
-                completion = output.outputs[0]
-                tokens = len(completion.token_ids)
-                if completion.finish_reason is not None:
-                    reason = "length" if completion.finish_reason == "length" else "stop"
-                    handle.push(Piece(completion.text[sent:], reason, tokens))
+                handle.push(Piece(text[sent:], reason, tokens))
+                sent = len(text)
+                if reason is not None:
                     return
-                handle.push(Piece(completion.text[sent:], completion_tokens=tokens))
-                sent = len(completion.text)
         except Exception as err:  # noqa: BLE001 - one failed request never takes the server down
             logger.exception("vLLM request failed")
             handle.push(Piece("", "error", tokens, f"{type(err).__name__}: {err}"))
@@ -385,36 +368,25 @@ class VLLMEngine:
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        shutdown = getattr(self.engine, "shutdown", None)
-        if callable(shutdown):
-            shutdown()
-
-
-def vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
+        self.decoder.close()
 
 
 def load_engine(name: str, backend: str = "auto", *, device: str | None = None, dtype: str = "float32",
                 max_batch: int = 8, max_queue: int = 64) -> Engine:
-    """An engine for a model name (built-in, local directory or hub id).
-
-    `auto`: vLLM when installed and a GPU is visible, else transformers (CPU unless `device` says otherwise).
-    """
+    """An engine for a model name (built-in, local directory or hub id), on the backend `qwen_tool.decode.loading`
+    picks for `backend` (auto, transformers or vllm)."""
+    from qwen_tool.decode.loading import pick_backend
     from qwen_tool.models import load_model, load_tokenizer, resolve
 
-    if backend == "auto":
-        import torch
-
-        backend = "vllm" if vllm_available() and torch.cuda.is_available() else "transformers"
+    chosen = pick_backend(backend)
     tokenizer = load_tokenizer(name)
-    if backend == "vllm":
-        return VLLMEngine(str(resolve(name).path), tokenizer, max_in_flight=max_batch + max_queue)
-    if backend == "transformers":
-        from qwen_tool.decode.transformers_decoder import TransformersDecoder
+    if chosen == "vllm":
+        from qwen_tool.decode.vllm_decoder import AsyncVLLMDecoder
 
-        decoder = TransformersDecoder(load_model(name, dtype=dtype, device=device or "cpu"), tokenizer,
-                                      max_batch=max_batch)
-        return BatchingEngine(decoder, tokenizer, max_queue=max_queue)
-    raise QwenToolError(f"unknown serving backend {backend!r}; fix: use auto, transformers or vllm")
+        decoder = AsyncVLLMDecoder(str(resolve(name).path), tokenizer, dtype=dtype, max_batch=max_batch)
+        return VLLMEngine(decoder, tokenizer, max_in_flight=max_batch + max_queue)
+    from qwen_tool.decode.transformers_decoder import TransformersDecoder
+
+    decoder = TransformersDecoder(load_model(name, dtype=dtype, device=device or "cpu"), tokenizer,
+                                  max_batch=max_batch)
+    return BatchingEngine(decoder, tokenizer, max_queue=max_queue)

@@ -164,7 +164,7 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        activation_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         report_to=_report_to(),
         remove_unused_columns=False,  # keep `loss_weights`
         dataset_kwargs={"skip_prepare_dataset": True},  # examples arrive encoded
