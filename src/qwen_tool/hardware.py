@@ -98,10 +98,11 @@ def auto_precision(cuda: bool | None, capability: str, bf16_instructions: bool |
     if cuda is not None:
         return PrecisionChoice("bf16", "CUDA device with bf16") if cuda else PrecisionChoice(
             "fp32", "CUDA device without bf16")
+    if capability in CAPABILITIES_WITHOUT_BF16 or bf16_instructions is False:
+        # first: torch dispatching AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) runs bf16 slowly on any chip
+        return PrecisionChoice("fp32", f"CPU {capability} without native bf16 (no AVX512-BF16, no AMX)")
     if bf16_instructions:
         return PrecisionChoice("bf16", f"CPU {capability} with native bf16 (AVX512-BF16 or AMX)")
-    if capability in CAPABILITIES_WITHOUT_BF16 or bf16_instructions is False:
-        return PrecisionChoice("fp32", f"CPU {capability} without native bf16 (no AVX512-BF16, no AMX)")
     if speedup is None:
         raise ValueError("an unclear CPU needs the probe's bf16 speed-up")
     native = speedup > 1.0

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from qwen_tool import QwenToolError
+from qwen_tool.decode.attention import using_slot_attention
 from qwen_tool.decode.guidance import Guidance
 from qwen_tool.decode.kv_cache import SlotKVCache, decode_mask, prefill_mask
 from qwen_tool.decode.progress import DecodeProgress
@@ -145,8 +146,9 @@ def time_decode_step(model: Any, rows: int, context: int, steps: int) -> float:
         if step == 1:
             started = time.perf_counter()
         kv.plan_decode(length_B)
-        model(input_ids=input_ids_B1, position_ids=length_B[:, None], attention_mask=decode_mask(length_B, model.dtype),
-              **{keyword: kv}, use_cache=True, logits_to_keep=1)
+        with using_slot_attention(model):
+            model(input_ids=input_ids_B1, position_ids=length_B[:, None],
+                  attention_mask=decode_mask(length_B, model.dtype), **{keyword: kv}, use_cache=True, logits_to_keep=1)
         length_B = length_B + 1
     return (time.perf_counter() - started) / steps
 
@@ -245,9 +247,10 @@ class TransformersDecoder:
         length_B = torch.tensor([row.length for row in self.rows], device=device)
         input_ids_B1 = torch.tensor([[row.generated[-1]] for row in self.rows], device=device)
         self.kv.plan_decode(length_B)
-        logits_BV = self.model(input_ids=input_ids_B1, position_ids=length_B[:, None],
-                               attention_mask=decode_mask(length_B, self.model.dtype),
-                               **{self.cache_keyword: self.kv}, use_cache=True, logits_to_keep=1).logits[:, -1]
+        with using_slot_attention(self.model):
+            logits_BV = self.model(input_ids=input_ids_B1, position_ids=length_B[:, None],
+                                   attention_mask=decode_mask(length_B, self.model.dtype),
+                                   **{self.cache_keyword: self.kv}, use_cache=True, logits_to_keep=1).logits[:, -1]
         for row in self.rows:
             row.length += 1
         self.steps += 1
@@ -356,11 +359,12 @@ class TransformersDecoder:
         count = len(row.prompt_ids) - start
         device = self.model.device
         self.kv.plan_prefill(slot, start, count)
-        logits = self.prefill_model(
-            input_ids=prompt_T[None, start:].to(device),
-            position_ids=torch.arange(start, start + count, device=device)[None],
-            attention_mask=prefill_mask(start, count, self.prefill_model.dtype, device),
-            **{self.cache_keyword: self.kv}, use_cache=True, logits_to_keep=1).logits[0, -1]
+        with using_slot_attention(self.prefill_model):
+            logits = self.prefill_model(
+                input_ids=prompt_T[None, start:].to(device),
+                position_ids=torch.arange(start, start + count, device=device)[None],
+                attention_mask=prefill_mask(start, count, self.prefill_model.dtype, device),
+                **{self.cache_keyword: self.kv}, use_cache=True, logits_to_keep=1).logits[0, -1]
         row.length, row.cached_tokens = len(row.prompt_ids), start
         self.prefilled_tokens += count
         self.reused_tokens += start
