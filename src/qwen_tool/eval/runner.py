@@ -269,7 +269,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
         "limit": limit,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "generation": {"new_tokens": generated_tokens, "seconds": round(generation_seconds, 2),
-                       "batch_size": batch_size, "backend": type(backend).__name__, "model_id": backend.model_id,
+                       "batch_size": batch_size, "model_id": backend.model_id,
+                       "backend": getattr(getattr(backend, "decoder", None), "backend", type(backend).__name__),
                        "guided": guided},
     })
     write_lines(out / "outcomes.jsonl", (json.dumps(asdict(outcome), ensure_ascii=False) for outcome in outcomes))

@@ -516,7 +516,7 @@ def train_rl(cfg: RLTrainingConfig, resume: bool = False, trajectories: Sequence
         greedy = [cfg.greedy_member and i % cfg.samples_per_prompt == 0 for i in range(len(episodes))]
         rollouts = run_episodes(decoder, tokenizer, codec, episodes, temperature=cfg.temperature,
                                 max_new_tokens=cfg.max_new_tokens, max_total_tokens=cfg.max_total_tokens,
-                                turn_return=cfg.turn_return, greedy=greedy)
+                                turn_return=cfg.turn_return, greedy=greedy, progress="rollouts")
         return collate(rollouts, pad_id).to(accelerator.device), rollout_stats(rollouts)
 
     def gold_batch() -> RolloutBatch | None:
