@@ -17,8 +17,10 @@ def vllm_available() -> bool:
 
 
 def pick_backend(backend: str) -> str:
-    """`auto`: vLLM where it is installed and a GPU is visible; transformers otherwise (on a CPU the transformers
-    backend was faster end to end, its start-up counted: BENCHMARKS.md, "Decoding engine")."""
+    """`auto`: vLLM where it is installed and a GPU is visible; transformers otherwise. On the dev box's CPU the main
+    job's trained evaluation took 450 s through vLLM and 471 s through transformers, start-up counted, with all 600
+    answers identical (BENCHMARKS.md, "Decoding engine"): 4 % is not worth an in-process engine that binds the
+    process's threads (torch.set_num_threads stops working) in a job that trains next."""
     if backend not in BACKENDS:
         from qwen_tool import did_you_mean
 
