@@ -10,6 +10,7 @@ attends for its group of query heads as if they were positions; a prefill uses S
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +37,9 @@ def slot_attention(module: Any, query_BHQD: torch.Tensor, key_BKTD: torch.Tensor
     return out_BHQD.transpose(1, 2).contiguous(), None
 
 
+@functools.cache
 def _register() -> None:
+    """Once per process: the name the models' configs are switched to."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(NAME, slot_attention)

@@ -145,12 +145,20 @@ def time_decode_step(model: Any, rows: int, context: int, steps: int) -> float:
     for step in range(steps + 1):
         if step == 1:
             started = time.perf_counter()
-        kv.plan_decode(length_B)
-        with using_slot_attention(model):
-            model(input_ids=input_ids_B1, position_ids=length_B[:, None],
-                  attention_mask=decode_mask(length_B, model.dtype), **{keyword: kv}, use_cache=True, logits_to_keep=1)
+        decode_forward(model, kv, keyword, input_ids_B1, length_B)
         length_B = length_B + 1
     return (time.perf_counter() - started) / steps
+
+
+def decode_forward(model: Any, kv: SlotKVCache, keyword: str, input_ids_B1: torch.Tensor,
+                   length_B: torch.Tensor) -> torch.Tensor:
+    """One decode step of the B running rows: row b's token goes to column length_b of its slot; next-token logits
+    (B, V)."""
+    kv.plan_decode(length_B)
+    with using_slot_attention(model):
+        return model(input_ids=input_ids_B1, position_ids=length_B[:, None],
+                     attention_mask=decode_mask(length_B, model.dtype), **{keyword: kv}, use_cache=True,
+                     logits_to_keep=1).logits[:, -1]
 
 
 def cache_keyword(model: Any) -> str:
@@ -196,7 +204,6 @@ class TransformersDecoder:
         self.shared_generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._guidance: Guidance | None = None
         self._ids = itertools.count()
-        self.steps = 0
         self.prefilled_tokens = self.reused_tokens = 0
 
     # ---- weights ------------------------------------------------------------------------------------------------
@@ -246,14 +253,9 @@ class TransformersDecoder:
         device = self.model.device
         length_B = torch.tensor([row.length for row in self.rows], device=device)
         input_ids_B1 = torch.tensor([[row.generated[-1]] for row in self.rows], device=device)
-        self.kv.plan_decode(length_B)
-        with using_slot_attention(self.model):
-            logits_BV = self.model(input_ids=input_ids_B1, position_ids=length_B[:, None],
-                                   attention_mask=decode_mask(length_B, self.model.dtype),
-                                   **{self.cache_keyword: self.kv}, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits_BV = decode_forward(self.model, self.kv, self.cache_keyword, input_ids_B1, length_B)
         for row in self.rows:
             row.length += 1
-        self.steps += 1
         return self._choose(self.rows, logits_BV)
 
     @torch.inference_mode()  # the cache holds inference tensors: moving a row writes into them
@@ -294,14 +296,14 @@ class TransformersDecoder:
                     else:
                         tokens = self.step()
                     bar.tokens(len(tokens))
-                    finished = [token.row for token in tokens if token.finished]
-                    for row in (r for r in self.rows if r.id in set(finished)):
+                    reasons = {token.row: token.finished for token in tokens if token.finished}
+                    for row in (r for r in self.rows if r.id in reasons):
                         index = index_of.pop(row.id)
-                        results[index] = self._completion(row, next(t for t in tokens if t.row == row.id).finished)
+                        results[index] = self._completion(row, reasons[row.id])
                         if on_done is not None:
                             on_done(index, results[index])
                         bar.done()
-                    self.remove(finished)
+                    self.remove(list(reasons))
         finally:
             # The cache is freed between calls (an RL step trains in between; it is reallocated in well under a
             # second); the prefix store stays, so the next turn of an episode still starts from its known part.
