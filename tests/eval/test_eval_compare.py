@@ -223,6 +223,9 @@ def test_a_directory_without_outcomes_is_one_line(tmp_path: Path, capsys) -> Non
     line = cli_user_error(capsys, "eval", "compare", str(good), str(pipeline), "--out", str(tmp_path / "cmp"))
     assert f"{pipeline} holds no outcomes.jsonl, nor do its subfolders; fix:" in line
     assert f"e.g. {pipeline / 'eval' / 'trained'}" in line
+    line = cli_user_error(capsys, "eval", "compare", str(good), str(pipeline / "eval"), "--out", str(tmp_path / "cmp"))
+    assert f"{pipeline / 'eval' / 'metrics.json'}: no such file; fix:" in line
+    assert line.endswith(f", e.g. {pipeline / 'eval' / 'trained'}")
     assert not (tmp_path / "cmp").exists()
 
 

@@ -199,10 +199,31 @@ def find_outcomes(run: Path) -> dict[str, Path]:
         if sub.is_dir() and not sub.name.startswith(".") and (sub / "outcomes.jsonl").is_file()
     }
     if not found:
-        deeper = sorted(path.parent for path in run.rglob("outcomes.jsonl") if ".generation-cache" not in path.parts)
-        hint = f", e.g. {deeper[0].parent if deeper[0].parent != run else deeper[0]}" if deeper else ""
-        raise QwenToolError(f"{run} holds no outcomes.jsonl, nor do its subfolders; fix: {_RUN_FIX}{hint}")
+        raise QwenToolError(f"{run} holds no outcomes.jsonl, nor do its subfolders; fix: {_RUN_FIX}{_hint(run)}")
     return found
+
+
+def _hint(folder: Path) -> str:
+    """The text ", e.g. RUN" naming the widest run below `folder` (a folder with metrics.json whose outcomes.jsonl
+    lies in it or one level down), or "" when there is none: for a user who passed the main job's directory, say."""
+    candidates = set()
+    for outcomes in folder.rglob("outcomes.jsonl") if folder.is_dir() else []:
+        if not any(part.startswith(".") for part in outcomes.relative_to(folder).parts):
+            candidates |= {
+                run for run in outcomes.parents[:2] if folder in run.parents and (run / "metrics.json").is_file()
+            }
+    return f", e.g. {min(candidates, key=lambda run: (len(run.parts), str(run)))}" if candidates else ""
+
+
+def _load_run(run: Path) -> dict[str, Any]:
+    """`report.load_run`, whose error also names a run below `run` when there is one."""
+    try:
+        return load_run(run)
+    except QwenToolError as err:
+        hint = _hint(run)
+        if not hint:
+            raise
+        raise QwenToolError(f"{err}{hint}") from None
 
 
 def run_labels(runs: Sequence[Path]) -> list[str]:
@@ -450,7 +471,7 @@ def compare_runs(
     results = {}
     labels = run_labels(everything)
     for label, run in zip(labels, everything, strict=True):
-        results[label] = load_run(run)  # checks each is a run before any statistics
+        results[label] = _load_run(run)  # checks each is a run before any statistics
     labels_a, labels_b = labels[: len(paths_a)], labels[len(paths_a) :]
     files = {label: find_outcomes(run) for label, run in zip(labels, everything, strict=True)}
     rows = {
