@@ -748,17 +748,25 @@ def eval_command(
 
 @eval_app.command("compare")
 def eval_compare(
-    run_a: Annotated[Path, typer.Argument(help="Reference run directory (e.g. the baseline).")],
-    run_b: Annotated[Path, typer.Argument(help="Run directory to compare with it (e.g. the trained model).")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the comparison report goes.")] = None,
+    runs: Annotated[list[str], typer.Argument(
+        help="Run directories: `A B` (A the reference), or seeds of each side split by `vs`: `A1 A2 vs B1 B2`.",
+        show_default=False)],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where paired.json and the report go.")] = None,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (same seed, same intervals).")] = 0,
 ) -> None:
-    """Side-by-side report of two runs, with per-category deltas."""
-    from qwen_tool.eval.report import compare_runs
+    """B − A for every metric both sides computed on the same items, with 95% intervals; n.s. marks the rest."""
+    from qwen_tool.eval.compare import compare_runs
 
-    target = out_dir or run_b.parent / f"compare-{run_a.name}-vs-{run_b.name}"
-    report = compare_runs(run_a, run_b, target)
-    out.print(report.read_text(), markup=False, highlight=False)
-    out.print(f"report: {report}")
+    if runs.count("vs") > 1 or (runs.count("vs") == 0 and len(runs) != 2):
+        raise QwenToolError(f"eval compare got {len(runs)} runs and {runs.count('vs')} `vs`; fix: two runs (A B), "
+                            "or the sides split by one `vs` (A1 A2 vs B1 B2; a folder named vs is ./vs)")
+    split = runs.index("vs") if "vs" in runs else 1
+    comparison = compare_runs(runs[:split], runs[split + ("vs" in runs):], out_dir, resamples=resamples, seed=seed)
+    out.print(comparison.table())
+    for line in comparison.notes():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(f"report: {comparison.report}; numbers: {comparison.json_path}", soft_wrap=True)
 
 
 # --- serve: OpenAI-compatible server (issue 9) ----------------------------------------------------------------------

@@ -2,10 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from qwen_tool import QwenToolError
-from qwen_tool.eval.report import compare_runs, write_report
+from qwen_tool.eval.report import write_report
 
 
 def _metrics(simple: float, parallel: float) -> dict:
@@ -40,15 +37,10 @@ def test_report_side_by_side(tmp_path) -> None:
     assert set(json.loads((tmp_path / "metrics.json").read_text())["runs"]) == {"baseline", "trained"}
 
 
-def test_compare_runs_gathers_outcomes(tmp_path) -> None:
-    for name, acc in (("base", 0.2), ("sft", 0.4)):
-        run = tmp_path / name
-        run.mkdir()
-        (run / "metrics.json").write_text(json.dumps(_metrics(acc, acc)))
-        (run / "outcomes.jsonl").write_text(json.dumps({"id": f"{name}_0", "valid": True}) + "\n")
-    report = compare_runs(tmp_path / "base", tmp_path / "sft", tmp_path / "cmp")
-    assert "| parallel | 10 | 20.0 | 40.0 | +20.0 |" in report.read_text()
-    lines = [json.loads(line) for line in (tmp_path / "cmp" / "outcomes.jsonl").read_text().splitlines()]
-    assert [(row["run"], row["id"]) for row in lines] == [("base", "base_0"), ("sft", "sft_0")]
-    with pytest.raises(QwenToolError, match="metrics.json"):
-        compare_runs(tmp_path / "nothing", tmp_path / "sft", tmp_path / "cmp2")
+
+def test_lead_tables_come_first(tmp_path) -> None:
+    lead = [("Paired differences", ["metric", "Δ"], [["simple_python accuracy", "+25.0 [+5.0, +45.0]"]])]
+    text = write_report(tmp_path, {"baseline": _metrics(0.3, 0.1)}, lead_tables=lead).read_text()
+    table = "## Paired differences\n\n| metric | Δ |\n|---|---|\n| simple_python accuracy | +25.0 [+5.0, +45.0] |"
+    assert table in text
+    assert text.index("## Paired differences") < text.index("## Runs")

@@ -36,10 +36,17 @@ def _metrics() -> dict:
             "summary": {"overall_accuracy_unweighted": 0.5, "examples": 2}}
 
 
+OUTCOMES = [{"id": f"simple_python_{i}", "category": "simple_python", "valid": i == 0, "parsed_calls": []}
+            for i in range(2)]
+
+
 def _run_dir(root: Path, name: str, metrics: object) -> Path:
+    """A run directory as `qwen-tool eval --out` leaves it: metrics.json (as given) and the outcomes matching
+    `_metrics()`."""
     run = root / name
     run.mkdir()
     (run / "metrics.json").write_text(metrics if isinstance(metrics, str) else json.dumps(metrics))
+    (run / "outcomes.jsonl").write_text("".join(json.dumps(row) + "\n" for row in OUTCOMES))
     return run
 
 

@@ -220,7 +220,8 @@ def _html(title: str, tables: list[tuple[str, list[str], list[list[str]]]], char
 def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, title: str = "Evaluation report",
                  outcomes: dict[str, str | Path] | None = None,
                  stage_seconds: dict[str, float] | None = None, stage_projection: dict[str, float] | None = None,
-                 machine: dict[str, str] | None = None) -> Path:
+                 machine: dict[str, str] | None = None,
+                 lead_tables: list[tuple[str, list[str], list[list[str]]]] | None = None) -> Path:
     """Write report.md, report.html and bfcl_categories.png (robustness.png when a result carries noise levels)
     into `run_dir`; return the path of report.md.
 
@@ -229,7 +230,8 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
     `outcomes` (label → outcomes.jsonl path) are gathered into one outcomes.jsonl with a `run` field per line.
     `stage_seconds` (stage → wall seconds, from the pipeline) becomes a table of its own, beside what the job
     projected for each stage at its start (`stage_projection`); `machine` (what → value: the CPU capability, the
-    precision each stage chose and why) another.
+    precision each stage chose and why) another. `lead_tables` ((title, header, rows), e.g. `eval compare`'s paired
+    differences) come before all the others.
     """
     if not results:
         raise QwenToolError("write_report got no results; fix: pass at least one run's metrics")
@@ -249,7 +251,7 @@ def write_report(run_dir: str | Path, results: dict[str, dict[str, Any]], *, tit
     if any(robustness_levels(m) for m in results.values()):
         robustness_chart(results, out / "robustness.png")
         charts.append("robustness.png")
-    tables = _tables(results)
+    tables = [*(lead_tables or []), *_tables(results)]
     if stage_seconds:
         projected = stage_projection or {}
         tables.append(("Stage wall times", ["stage", "seconds", "projected at the job's start"],
@@ -313,14 +315,3 @@ def _outcome_rows(label: str, path: Path) -> list[str]:
     """The outcome lines of one run, each tagged with the run's label."""
     return [json.dumps({"run": label, **outcome}, ensure_ascii=False)
             for outcome in read_json_objects(path, fix=_RUN_FIX)]
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path) -> Path:
-    """Side-by-side report of two runs (A as the reference, B as the new one) in `out_dir`."""
-    label_a, label_b = Path(run_a).name, Path(run_b).name
-    if label_a == label_b:
-        label_a, label_b = f"A:{label_a}", f"B:{label_b}"
-    results = {label_a: load_run(run_a), label_b: load_run(run_b)}
-    outcomes = {label: Path(run) / "outcomes.jsonl" for label, run in ((label_a, run_a), (label_b, run_b))
-                if (Path(run) / "outcomes.jsonl").is_file()}
-    return write_report(out_dir, results, title=f"{label_b} vs {label_a}", outcomes=outcomes)
