@@ -210,9 +210,10 @@ def refused_value(arguments: dict[str, Any]) -> Refused | None:
 def argument_schema(state: ScanState, name: str, key: str) -> Allowed:
     """What tool `name`'s schema lets argument `key` be, for `type_value`; worked out once per parse or stream."""
     known = state.memo.setdefault("argument_schemas", {})
-    if (name, key) not in known:
-        known[name, key] = argument_allowed(state.tools.get(name), key)
-    return known[name, key]
+    found = known.get((name, key))
+    if found is None:
+        found = known[name, key] = argument_allowed(state.tools.get(name), key)
+    return found
 
 
 def skip_ws(text: str, pos: int) -> int:

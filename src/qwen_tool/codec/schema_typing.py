@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from qwen_tool.codec.values import MAX_DEPTH, Refused, loads, surrogate_problem
 
 JSON_TYPES = ("null", "integer", "number", "boolean", "object", "array", "string")
-"""JSON Schema's type names, in the order `read_value` tries them."""
+"""JSON Schema's type names."""
 ANY_JSON = "json"
-"""Stands for a type name JSON Schema does not have: the text is read as any JSON value (tried after array)."""
+"""Stands for a type name JSON Schema does not have: the text is read as any JSON value."""
 READING_ORDER = ("null", "integer", "number", "boolean", "object", "array", ANY_JSON, "string")
+"""The order `read_value` tries the allowed types in: the first the text reads as wins."""
 
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 PYTHON_TYPES: dict[type, str] = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
@@ -41,6 +43,12 @@ class Allowed:
 
     types: frozenset[str] | None = None
     members: tuple[Any, ...] | None = None
+
+    @cached_property
+    def reading_order(self) -> tuple[str, ...]:
+        """The allowed types in READING_ORDER (`integer` left to `number` where both are allowed)."""
+        types = self.types or frozenset()
+        return tuple(kind for kind in READING_ORDER if kind in types and not (kind == "integer" and "number" in types))
 
 
 UNSAID = Allowed()
@@ -64,6 +72,10 @@ def with_subtypes(types: frozenset[str]) -> frozenset[str]:
 
 def meet(a: Allowed, b: Allowed) -> Allowed:
     """What both `a` and `b` allow (allOf, or a keyword beside `$ref`)."""
+    if a.types is None and a.members is None:
+        return b
+    if b.types is None and b.members is None:
+        return a
     if a.types is None or b.types is None:
         types = a.types if b.types is None else b.types
     else:
@@ -102,6 +114,12 @@ def resolve(ref: str, root: dict) -> Any:
     return node
 
 
+SAYS_MORE = frozenset({"$ref", "anyOf", "oneOf", "allOf", "enum", "const", "nullable"})
+"""Keywords beside `type` that change what a value may be: a schema with none of them is read without a walk."""
+ONE_TYPE = {name: Allowed(frozenset({name})) for name in JSON_TYPES}
+STRING = frozenset({"string"})
+
+
 def allowed(schema: Any, root: Any = None) -> Allowed:
     """What `schema` lets a value be; `$ref`s are resolved in `root` (the tool's parameters; default `schema`)."""
     return _allowed(schema, root if isinstance(root, dict) else schema, frozenset(), 0) or UNSAID
@@ -113,12 +131,19 @@ def _allowed(schema: Any, root: Any, refs: frozenset[str], depth: int) -> Allowe
         return Allowed(frozenset(), ())
     if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return UNSAID
+    if SAYS_MORE.isdisjoint(schema):
+        named = schema.get("type")
+        return ONE_TYPE[named] if isinstance(named, str) and named in ONE_TYPE else own_keywords(schema)
     parts: list[Allowed | None] = [own_keywords(schema)]
     ref = schema.get("$ref")
     if isinstance(ref, str):
         target = resolve(ref, root) if isinstance(root, dict) else None
-        parts.append(None if ref in refs else _allowed(target, root, refs | {ref}, depth + 1)
-                     if target is not None else UNSAID)
+        if ref in refs:
+            parts.append(None)
+        elif target is None:
+            parts.append(UNSAID)
+        else:
+            parts.append(_allowed(target, root, refs | {ref}, depth + 1))
     for keyword in ("anyOf", "oneOf"):
         listed = schema.get(keyword)
         alternatives = [_allowed(alt, root, refs, depth + 1) for alt in listed] if isinstance(listed, list) else []
@@ -145,8 +170,10 @@ def _allowed(schema: Any, root: Any, refs: frozenset[str], depth: int) -> Allowe
 def own_keywords(schema: dict) -> Allowed:
     """What `type`, `nullable`, `enum` and `const` say (nothing when none of them is there)."""
     named = schema.get("type")
-    names = [named] if isinstance(named, str) else [n for n in named if isinstance(n, str)] \
-        if isinstance(named, list) else []
+    if isinstance(named, list):
+        names = [name for name in named if isinstance(name, str)]
+    else:
+        names = [named] if isinstance(named, str) else []
     members: tuple[Any, ...] | None = None
     if "const" in schema:
         members = (schema["const"],)
@@ -189,8 +216,6 @@ def read_as(kind: str, text: str) -> tuple[bool, Any]:
         return number.is_integer(), int(number) if number.is_integer() else None
     if kind == "boolean":
         return text.lower() in ("true", "false"), text.lower() == "true"
-    if kind == "string":
-        return True, text
     if not text or text[0] not in "[{" and kind != ANY_JSON:
         return False, None
     try:
@@ -230,14 +255,15 @@ def read_value(raw: str, schema: Allowed | dict | None) -> tuple[Any, str | None
                 readable, value = read_as(PYTHON_TYPES.get(type(member), ANY_JSON), stripped)
                 if readable and same_value(value, member):
                     return member, None
-    if can.types is None or can.types == {"string"}:
+    if can.types is None or can.types == STRING:
         return raw, None
     text = raw.strip()
-    for kind in READING_ORDER:
-        if kind in can.types and not (kind == "integer" and "number" in can.types):
-            readable, value = read_as(kind, text) if kind != "string" else (True, raw)
-            if readable:
-                return value, None
+    for kind in can.reading_order:
+        if kind == "string":
+            return raw, None
+        readable, value = read_as(kind, text)
+        if readable:
+            return value, None
     wanted = " or ".join(kind if kind != ANY_JSON else "JSON" for kind in READING_ORDER if kind in can.types)
     return raw, f"{text[:40]!r} is not {wanted or 'any value (the schema allows none)'}; kept as text"
 
