@@ -182,10 +182,12 @@ DEFS = {"$defs": {"Unit": {"enum": ["c", "f"]}, "Count": {"type": "integer", "mi
     ({"$ref": "#/$defs/Ping"}, UNSAID),  # a loop of references says nothing (and ends)
     ({"$ref": "#/$defs/Missing"}, UNSAID),
     ({"$ref": "https://example.com/unit.json"}, UNSAID),  # another document is not read
+    ({"$ref": "#unit"}, UNSAID),  # nor an anchor name
+    ({"$ref": "#"}, Allowed(frozenset({"boolean"}))),  # the whole parameters schema
     ({"$ref": "#/$defs/Count", "type": ["integer", "string"]}, Allowed(frozenset({"integer"}))),  # beside $ref: both
 ])
 def test_references_resolve_in_the_tool_parameters_and_recursion_ends(schema: dict, expected: Allowed) -> None:
-    assert allowed(schema, DEFS) == expected
+    assert allowed(schema, {**DEFS, "type": "boolean"}) == expected
 
 
 def test_combinators_nested_deeper_than_the_limit_end_without_recursion_error() -> None:

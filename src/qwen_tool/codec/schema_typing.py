@@ -12,7 +12,7 @@ tool's schema decides. A schema says what a value may be in several ways, and `a
   itself through combinators adds nothing, one that cannot be resolved (another document) says nothing.
 
 Only the value's own type is read from the text: what an object or array holds is JSON and says its own types.
-A type name JSON Schema does not have (BFCL's `float`, `dict`, `tuple`) reads any JSON value, as before this module.
+A type name JSON Schema does not have (BFCL's `float`, `dict`, `tuple`) reads any JSON value, else the text.
 """
 
 from __future__ import annotations
@@ -99,11 +99,12 @@ def join(a: Allowed, b: Allowed) -> Allowed:
 
 
 def resolve(ref: str, root: dict) -> Any:
-    """The schema a local `$ref` (a JSON pointer after `#`) points to in `root`, or None (not local, not found)."""
-    if not ref.startswith("#"):
+    """The schema a local `$ref` (a JSON pointer after `#`) points to in `root`, or None (another document, an
+    anchor name, or nothing there)."""
+    if ref != "#" and not ref.startswith("#/"):
         return None
     node: Any = root
-    for part in ref[1:].split("/")[1:] if ref != "#" else []:
+    for part in ref[2:].split("/") if ref != "#" else []:
         part = part.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and part in node:
             node = node[part]
