@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from qwen_tool.codec.values import MAX_DEPTH, Refused, loads, surrogate_problem
@@ -44,11 +43,18 @@ class Allowed:
     types: frozenset[str] | None = None
     members: tuple[Any, ...] | None = None
 
-    @cached_property
-    def reading_order(self) -> tuple[str, ...]:
-        """The allowed types in READING_ORDER (`integer` left to `number` where both are allowed)."""
-        types = self.types or frozenset()
-        return tuple(kind for kind in READING_ORDER if kind in types and not (kind == "integer" and "number" in types))
+
+ORDERS: dict[frozenset[str], tuple[str, ...]] = {}
+"""`reading_order` of each set of types met so far (at most one per subset of READING_ORDER)."""
+
+
+def reading_order(types: frozenset[str]) -> tuple[str, ...]:
+    """`types` in READING_ORDER, `integer` left to `number` where both are allowed."""
+    order = ORDERS.get(types)
+    if order is None:
+        order = ORDERS[types] = tuple(kind for kind in READING_ORDER
+                                      if kind in types and not (kind == "integer" and "number" in types))
+    return order
 
 
 UNSAID = Allowed()
@@ -147,14 +153,15 @@ def _allowed(schema: Any, root: Any, refs: frozenset[str], depth: int) -> Allowe
             parts.append(_allowed(target, root, refs | {ref}, depth + 1))
     for keyword in ("anyOf", "oneOf"):
         listed = schema.get(keyword)
-        alternatives = [_allowed(alt, root, refs, depth + 1) for alt in listed] if isinstance(listed, list) else []
-        said = [alt for alt in alternatives if alt is not None]
+        if not isinstance(listed, list) or not listed:
+            continue
+        said = [alt for alt in (_allowed(alt, root, refs, depth + 1) for alt in listed) if alt is not None]
         if said:
             union = said[0]
             for alt in said[1:]:
                 union = join(union, alt)
             parts.append(union)
-        elif alternatives:
+        else:
             parts.append(None)
     all_of = schema.get("allOf")
     if isinstance(all_of, list):
@@ -170,6 +177,8 @@ def _allowed(schema: Any, root: Any, refs: frozenset[str], depth: int) -> Allowe
 
 def own_keywords(schema: dict) -> Allowed:
     """What `type`, `nullable`, `enum` and `const` say (nothing when none of them is there)."""
+    if "type" not in schema and "enum" not in schema and "const" not in schema:
+        return UNSAID
     named = schema.get("type")
     if isinstance(named, list):
         names = [name for name in named if isinstance(name, str)]
@@ -259,7 +268,7 @@ def read_value(raw: str, schema: Allowed | dict | None) -> tuple[Any, str | None
     if can.types is None or can.types == STRING:
         return raw, None
     text = raw.strip()
-    for kind in can.reading_order:
+    for kind in reading_order(can.types):
         if kind == "string":
             return raw, None
         readable, value = read_as(kind, text)
