@@ -8,7 +8,7 @@ import pytest
 import xgrammar
 
 from qwen_tool.codec import CodecError, ToolCall, get_codec
-from qwen_tool.codec.guided import structural_tag
+from qwen_tool.codec.guided import structural_tag, with_json_nulls
 from qwen_tool.testing import tiny_tokenizer
 
 TOOLS = [{"type": "function", "function": {
@@ -104,3 +104,57 @@ def test_whitespace_in_a_call_can_be_bounded() -> None:
 def test_a_repeated_key_never_stands_in_for_a_missing_required_one() -> None:
     assert not _accepts('<tool_call>\n{"name": "geo.distance", "arguments": {"origin": "Lisbon", "origin": "Porto"}}'
                         '\n</tool_call>')
+
+
+FORECAST_TOOL = {"type": "function", "function": {"name": "forecast", "parameters": {
+    "type": "object", "required": ["location"],
+    "$defs": {"Location": {"type": "object", "required": ["city"], "properties": {
+                  "city": {"type": "string"}, "lat": {"anyOf": [{"type": "number"}, {"type": "null"}]}}},
+              "Unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+              "Area": {"type": "object", "properties": {
+                  "name": {"type": "string"}, "parts": {"type": "array", "items": {"$ref": "#/$defs/Area"}}}}},
+    "properties": {
+        "location": {"$ref": "#/$defs/Location"}, "unit": {"$ref": "#/$defs/Unit"},
+        "days": {"type": ["integer", "null"]}, "mode": {"oneOf": [{"type": "string", "enum": ["fast"]},
+                                                                  {"type": "integer"}]},
+        "area": {"$ref": "#/$defs/Area"},
+        "repeat": {"type": "integer", "nullable": True}, "label": {"$ref": "#/$defs/Unit", "nullable": True}}}}}
+"""The schema features `schema_typing` reads (pydantic's `$defs`, anyOf with null, a type list with null, oneOf, a
+recursive `$ref`, OpenAPI's `nullable`), offered to guidance."""
+
+
+@pytest.mark.parametrize(("arguments", "allowed"), [
+    ({"location": {"city": "Oslo", "lat": None}, "unit": "fahrenheit", "days": None, "mode": 3,
+      "area": {"name": "north", "parts": [{"name": "fjord", "parts": []}]}}, True),
+    ({"location": {"city": "Oslo"}, "mode": "fast", "days": 2}, True),
+    ({"location": {"city": "Oslo"}, "repeat": None, "label": None}, True),  # OpenAPI nullable allows null
+    ({"location": {"city": "Oslo"}, "repeat": 2, "label": "celsius"}, True),
+    ({"location": {"city": "Oslo"}, "unit": "kelvin"}, False),  # outside the enum behind a $ref
+    ({"location": {"city": "Oslo"}, "mode": "slow"}, False),  # neither oneOf alternative
+    ({"location": {"city": "Oslo"}, "days": "two"}, False),
+    ({"location": {"city": "Oslo"}, "label": "kelvin"}, False),
+])
+def test_schemas_with_refs_combinators_and_nullable_types_guide_calls(arguments: dict, allowed: bool) -> None:
+    call = get_codec("hermes").render_calls([ToolCall("forecast", arguments)]).text
+    assert xgrammar.GrammarMatcher(_forecast_grammar()).accept_string(call) is allowed
+
+
+@cache
+def _forecast_grammar() -> xgrammar.CompiledGrammar:
+    return _compiler().compile_structural_tag(structural_tag("hermes", [FORECAST_TOOL]))
+
+
+def test_openapi_nullable_is_said_as_json_schema_null_only_where_a_schema_stands() -> None:
+    schema = {"type": "object", "properties": {
+        "nullable": {"type": "boolean", "default": {"nullable": True}},  # a property and a default so named
+        "a": {"type": "string", "enum": ["x"], "nullable": True},
+        "b": {"$ref": "#/$defs/B", "nullable": True},
+        "c": {"type": ["integer", "null"], "nullable": True},
+        "d": {"type": "array", "items": {"type": "number", "nullable": True}}}}
+    assert with_json_nulls(schema)["properties"] == {
+        "nullable": {"type": "boolean", "default": {"nullable": True}},
+        "a": {"type": ["string", "null"], "enum": ["x", None]},
+        "b": {"anyOf": [{"$ref": "#/$defs/B"}, {"type": "null"}]},
+        "c": {"type": ["integer", "null"]},
+        "d": {"type": "array", "items": {"type": ["number", "null"]}}}
+    assert schema["properties"]["a"]["nullable"] is True  # the tool's own schema is left as it was

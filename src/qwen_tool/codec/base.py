@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.codec.schema_typing import Allowed, argument_allowed
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.codec.values import (
     TOO_DEEP,
@@ -22,7 +23,6 @@ from qwen_tool.codec.values import (
     fix_for,
     json_end,
     loads,
-    surrogate_problem,
     text_problem,
     value_problem,
 )
@@ -202,38 +202,18 @@ def function_of(tool: dict) -> dict:
     return tool.get("function", tool) if isinstance(tool, dict) else {}
 
 
-def type_value(raw: str, schema: dict | None) -> Any:
-    """Type a raw-text argument from its JSON schema only: strings stay text; other types decode as JSON (a value
-    too deep or with a lone surrogate comes back as `Refused`: its call is dropped)."""
-    if problem := surrogate_problem(raw):
-        return Refused(problem)
-    if not schema:
-        return raw
-    types = schema.get("type")
-    types = [types] if isinstance(types, str) else list(types or [])
-    if not types and "enum" in schema:
-        types = sorted({type(v).__name__ for v in schema["enum"]})
-    if not types or "string" in types:
-        return raw
-    text = raw.strip()
-    try:
-        value = loads(text)
-    except ValueError:
-        if "boolean" in types and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return raw
-    return value
-
-
 def refused_value(arguments: dict[str, Any]) -> Refused | None:
-    """The first argument `type_value` refused, if any (its call is then dropped with that reason)."""
+    """The first argument `schema_typing.type_value` refused, if any (its call is then dropped with that reason)."""
     return next((value for value in arguments.values() if isinstance(value, Refused)), None)
 
 
-def argument_schema(state: ScanState, name: str, key: str) -> dict | None:
-    props = state.tools.get(name, {}).get("properties") or {}
-    schema = props.get(key)
-    return schema if isinstance(schema, dict) else None
+def argument_schema(state: ScanState, name: str, key: str) -> Allowed:
+    """What tool `name`'s schema lets argument `key` be, for `type_value`; worked out once per parse or stream."""
+    known = state.memo.setdefault("argument_schemas", {})
+    found = known.get((name, key))
+    if found is None:
+        found = known[name, key] = argument_allowed(state.tools.get(name), key)
+    return found
 
 
 def skip_ws(text: str, pos: int) -> int:

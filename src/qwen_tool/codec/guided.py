@@ -18,7 +18,7 @@ from qwen_tool.codec.base import CodecError
 XGRAMMAR_TEMPLATES: dict[str, str] = {"hermes": "qwen_3"}
 """Our format → xgrammar's built-in structural tag of the same wire text."""
 
-GUIDE_KIND = "xgrammar structural tag, arguments in any order"
+GUIDE_KIND = "xgrammar structural tag, arguments in any order, OpenAPI nullable allows null"
 """What `structural_tag` builds; part of the generation cache key, so a change to the grammar's options must change it
 (cached guided generations of the old grammar are then not reused)."""
 
@@ -44,7 +44,7 @@ def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: 
     except ImportError as err:
         raise CodecError("guided decoding needs xgrammar; fix: `make setup` (or `pip install xgrammar`)") from err
     # any_order: a model may name arguments in any order (xgrammar's default holds them to the schema's order).
-    tag = xgrammar.get_builtin_structural_tag(XGRAMMAR_TEMPLATES[fmt], tools=[dict(t) for t in tools],
+    tag = xgrammar.get_builtin_structural_tag(XGRAMMAR_TEMPLATES[fmt], tools=[json_schema_tool(t) for t in tools],
                                              tool_choice="auto", reasoning=False, any_order=True,
                                              max_whitespace_cnt=max_whitespace)
     if not prefix:
@@ -56,6 +56,54 @@ def structural_tag(fmt: str, tools: Sequence[Mapping[str, Any]] | None, prefix: 
                          "decode without guidance")
     forced = rest[0] if len(rest) == 1 else {"type": "or", "elements": rest}
     return json.dumps({"type": "structural_tag", "format": {"type": "sequence", "elements": [forced, free]}})
+
+
+def json_schema_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool with its parameters' `nullable` said in JSON Schema (`with_json_nulls`), for xgrammar."""
+    function = tool.get("function")
+    if not isinstance(function, Mapping) or "parameters" not in function:
+        return dict(tool)
+    return {**tool, "function": {**function, "parameters": with_json_nulls(function["parameters"])}}
+
+
+SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+"""Keywords whose value maps names to schemas."""
+SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+SCHEMA_VALUES = frozenset({"items", "additionalItems", "additionalProperties", "unevaluatedItems",
+                           "unevaluatedProperties", "contains", "propertyNames", "not", "if", "then", "else"})
+
+
+def with_json_nulls(schema: Any) -> Any:
+    """`schema` (a copy) with OpenAPI's `nullable: true` said in JSON Schema: `null` added to the `type` list (and to
+    the `enum`), or, with no `type`, the schema made an `anyOf` of itself and `{"type": "null"}`.
+
+    xgrammar reads JSON Schema, where `nullable` is no keyword: without this, guidance would forbid the `null` that
+    the tool allows (and that the codec reads back from raw-text formats). Only schema positions are visited, so a
+    property or a default value that happens to be named `nullable` is left alone.
+    """
+    if isinstance(schema, list):  # `items` as a list (older drafts)
+        return [with_json_nulls(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: with_json_nulls(sub) for name, sub in value.items()}
+        elif key in SCHEMA_LISTS and isinstance(value, list) or key in SCHEMA_VALUES:
+            out[key] = with_json_nulls(value)
+        else:
+            out[key] = value
+    if out.get("nullable") is not True:
+        return out
+    del out["nullable"]
+    named = out.get("type")
+    if named is None:
+        return {"anyOf": [out, {"type": "null"}]}
+    names = [named] if isinstance(named, str) else list(named)
+    out["type"] = names if "null" in names else [*names, "null"]
+    if isinstance(out.get("enum"), list) and None not in out["enum"]:
+        out["enum"] = [*out["enum"], None]
+    return out
 
 
 __all__ = ["GUIDE_KIND", "XGRAMMAR_TEMPLATES", "structural_tag"]
