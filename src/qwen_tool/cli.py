@@ -195,7 +195,7 @@ def env_play(
     if not 0 <= instability <= 1:
         raise QwenToolError(f"--instability {instability}: a probability must be between 0 and 1; fix: e.g. 0.1")
     if suite == "bfcl":
-        from qwen_tool.env.bfcl import load_bfcl_tasks
+        from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
         tasks = load_bfcl_tasks(category)
     else:
@@ -261,7 +261,8 @@ def env_bfcl_replay(
     = "multi_turn_base",
 ) -> None:
     """Replay BFCL's gold answers through ToolEnv and report how many reproduce BFCL's gold end state."""
-    from qwen_tool.env.bfcl import load_bfcl_tasks, replay_gold
+    from qwen_tool.env import replay_gold
+    from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
     verdicts = replay_gold(load_bfcl_tasks(category))
     failures = [v for v in verdicts if not v["valid"]]
@@ -679,7 +680,7 @@ def eval_command(
         _at_least(option, value, minimum)
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     if suite == "bfcl" and chosen:
-        from qwen_tool.eval.bfcl import check_categories
+        from qwen_tool.eval.bfcl_single_turn import check_categories
 
         check_categories(chosen)
     if data is not None:

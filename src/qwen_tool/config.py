@@ -190,7 +190,7 @@ def _check_data_stage(cfg: DataStageConfig) -> None:
 def _check_eval_stage(cfg: EvalStageConfig) -> None:
     """Sizes and BFCL category names of the evaluation stage, so a typo fails at load rather than after the model
     loads (or after training)."""
-    from qwen_tool.eval.bfcl import CATEGORIES
+    from qwen_tool.eval.bfcl_single_turn import CATEGORIES
 
     _at_least(cfg, 1, "batch_size", "max_new_tokens", "baseline_limit")
     if not cfg.categories:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from qwen_tool.codec import ToolCall, get_codec
-from qwen_tool.eval import bfcl
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.eval.generation import Generation, GenerationSettings
 from qwen_tool.eval.runner import run_bfcl
 from qwen_tool.testing import tiny_tokenizer
@@ -68,7 +68,7 @@ def _gold_answers() -> dict[str, str]:
     codec = get_codec("hermes")
     answers = {}
     for category in CATEGORIES:
-        for example in bfcl.load_category(category, LIMIT):
+        for example in bfcl_single_turn.load_category(category, LIMIT):
             calls = []
             for gold_call in example.gold or []:
                 name, accepted = next(iter(gold_call.items()))
@@ -172,7 +172,7 @@ def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
 
 def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:
     """Gold calls replayed step by step pass BFCL's end-state check; silence and hallucinated tools fail it."""
-    from qwen_tool.env.bfcl import load_bfcl_tasks
+    from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
     tasks = load_bfcl_tasks("multi_turn_base", 2)
     codec = get_codec("hermes")

@@ -312,14 +312,3 @@ def load_bfcl_tasks(category: str = "multi_turn_base", limit: int | None = None)
         ))
     return tasks
 
-
-def replay_gold(tasks: list[Task], max_turns: int = 20) -> list[dict[str, Any]]:
-    """Play each task's gold calls through ToolEnv and return BFCL's verdict per task (the replay acceptance)."""
-    from qwen_tool.env.env import ToolEnv, run_gold_episode
-
-    env = ToolEnv(max_turns=max_turns)
-    verdicts = []
-    for task in tasks:
-        trajectory = run_gold_episode(env, task)
-        verdicts.append({"id": task.id, **(trajectory["meta"]["end_state"] or {"valid": False})})
-    return verdicts
