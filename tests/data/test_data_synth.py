@@ -13,8 +13,9 @@ import pytest
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, name_variants
 from qwen_tool.data.kinds import Enum, Num, NumDict, Param, Percent
+from qwen_tool.data.mix import allocate
 from qwen_tool.data.schema import to_jsonl_line, validate_trajectory
-from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, held_out_split, parse_mix, synthesize
+from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, held_out_split, parse_mix, synthesize
 from qwen_tool.data.unseen import DrawnParam, _generic_clause, draw_style, draw_tool
 from qwen_tool.env.suites import SUITES
 from qwen_tool.tools import Executor, Tool

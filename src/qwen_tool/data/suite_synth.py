@@ -31,6 +31,8 @@ from jsonschema import Draft202012Validator
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.data.filters import dedupe_key
+from qwen_tool.data.mix import allocate
 from qwen_tool.data.suite_phrases import TASKS, answer_for, made_values, optional_clause, say
 from qwen_tool.data.unseen import hallucinated_param_name, phrase_request
 from qwen_tool.env import Task, ToolEnv, UserTurn, run_gold_episode
@@ -541,8 +543,6 @@ def make_plan(category: str, index: int, seed: int, split: str, suites: list[str
 def build_suite_record(category: str, index: int, seed: int, split: str, suites: list[str], env: ToolEnv,
                        seen: set[Any] | None = None) -> dict[str, Any]:
     """One trajectory played in `env`; `seen` holds de-duplication keys of earlier records (a repeat is redrawn)."""
-    from qwen_tool.data.filters import dedupe_key
-
     record: dict[str, Any] = {}
 
     def fresh(plan: Plan) -> bool:
@@ -568,8 +568,6 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
     `follow_ups` (missing_info) and `gold_state` (the suite's state after the gold episode). Load one with
     `env.Task.from_dict` and step a policy through `ToolEnv`.
     """
-    from qwen_tool.data.synth import allocate
-
     weights = dict(mix or EVAL_MIX)
     unknown = set(weights) - set(EVAL_CATEGORIES)
     if unknown:
