@@ -22,7 +22,7 @@ from typing import Any
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, Concept, name_variants
-from qwen_tool.data.curriculum import difficulty
+from qwen_tool.data.difficulty import difficulty
 from qwen_tool.data.kinds import Int, Money, Num
 from qwen_tool.data.mix import allocate
 from qwen_tool.data.schema import validate_trajectory
