@@ -19,6 +19,7 @@ from qwen_tool.codec import Codec, ToolCall, get_codec
 from qwen_tool.codec.base import normalise_calls
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
+from qwen_tool.env.env import ToolEnv, ToolEnvBatch
 from qwen_tool.eval import bfcl_single_turn, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
 from qwen_tool.files import read_json_objects, write_json, write_lines
@@ -132,8 +133,6 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
     says so (BFCL's checker), or else when it ends in a final answer with the suite's state equal to the task's gold
     state. Per-call feedback categories give DE and CE; `extra.termination` gives VA.
     """
-    from qwen_tool.env.env import ToolEnvBatch
-
     batch = ToolEnvBatch(len(tasks), fmt=codec.name, max_turns=max_turns)
     batch.reset(list(tasks))
     texts: list[list[str]] = [[] for _ in tasks]
@@ -175,6 +174,23 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
                    "call_categories": [c for a in meta["annotations"] for c in a["categories"]]},
         ))
     return outcomes
+
+
+def play_with_model(model: str, task: Any, noise: str = "clean", instability: float = 0.0, seed: int | None = None,
+                    max_turns: int = 9) -> dict[str, Any]:
+    """One episode of `task` in which `model` answers every step (greedy, its own tool format and rendering); the
+    trajectory, for `qwen-tool env play --model`."""
+    from qwen_tool.models import load_tokenizer
+
+    codec = model_codec(model)
+    backend, tokenizer = load_backend(model), load_tokenizer(model)
+    env = ToolEnv(fmt=codec.name, noise=noise, instability_rate=instability, max_turns=max_turns)
+    env.reset(task, seed)
+    settings = GenerationSettings(max_new_tokens=256, batch_size=1)
+    while not env.done:
+        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), codec)
+        env.step(backend.generate([prompt], settings)[0].text)
+    return env.trajectory()
 
 
 def model_codec(model: str, tool_format: str | None = None, tool_rendering: str | None = None) -> Codec:
