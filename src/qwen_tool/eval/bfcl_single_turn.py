@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.files import read_json_objects
 
 AST_CATEGORIES = (
     "simple_python", "multiple", "parallel", "parallel_multiple",
@@ -36,6 +36,7 @@ MULTI_TURN_CATEGORIES = ("multi_turn_base",)
 CATEGORIES = SINGLE_TURN_CATEGORIES + MULTI_TURN_CATEGORIES
 """Every category `runner.run_bfcl` (and so `qwen-tool eval`) scores."""
 VERSION_PREFIX = "BFCL_v4"
+_REINSTALL = "reinstall bfcl-eval (`make setup`)"
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 """BFCL appends this to every Python function description before prompting (utils._get_language_specific_hint)."""
 
@@ -96,21 +97,16 @@ class BfclExample:
     """`[{name: {arg: [accepted...]}}]`; None for irrelevance categories (the gold is "no call")."""
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_category(category: str, limit: int | None = None) -> list[BfclExample]:
     """Entries of one single-turn category, sorted by id (natural order); `limit` keeps the first `limit` of them."""
     if category not in SINGLE_TURN_CATEGORIES:
         raise BfclDataError(f"unknown BFCL category {category!r}; fix: choose from {', '.join(SINGLE_TURN_CATEGORIES)}")
     base = data_dir()
-    entries = _read_jsonl(base / f"{VERSION_PREFIX}_{category}.json")
+    entries = read_json_objects(base / f"{VERSION_PREFIX}_{category}.json", fix=_REINSTALL)
     gold_by_id: dict[str, Any] = {}
     if category not in IRRELEVANCE_CATEGORIES:
-        gold_by_id = {e["id"]: e["ground_truth"] for e in _read_jsonl(base / "possible_answer" /
-                                                                      f"{VERSION_PREFIX}_{category}.json")}
+        answers = base / "possible_answer" / f"{VERSION_PREFIX}_{category}.json"
+        gold_by_id = {e["id"]: e["ground_truth"] for e in read_json_objects(answers, fix=_REINSTALL)}
     entries.sort(key=lambda e: natural_key(e["id"]))
     if limit is not None:
         entries = entries[:limit]
