@@ -35,7 +35,7 @@ ROOM_IMPORTS: dict[str, set[str]] = {
     "decode": {"codec", "models"},
     "sft": {"data", "codec", "models", "config", "cost", "hardware", "checkpoints"},
     "rl": {"env", "rewards", "decode", "models", "codec", "tools", "config", "hardware", "checkpoints"},
-    "eval": {"env", "codec", "decode", "models", "data", "hardware"},
+    "eval": {"env", "codec", "decode", "models", "data", "tools", "hardware"},
     "serve": {"codec", "decode", "models", "hardware"},
     "models": {"codec"},
     "config": {"data", "env", "eval", "models"},

@@ -10,22 +10,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from qwen_tool.tools.feedback import FeedbackCategory
+
 
 class CallLike(Protocol):
     name: str
     arguments: dict[str, Any]
 
 
-# Per-call feedback categories (REFERENCE §1, TL-Training Fig. 3), strings the tools taxonomy maps onto.
-OK = "ok"
-TOOL_INSTABILITY = "tool_instability"
-TOOL_CALL_FAILURE = "call_failure"
-TOOL_HALLUCINATION = "tool_hallucination"
-PARAMETER_HALLUCINATION = "parameter_hallucination"
-PARAMETER_MISSING = "parameter_missing"
-OTHER = "other"
-DOCUMENTATION_ERRORS = frozenset({TOOL_HALLUCINATION, PARAMETER_HALLUCINATION, PARAMETER_MISSING})
-NOT_THE_MODELS_FAULT = frozenset({OK, TOOL_INSTABILITY})
+DOCUMENTATION_ERRORS = frozenset({FeedbackCategory.TOOL_HALLUCINATION, FeedbackCategory.PARAMETER_HALLUCINATION,
+                                  FeedbackCategory.PARAMETER_MISSING})
+"""Feedback categories (the tools room's taxonomy; its values are the strings the metrics take) that show the model
+misread the tool documentation: DE counts these."""
+NOT_THE_MODELS_FAULT = frozenset(category for category in FeedbackCategory if not category.is_model_error)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
