@@ -1,4 +1,4 @@
-"""The robustness suite: the internal held-out suite under the RoTBench noise levels (REFERENCE §1).
+"""The robustness suite: the internal held-out suite under the RoTBench noise levels (docs/references.md).
 
 Noise changes names as each level says; the gold calls follow the presented names (an oracle answering the presented
 gold scores 100% everywhere, one answering the clean gold does not); a seed fixes the noise; the CLI writes the table

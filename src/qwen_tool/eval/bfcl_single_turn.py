@@ -1,8 +1,8 @@
 """BFCL (Berkeley Function Calling Leaderboard) data and our own AST checker, with BFCL's semantics.
 
 Data come from the installed `bfcl-eval` wheel (plain JSON-lines files; its checker module is never imported here,
-it pulls in every API client). The checker reproduces BFCL's `ast_checker` rule for rule (REFERENCE §5), including
-its quirks, because a score is only comparable with the leaderboard when the verdicts are identical:
+it pulls in every API client). The checker reproduces BFCL's `ast_checker` rule for rule (docs/references.md, BFCL),
+including its quirks, because a score is only comparable with the leaderboard when the verdicts are identical:
 
 - a call is `{name: {arg: value}}`; gold is `{name: {arg: [accepted values]}}`, `""` among them = optional;
 - Python types from the function doc; an int is accepted for a float; a value of the gold answer's own type is a

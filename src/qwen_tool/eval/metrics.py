@@ -137,7 +137,7 @@ def call_error_rate(call_categories: Sequence[str]) -> float:
     """CE = #calls with any other error / #calls (lower is better).
 
     "Other" means not "ok", not a documentation error, and not "tool_instability" (network/5xx/timeouts are the
-    tool's fault, not the model's; REFERENCE §1). Every unknown category counts as an error.
+    tool's fault, not the model's: docs/references.md, TL-Training). Every unknown category counts as an error.
     """
     return _ratio(
         sum(c not in DOCUMENTATION_ERRORS and c not in NOT_THE_MODELS_FAULT for c in call_categories),
@@ -150,7 +150,7 @@ def valid_answer_rate(episode_valid: Sequence[bool]) -> float:
     return _ratio(sum(bool(v) for v in episode_valid), len(episode_valid))
 
 
-# ---------------------------------------------------------------- Qwen-Tool metrics (REFERENCE §2)
+# ------------------------------------- Qwen-Tool metrics (docs/references.md, Qwen-Tool design brief)
 
 
 def call_timing(called: Sequence[bool], gold_calls: Sequence[bool]) -> dict[str, float]:
