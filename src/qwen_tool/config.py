@@ -553,7 +553,8 @@ class RLTrainingConfig:
     critic_model: str | None = None
     """Separate critic's model (same tokenizer); default: `model`."""
     value_pretrain_steps: int = 0
-    """PPO: steps that fit only the critic on fresh episodes before any policy update (seed 000)."""
+    """PPO: steps that fit only the critic on fresh episodes before any policy update (value pre-training, as in
+    docs/references.md, Qwen-Tool design brief)."""
     rewards: RewardWeights = field(default_factory=RewardWeights)
     """Composite reward weights."""
     error_penalty: float = 0.25
