@@ -138,7 +138,6 @@ def bench_eval(args: argparse.Namespace) -> dict[str, object]:
         result["plain_generate"] = rate(sum(map(len, plain)), seconds)
     if args.vllm:
         from qwen_tool.decode.vllm_decoder import VLLMDecoder
-
         from qwen_tool.models import resolve
 
         (vllm_decoder, start_s) = timed("vLLM start-up", lambda: VLLMDecoder(

@@ -22,6 +22,5 @@ def test_citations_name_a_section_of_the_references():
 
 
 def test_no_citation_of_a_file_users_do_not_have():
-    pattern = re.compile(r"REFERENCE §|\(seed \d{3}\)")
-    assert [p.relative_to(ROOT).as_posix() for p in _sources() if pattern.search(p.read_text(encoding="utf-8"))
-            and p.name != "test_references.py"] == []
+    pattern = re.compile(r"[R]EFERENCE §|\(seed \d{3}\)")  # the brackets keep this line from matching itself
+    assert [p.relative_to(ROOT).as_posix() for p in _sources() if pattern.search(p.read_text(encoding="utf-8"))] == []
