@@ -47,10 +47,13 @@ _REINSTALL = "reinstall bfcl-eval (`make setup`)"
 
 
 def bfcl_root() -> Path:
+    """The installed `bfcl_eval` package folder, located without importing its modules (its checker imports every
+    API client); the one place both BFCL modules find their files."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise QwenToolError("bfcl-eval is not installed; fix: `pip install --no-deps bfcl-eval` (or `make setup`)")
-    return Path(list(spec.submodule_search_locations)[0])
+        raise QwenToolError("the bfcl-eval package is not installed, so BFCL data are unavailable; "
+                            "fix: `.venv/bin/pip install --no-deps bfcl-eval==2026.3.23` (or run `make setup`)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @cache

@@ -16,13 +16,12 @@ including its quirks, because a score is only comparable with the leaderboard wh
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.env.bfcl_multi_turn import bfcl_root
 from qwen_tool.files import read_json_objects
 
 AST_CATEGORIES = (
@@ -69,17 +68,6 @@ def check_categories(names: list[str] | tuple[str, ...], option: str = "--catego
 # ---------------------------------------------------------------- data
 
 
-def data_dir() -> Path:
-    """`bfcl_eval/data` inside the installed wheel, located without importing the package's modules."""
-    spec = importlib.util.find_spec("bfcl_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise BfclDataError(
-            "the bfcl-eval package is not installed, so BFCL data are unavailable; "
-            "fix: `.venv/bin/pip install --no-deps bfcl-eval==2026.3.23` (or run `make setup`)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
 def natural_key(example_id: str) -> tuple[Any, ...]:
     """Sort key that orders `simple_python_2` before `simple_python_10` (digits compared as numbers)."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", example_id))
@@ -101,7 +89,7 @@ def load_category(category: str, limit: int | None = None) -> list[BfclExample]:
     """Entries of one single-turn category, sorted by id (natural order); `limit` keeps the first `limit` of them."""
     if category not in SINGLE_TURN_CATEGORIES:
         raise BfclDataError(f"unknown BFCL category {category!r}; fix: choose from {', '.join(SINGLE_TURN_CATEGORIES)}")
-    base = data_dir()
+    base = bfcl_root() / "data"
     entries = read_json_objects(base / f"{VERSION_PREFIX}_{category}.json", fix=_REINSTALL)
     gold_by_id: dict[str, Any] = {}
     if category not in IRRELEVANCE_CATEGORIES:
