@@ -28,7 +28,7 @@ from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
 from qwen_tool.decode import Request, SamplingParams
 from qwen_tool.decode.transformers_decoder import TransformersDecoder
-from qwen_tool.eval import bfcl
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.models import DEFAULT_MODEL, load_model, load_tokenizer, stop_token_ids, tool_format_for
 
 BASELINE = "4fab789"
@@ -58,8 +58,8 @@ def main_job_prompts(tokenizer, fmt: str, count: int) -> tuple[list[str], list[s
     prompts, guides = [], []
     per_category = -(-count // len(MAIN_JOB_CATEGORIES))
     for category in MAIN_JOB_CATEGORIES:
-        for example in bfcl.load_category(category, per_category):
-            tools = bfcl.functions_to_tools(example.functions)
+        for example in bfcl_single_turn.load_category(category, per_category):
+            tools = bfcl_single_turn.functions_to_tools(example.functions)
             prompts.append(render_prompt(tokenizer, example.messages, tools, codec))
             guides.append(structural_tag(fmt, tools))
     return prompts[:count], guides[:count]
@@ -138,7 +138,6 @@ def bench_eval(args: argparse.Namespace) -> dict[str, object]:
         result["plain_generate"] = rate(sum(map(len, plain)), seconds)
     if args.vllm:
         from qwen_tool.decode.vllm_decoder import VLLMDecoder
-
         from qwen_tool.models import resolve
 
         (vllm_decoder, start_s) = timed("vLLM start-up", lambda: VLLMDecoder(

@@ -18,7 +18,7 @@ from typing import Any
 from qwen_tool.codec import TOOL_RENDERINGS, get_codec
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.config import PipelineConfig, load_config
-from qwen_tool.eval import bfcl
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.models import load_tokenizer, tool_format_for
 from qwen_tool.sft.tokenize import encode_trajectory
 
@@ -46,7 +46,7 @@ def measure(cfg: PipelineConfig, trajectories: list[dict[str, Any]]) -> dict[str
     """Mean tokens per training example, per training example's tool block, and per BFCL prompt, by rendering."""
     tokenizer = load_tokenizer(cfg.model)
     fmt = cfg.sft.tool_format or tool_format_for(cfg.model)
-    prompts = {category: bfcl.load_category(category) for category in CATEGORIES}
+    prompts = {category: bfcl_single_turn.load_category(category) for category in CATEGORIES}
     rows: dict[str, dict[str, float]] = {}
     for rendering in TOOL_RENDERINGS:
         codec = get_codec(fmt, tool_rendering=rendering)
@@ -58,7 +58,8 @@ def measure(cfg: PipelineConfig, trajectories: list[dict[str, Any]]) -> dict[str
         }
         for category, examples in prompts.items():
             row[f"BFCL {category}"] = statistics.mean(
-                count(tokenizer, render_prompt(tokenizer, e.messages, bfcl.functions_to_tools(e.functions), codec))
+                count(tokenizer, render_prompt(tokenizer, e.messages,
+                                               bfcl_single_turn.functions_to_tools(e.functions), codec))
                 for e in examples)
         rows[rendering] = row
     return rows
@@ -84,7 +85,7 @@ def main() -> None:
     rows = measure(cfg, trajectories)
     sizes = {"training example": len(trajectories),
              "its tool block": sum(1 for t in trajectories if t.get("tools")),
-             **{f"BFCL {c}": len(bfcl.load_category(c)) for c in CATEGORIES}}
+             **{f"BFCL {c}": len(bfcl_single_turn.load_category(c)) for c in CATEGORIES}}
     print(f"{cfg.model}, format {cfg.sft.tool_format or tool_format_for(cfg.model)}, data "
           f"{args.data or f'synthesised ({cfg.data.n_train} training trajectories, seed {cfg.data.seed})'}")
     print(table(rows, sizes))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -195,7 +195,7 @@ def env_play(
     if not 0 <= instability <= 1:
         raise QwenToolError(f"--instability {instability}: a probability must be between 0 and 1; fix: e.g. 0.1")
     if suite == "bfcl":
-        from qwen_tool.env.bfcl import load_bfcl_tasks
+        from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
         tasks = load_bfcl_tasks(category)
     else:
@@ -208,7 +208,9 @@ def env_play(
         env = ToolEnv(noise=noise, instability_rate=instability, max_turns=20 if suite == "bfcl" else 9)
         trajectory = run_gold_episode(env, tasks[task], seed=seed)
     else:
-        trajectory = _play_with_model(model, tasks[task], noise, instability, seed, 20 if suite == "bfcl" else 9)
+        from qwen_tool.eval.runner import play_with_model
+
+        trajectory = play_with_model(model, tasks[task], noise, instability, seed, 20 if suite == "bfcl" else 9)
     categories = {a["message_index"]: a["categories"] for a in trajectory["meta"]["annotations"]}
     out.print(f"[bold]{tasks[task].id}[/bold] ({len(trajectory['tools'])} tools, noise={noise})")
     tool_index = 0
@@ -234,34 +236,14 @@ def env_play(
         write_text(save, json.dumps(trajectory, indent=1, default=str))
 
 
-def _play_with_model(model: str, task: Any, noise: str, instability: float, seed: int | None,
-                     max_turns: int) -> dict[str, Any]:
-    """One episode in which `model` answers every step (greedy, its own tool format and rendering)."""
-    from qwen_tool.codec import get_codec
-    from qwen_tool.codec.chat import render_prompt
-    from qwen_tool.env import ToolEnv
-    from qwen_tool.eval.generation import GenerationSettings, load_backend
-    from qwen_tool.models import load_tokenizer, tool_format_for, tool_rendering_for
-
-    fmt = tool_format_for(model)
-    codec = get_codec(fmt, tool_rendering=tool_rendering_for(model))
-    backend, tokenizer = load_backend(model), load_tokenizer(model)
-    env = ToolEnv(fmt=fmt, noise=noise, instability_rate=instability, max_turns=max_turns)
-    env.reset(task, seed)
-    settings = GenerationSettings(max_new_tokens=256, batch_size=1)
-    while not env.done:
-        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), codec)
-        env.step(backend.generate([prompt], settings)[0].text)
-    return env.trajectory()
-
-
 @env_app.command("bfcl-replay")
 def env_bfcl_replay(
     category: Annotated[str, typer.Option(help="multi_turn_base, multi_turn_miss_func or multi_turn_miss_param.")]
     = "multi_turn_base",
 ) -> None:
     """Replay BFCL's gold answers through ToolEnv and report how many reproduce BFCL's gold end state."""
-    from qwen_tool.env.bfcl import load_bfcl_tasks, replay_gold
+    from qwen_tool.env import replay_gold
+    from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
     verdicts = replay_gold(load_bfcl_tasks(category))
     failures = [v for v in verdicts if not v["valid"]]
@@ -662,88 +644,16 @@ def eval_command(
     """Run a benchmark suite and write outcomes.jsonl, metrics.json, report.md/.html into the run directory."""
     if ctx.invoked_subcommand is not None:
         return
-    from qwen_tool.eval.generation import load_backend
-    from qwen_tool.eval.report import write_report
-    from qwen_tool.eval.runner import run_bfcl, run_internal, run_internal_tasks
+    from qwen_tool.eval.evaluate import EvalRequest, evaluate
 
-    if suite not in ("bfcl", "internal", "tasks", "robustness"):
-        raise QwenToolError(f"unknown suite {suite!r}; fix: use --suite bfcl, internal, tasks or robustness")
-    if guided and suite in ("tasks", "robustness"):
-        raise QwenToolError(f"--guided covers --suite bfcl and internal, not {suite}; fix: drop --guided")
-    if suite in ("internal", "tasks", "robustness") and data is None:
-        raise QwenToolError(f"--suite {suite} needs --data PATH; fix: pass the held-out JSONL from `qwen-tool data "
-                            "synth --eval-out` (tasks: the main job's data/internal_tasks.jsonl)")
-    # Everything a user typed is checked before the model loads (seconds), not after it (a minute or more).
     for option, value, minimum in (("--limit", limit, 1), ("--batch-size", batch_size, 1),
                                    ("--max-new-tokens", max_new_tokens, 1), ("--threads", threads, 0)):
         _at_least(option, value, minimum)
     chosen = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
-    if suite == "bfcl" and chosen:
-        from qwen_tool.eval.bfcl import check_categories
-
-        check_categories(chosen)
-    if data is not None:
-        from qwen_tool.eval.runner import read_held_out, read_tasks
-
-        (read_tasks if suite == "tasks" else read_held_out)(data)
-    from qwen_tool.models import check_model_name
-
-    check_model_name(model)
-    if tool_rendering is not None:
-        from qwen_tool.codec.base import check_tool_rendering
-
-        check_tool_rendering(tool_rendering)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    label = Path(model).name or model
-    run_dir = out_dir or Path("results") / f"{label}-{suite}"
-    generator = load_backend(model, backend, prefill_dtype=prefill_dtype)
-    if suite == "robustness":
-        from qwen_tool.eval.robustness import run_robustness
-
-        result = run_robustness(model, data, run_dir, backend=generator, batch_size=batch_size,
-                                limit=limit, max_new_tokens=max_new_tokens or 256, seed=seed,
-                                tool_rendering=tool_rendering)
-        table = Table(title=f"{label}: internal suite under RoTBench noise (seed {seed})")
-        for column in ("level", "TS %", "PI %", "CF %", "n"):
-            table.add_column(column)
-        for level, scores in result["levels"].items():
-            table.add_row(level, *[f"{100 * scores[k]:.1f}" for k in ("TS", "PI", "CF")], str(scores["n"]))
-        out.print(table)
-        out.print(f"table: {run_dir / 'robustness.md'}; chart: {run_dir / 'robustness.png'}")
-        return
-    if suite in ("internal", "tasks"):
-        runner = run_internal if suite == "internal" else run_internal_tasks
-        guidance = {"guided": guided} if suite == "internal" else {}  # multi-turn tasks decode freely
-        result = runner(model, data, run_dir, backend=generator, batch_size=batch_size, limit=limit,
-                        max_new_tokens=max_new_tokens or 256, tool_rendering=tool_rendering, **guidance)
-        summary = result["summary"]
-        table = Table(title=f"{label}: internal held-out {'suite' if suite == 'internal' else 'multi-turn tasks'}")
-        for column in ("metric", "%"):
-            table.add_column(column)
-        for key, value in summary.items():
-            average = key in ("average_calls", "average_steps")
-            table.add_row(key, f"{value:.2f}" if average else f"{100 * value:.1f}")
-        out.print(table)
-        if result.get("error_categories"):
-            out.print("misses by kind: " + ", ".join(f"{k} {n}" for k, n in result["error_categories"].items()))
-        out.print(f"outcomes: {run_dir / 'outcomes.jsonl'}")
-        return
-    metrics = run_bfcl(model, chosen, limit, run_dir, backend=generator, batch_size=batch_size,
-                       max_new_tokens=max_new_tokens, guided=guided, tool_rendering=tool_rendering)
-    report = write_report(run_dir, {label: metrics}, title=f"{label} on BFCL",
-                          outcomes={label: run_dir / "outcomes.jsonl"})
-    table = Table(title=f"{label}: BFCL accuracy")
-    for column in ("category", "n", "accuracy %"):
-        table.add_column(column)
-    for category, stats in metrics["categories"].items():
-        table.add_row(category, str(stats["n"]), f"{100 * stats['accuracy']:.1f}")
-    table.add_row("mean", str(metrics["summary"]["examples"]),
-                  f"{100 * metrics['summary']['overall_accuracy_unweighted']:.1f}")
-    out.print(table)
-    out.print(f"report: {report}")
+    evaluate(EvalRequest(model=model, suite=suite, data=data, seed=seed, categories=chosen, limit=limit,
+                         out_dir=out_dir, batch_size=batch_size, max_new_tokens=max_new_tokens, backend=backend,
+                         prefill_dtype=prefill_dtype, threads=threads, guided=guided, tool_rendering=tool_rendering),
+             out)
 
 
 @eval_app.command("compare")

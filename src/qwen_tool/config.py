@@ -190,7 +190,7 @@ def _check_data_stage(cfg: DataStageConfig) -> None:
 def _check_eval_stage(cfg: EvalStageConfig) -> None:
     """Sizes and BFCL category names of the evaluation stage, so a typo fails at load rather than after the model
     loads (or after training)."""
-    from qwen_tool.eval.bfcl import CATEGORIES
+    from qwen_tool.eval.bfcl_single_turn import CATEGORIES
 
     _at_least(cfg, 1, "batch_size", "max_new_tokens", "baseline_limit")
     if not cfg.categories:
@@ -553,7 +553,8 @@ class RLTrainingConfig:
     critic_model: str | None = None
     """Separate critic's model (same tokenizer); default: `model`."""
     value_pretrain_steps: int = 0
-    """PPO: steps that fit only the critic on fresh episodes before any policy update (seed 000)."""
+    """PPO: steps that fit only the critic on fresh episodes before any policy update (value pre-training, as in
+    docs/references.md, Qwen-Tool design brief)."""
     rewards: RewardWeights = field(default_factory=RewardWeights)
     """Composite reward weights."""
     error_penalty: float = 0.25

@@ -145,6 +145,13 @@ def resolve_precision(requested: str, stage: str) -> PrecisionChoice:
     return choice
 
 
+def mixed_precision(requested: str, stage: str) -> Literal["no", "bf16", "fp16"]:
+    """accelerate's `mixed_precision` for a stage's precision (`resolve_precision`; `auto`: bf16 only where it is
+    native): fp32 runs unmixed, "no"."""
+    precision = resolve_precision(requested, stage).precision
+    return "no" if precision == "fp32" else precision
+
+
 def prefill_dtype(requested: str | None) -> str | None:
     """The evaluation prefill dtype for a setting: "auto" is bfloat16 where bf16 is native, else None (the model's
     own float32); any other value is kept."""

@@ -169,15 +169,15 @@ def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, codec: Codec, limi
     """Token lengths of the prompts an evaluation stage will decode (BFCL categories, then the internal suite) with
     the evaluated model's `codec`, each estimated as the mean of a spread sample."""
     from qwen_tool.codec.chat import render_prompt
-    from qwen_tool.eval import bfcl
+    from qwen_tool.eval import bfcl_single_turn
     from qwen_tool.eval.runner import decision_points, read_held_out
 
     conversations = []
     for category in cfg.eval.categories:
-        if category not in bfcl.SINGLE_TURN_CATEGORIES:
+        if category not in bfcl_single_turn.SINGLE_TURN_CATEGORIES:
             continue  # multi-turn categories are played step by step; not projected
-        for example in bfcl.load_category(category, limits.get(category)):
-            conversations.append((example.messages, bfcl.functions_to_tools(example.functions)))
+        for example in bfcl_single_turn.load_category(category, limits.get(category)):
+            conversations.append((example.messages, bfcl_single_turn.functions_to_tools(example.functions)))
     if internal_eval and cfg.eval.internal:
         for record in read_held_out(internal_eval, internal_limit):
             conversations.extend((history, record.get("tools")) for history, _ in decision_points(record))

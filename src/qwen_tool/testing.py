@@ -1,5 +1,5 @@
 """Fixtures for fast tests: a random-weight model of the built-in model's real architecture, with its real tokenizer;
-and a scripted decoder that replays given texts through the decoders' step API.
+a scripted decoder that replays given texts through the decoders' step API; and a scripted evaluation backend.
 
 Tests that exercise tokenisation, masking, generation plumbing or a training step use these (seconds), and keep the
 real 135M weights for tests marked `slow`.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.decode import Request
+from qwen_tool.eval.generation import Generation, GenerationSettings
 from qwen_tool.models import DEFAULT_MODEL, load_tokenizer, pull, stop_token_ids
 
 if TYPE_CHECKING:
@@ -155,3 +156,35 @@ class ScriptedDecoder:
         row.left -= 1
         finished = "stop" if token == self.end_of_turn else "length" if row.left == 0 else None
         return Token(row.id, token, None, finished)
+
+
+class ScriptedBackend:
+    """A fake evaluation backend (`eval.generation.Backend`) for the runners' tests: each prompt is answered with
+    `answer(prompt)`, one at a time as a decoder finishes them; `decoded` records the prompts in order, and `guides`
+    the structural tag each was given. With `fail_after`, the call after that many prompts raises KeyboardInterrupt
+    (an interrupted run, to test resuming from the cache)."""
+
+    def __init__(self, answer: Callable[[str], str], fail_after: int | None = None, model_id: str = "scripted") -> None:
+        self.answer, self.fail_after, self.model_id = answer, fail_after, model_id
+        self.decoded: list[str] = []
+        self.guides: dict[str, str | None] = {}
+
+    def token_length(self, prompt: str) -> int:
+        return len(prompt)
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 guides: Sequence[str | None] | None = None,
+                 on_done: Callable[[int, Generation], None] | None = None,
+                 progress: str | None = None) -> list[Generation]:
+        generations = []
+        for index, prompt in enumerate(prompts):
+            if self.fail_after is not None and len(self.decoded) >= self.fail_after:
+                raise KeyboardInterrupt
+            self.decoded.append(prompt)
+            if guides is not None:
+                self.guides[prompt] = guides[index]
+            text = self.answer(prompt)
+            generations.append(Generation(text, len(text.split()) + 1, "stop"))
+            if on_done is not None:
+                on_done(index, generations[-1])
+        return generations

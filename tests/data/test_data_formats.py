@@ -10,7 +10,7 @@ import pytest
 
 from qwen_tool.data.annotate import annotate
 from qwen_tool.data.augment import NOISE_LEVELS, augment
-from qwen_tool.data.curriculum import difficulty, nesting_depth, order_by_difficulty
+from qwen_tool.data.difficulty import difficulty, nesting_depth
 from qwen_tool.data.formats import FORMATS, from_bfcl, read_format, to_bfcl, write_format
 from qwen_tool.data.schema import (
     TrajectoryError,
@@ -146,7 +146,7 @@ def test_annotate_classifies_recorded_feedback_text() -> None:
     assert out["messages"][3]["erroneous"] and out["messages"][3]["feedback_category"] == "call_failure"
 
 
-def test_difficulty_by_hand_and_stages(records: list[dict]) -> None:
+def test_difficulty_by_hand() -> None:
     assert nesting_depth({"a": [1, {"b": 2}]}) == 3
     # two call turns of one call each, one distractor, flat args, no error:
     # d = 2 calls + 2*(2-1) + 0.5*1 + 0 + 0 + 0 = 4.5
@@ -154,6 +154,3 @@ def test_difficulty_by_hand_and_stages(records: list[dict]) -> None:
         {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"x": 1}'}}]},
         {"role": "assistant", "tool_calls": [{"function": {"name": "g", "arguments": '{"y": 2}'}}]}]}
     assert difficulty(record) == 4.5
-    stages = order_by_difficulty(list(records), stages=3)
-    assert sum(len(s) for s in stages) == len(records)
-    assert max(r["meta"]["difficulty"] for r in stages[0]) <= min(r["meta"]["difficulty"] for r in stages[2])

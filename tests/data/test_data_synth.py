@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, name_variants
 from qwen_tool.data.kinds import Enum, Num, NumDict, Param, Percent
+from qwen_tool.data.mix import allocate
 from qwen_tool.data.schema import to_jsonl_line, validate_trajectory
-from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, allocate, held_out_split, parse_mix, synthesize
+from qwen_tool.data.synth import CATEGORIES, CHAT, SynthError, held_out_split, parse_mix, synthesize
 from qwen_tool.data.unseen import DrawnParam, _generic_clause, draw_style, draw_tool
+from qwen_tool.env.bfcl_multi_turn import bfcl_root
 from qwen_tool.env.suites import SUITES
 from qwen_tool.tools import Executor, Tool
 
@@ -25,12 +25,6 @@ def records() -> list[dict]:
     return synthesize(600, seed=0)
 
 
-def _bfcl_data_dir() -> Path:
-    spec = importlib.util.find_spec("bfcl_eval")
-    assert spec is not None and spec.submodule_search_locations, "bfcl-eval must be installed (make setup)"
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
 def _normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
@@ -38,7 +32,7 @@ def _normalise(text: str) -> str:
 def _bfcl_names_and_questions() -> tuple[set[str], set[str]]:
     names: set[str] = set()
     questions: set[str] = set()
-    for path in _bfcl_data_dir().rglob("*.json"):
+    for path in (bfcl_root() / "data").rglob("*.json"):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 entry = json.loads(line)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qwen_tool.cli import main
-from qwen_tool.eval import bfcl
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.testing import save_tiny_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,7 +28,7 @@ def tiny_runs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cli")
     model_dir = save_tiny_model(root / "tiny")
     runs = []
-    for name, categories in (("a", ",".join(bfcl.AST_CATEGORIES) + ",irrelevance"), ("b", "simple_python")):
+    for name, categories in (("a", ",".join(bfcl_single_turn.AST_CATEGORIES) + ",irrelevance"), ("b", "simple_python")):
         run = root / name
         _cli(["eval", "--model", str(model_dir), "--categories", categories, "--limit", "1", "--max-new-tokens",
               "8", "--backend", "transformers", "--threads", "1", "--out", str(run)])
@@ -41,25 +41,25 @@ def test_eval_writes_run_directory(tiny_runs) -> None:
     assert {"outcomes.jsonl", "metrics.json", "report.md", "report.html", "bfcl_categories.png"} <= {
         p.name for p in run.iterdir()}
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["categories"]) == {*bfcl.AST_CATEGORIES, "irrelevance"}
-    assert metrics["summary"]["examples"] == (len(bfcl.AST_CATEGORIES) + 1)
+    assert set(metrics["categories"]) == {*bfcl_single_turn.AST_CATEGORIES, "irrelevance"}
+    assert metrics["summary"]["examples"] == (len(bfcl_single_turn.AST_CATEGORIES) + 1)
     assert metrics["generation"]["new_tokens"] > 0
 
 
 def test_recorded_tiny_model_verdicts_agree_with_bfcl(tiny_runs) -> None:
     checker, language = load_oracle()
     run, _ = tiny_runs
-    examples = {e.id: e for c in bfcl.AST_CATEGORIES for e in bfcl.load_category(c, 1)}
+    examples = {e.id: e for c in bfcl_single_turn.AST_CATEGORIES for e in bfcl_single_turn.load_category(c, 1)}
     compared = 0
     for line in (run / "outcomes.jsonl").read_text().splitlines():
         row = json.loads(line)
-        if row["category"] not in bfcl.AST_CATEGORIES:
+        if row["category"] not in bfcl_single_turn.AST_CATEGORIES:
             continue
         example = examples[row["id"]]
         assert row["valid"] == oracle_verdict(checker, language, row["category"], example.functions,
                                               row["parsed_calls"], example.gold)
         compared += 1
-    assert compared == len(bfcl.AST_CATEGORIES)
+    assert compared == len(bfcl_single_turn.AST_CATEGORIES)
 
 
 def test_eval_compare(tiny_runs, capsys) -> None:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from qwen_tool import QwenToolError
@@ -9,7 +7,7 @@ from qwen_tool.decode import Request, SamplingParams
 from qwen_tool.decode.transformers_decoder import TransformersDecoder
 from qwen_tool.eval.generation import DecoderBackend, Generation, GenerationSettings, generate_all
 from qwen_tool.models import stop_token_ids
-from qwen_tool.testing import tiny_model, tiny_tokenizer
+from qwen_tool.testing import ScriptedBackend, tiny_model, tiny_tokenizer
 
 
 def _backend() -> DecoderBackend:
@@ -40,49 +38,23 @@ def test_text_is_the_decoded_tokens_without_the_stop_token_and_each_reaches_on_d
         assert generation.finish_reason == completion.finish_reason
 
 
-class ScriptedBackend:
-    """Returns fixed texts, one prompt at a time as a decoder finishes them; records the prompts it decoded; may be
-    interrupted after some prompts."""
-
-    def __init__(self, texts: dict[str, str], fail_after: int | None = None) -> None:
-        self.model_id = "scripted"
-        self.texts = texts
-        self.decoded: list[str] = []
-        self.fail_after = fail_after
-
-    def token_length(self, prompt: str) -> int:
-        return len(prompt)
-
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings, guides=None, on_done=None,
-                 progress=None) -> list[Generation]:
-        generations = []
-        for index, prompt in enumerate(prompts):
-            if self.fail_after is not None and len(self.decoded) >= self.fail_after:
-                raise KeyboardInterrupt
-            self.decoded.append(prompt)
-            generations.append(Generation(self.texts[prompt], len(self.texts[prompt]), "stop"))
-            if on_done is not None:
-                on_done(index, generations[-1])
-        return generations
-
-
 def test_cache_makes_rescoring_free_and_resumes_after_interrupt(tmp_path) -> None:
     texts = {f"prompt {i}" + "x" * i: f"answer {i}" for i in range(7)}
     prompts = list(texts)
     settings = GenerationSettings(max_new_tokens=8, batch_size=2)
-    interrupted = ScriptedBackend(texts, fail_after=4)
+    interrupted = ScriptedBackend(texts.__getitem__, fail_after=4)
     with pytest.raises(KeyboardInterrupt):
         generate_all(interrupted, prompts, settings, cache_dir=tmp_path, progress=False)
     assert len(interrupted.decoded) == 4  # each reached the cache as it finished, before the interrupt
-    resumed = ScriptedBackend(texts)
+    resumed = ScriptedBackend(texts.__getitem__)
     results = generate_all(resumed, prompts, settings, cache_dir=tmp_path, progress=False)
     assert [r.text for r in results] == [texts[p] for p in prompts]
     assert sorted(resumed.decoded) == sorted(set(prompts) - set(interrupted.decoded))
-    again = ScriptedBackend(texts)
+    again = ScriptedBackend(texts.__getitem__)
     generate_all(again, prompts, settings, cache_dir=tmp_path, progress=False)
     assert again.decoded == []
     # Different settings are a different cache.
-    other = ScriptedBackend(texts)
+    other = ScriptedBackend(texts.__getitem__)
     generate_all(other, prompts[:1], GenerationSettings(max_new_tokens=9, batch_size=2), cache_dir=tmp_path,
                  progress=False)
     assert other.decoded == prompts[:1]
@@ -91,10 +63,10 @@ def test_cache_makes_rescoring_free_and_resumes_after_interrupt(tmp_path) -> Non
 def test_cache_ignores_a_line_cut_short(tmp_path) -> None:
     texts = {"a": "1", "bb": "2"}
     settings = GenerationSettings(max_new_tokens=4, batch_size=1)
-    generate_all(ScriptedBackend(texts), ["a"], settings, cache_dir=tmp_path, progress=False)
+    generate_all(ScriptedBackend(texts.__getitem__), ["a"], settings, cache_dir=tmp_path, progress=False)
     cache_file = next(tmp_path.glob("*.jsonl"))
     cache_file.write_text(cache_file.read_text() + '{"prompt": "trunc')
-    backend = ScriptedBackend(texts)
+    backend = ScriptedBackend(texts.__getitem__)
     assert [g.text for g in generate_all(backend, ["a", "bb"], settings, cache_dir=tmp_path, progress=False)] == [
         "1", "2"]
     assert backend.decoded == ["bb"]
@@ -102,7 +74,7 @@ def test_cache_ignores_a_line_cut_short(tmp_path) -> None:
 
 def test_longest_prompts_are_decoded_first() -> None:
     texts = {"x" * n: str(n) for n in (3, 1, 4, 2)}
-    backend = ScriptedBackend(texts)
+    backend = ScriptedBackend(texts.__getitem__)
     generate_all(backend, list(texts), GenerationSettings(batch_size=2), progress=False)
     assert backend.decoded == ["xxxx", "xxx", "xx", "x"]
 
@@ -111,4 +83,4 @@ def test_guided_settings_need_one_guide_per_prompt_and_change_the_cache_key() ->
     settings = GenerationSettings(guided=True)
     assert settings.key() != GenerationSettings().key()
     with pytest.raises(QwenToolError, match="one guide per prompt"):
-        generate_all(ScriptedBackend({"a": "1"}), ["a"], settings)
+        generate_all(ScriptedBackend({"a": "1"}.__getitem__), ["a"], settings)

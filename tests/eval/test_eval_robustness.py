@@ -1,4 +1,4 @@
-"""The robustness suite: the internal held-out suite under the RoTBench noise levels (REFERENCE §1).
+"""The robustness suite: the internal held-out suite under the RoTBench noise levels (docs/references.md).
 
 Noise changes names as each level says; the gold calls follow the presented names (an oracle answering the presented
 gold scores 100% everywhere, one answering the clean gold does not); a seed fixes the noise; the CLI writes the table
@@ -8,7 +8,6 @@ and the chart; `write_report` shows the section.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import pytest
 
@@ -18,11 +17,10 @@ from qwen_tool.codec import get_codec
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.data.augment import augment_all
 from qwen_tool.env.noise import NOISE_LEVELS
-from qwen_tool.eval.generation import Generation, GenerationSettings
 from qwen_tool.eval.report import write_report
 from qwen_tool.eval.robustness import run_robustness, write_noised
 from qwen_tool.eval.runner import decision_points
-from qwen_tool.testing import save_tiny_model, tiny_tokenizer
+from qwen_tool.testing import ScriptedBackend, save_tiny_model, tiny_tokenizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -164,24 +162,6 @@ def test_same_seed_same_noise(tmp_path) -> None:
     assert other != (tmp_path / "a-slight.jsonl").read_bytes()
 
 
-class OracleBackend:
-    """Answers each prompt with a fixed text from `answers` (prompt → text); records what it was asked."""
-
-    model_id = "oracle"
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    def token_length(self, prompt: str) -> int:
-        return len(prompt)
-
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings, guides=None, on_done=None,
-                 progress=None) -> list[Generation]:
-        self.asked.extend(prompts)
-        return [Generation(self.answers[p], 3, "stop") for p in prompts]
-
-
 def _answers(tokenizer, seed: int, gold_of) -> dict[str, str]:
     """The prompt the runner renders for every decision at every level → `gold_of(clean gold, noised gold)` in Hermes
     text (or a plain answer where the gold makes no call)."""
@@ -205,7 +185,7 @@ def _run(tmp_path, tokenizer, backend, name="robust", seed=0) -> dict:
 
 
 def test_oracle_on_presented_names_scores_everything(tmp_path, tokenizer) -> None:
-    backend = OracleBackend(_answers(tokenizer, 0, lambda clean, noisy: noisy))
+    backend = ScriptedBackend(_answers(tokenizer, 0, lambda clean, noisy: noisy).__getitem__)
     result = _run(tmp_path, tokenizer, backend)
     assert list(result["levels"]) == list(NOISE_LEVELS)
     for level, scores in result["levels"].items():
@@ -213,7 +193,7 @@ def test_oracle_on_presented_names_scores_everything(tmp_path, tokenizer) -> Non
         assert (tmp_path / "robust" / level / "outcomes.jsonl").is_file()
         # the suite's noised copy is the seeded noise, byte for byte
         assert _read(tmp_path / "robust" / level / "records.jsonl") == augment_all(_records(), [level], 0)
-    assert len(backend.asked) == 5 * len(NOISE_LEVELS)  # one shared backend, every prompt distinct
+    assert len(backend.decoded) == 5 * len(NOISE_LEVELS)  # one shared backend, every prompt distinct
     assert json.loads((tmp_path / "robust" / "metrics.json").read_text())["levels"] == result["levels"]
     table = (tmp_path / "robust" / "robustness.md").read_text()
     assert "| level | TS | PI | CF | n |" in table and "| union | 100.0 | 100.0 | 100.0 | 5 |" in table
@@ -224,7 +204,7 @@ def test_oracle_on_clean_names_loses_under_noise(tmp_path, tokenizer) -> None:
     """Answering with the real (clean) names: 2 of 5 decisions make no call and always pass (the final answer after
     the tool result, and the greeting). Slight/medium rename every tool: the 3 calls fail TS → TS = PI = CF = 2/5.
     Heavy adds a required parameter to every tool, so no clean call passes PI: PI = CF = 2/5."""
-    result = _run(tmp_path, tokenizer, OracleBackend(_answers(tokenizer, 0, lambda clean, noisy: clean)))
+    result = _run(tmp_path, tokenizer, ScriptedBackend(_answers(tokenizer, 0, lambda clean, noisy: clean).__getitem__))
     levels = result["levels"]
     assert (levels["clean"]["TS"], levels["clean"]["CF"]) == (1.0, 1.0)
     for level in ("slight", "medium"):
@@ -235,7 +215,7 @@ def test_oracle_on_clean_names_loses_under_noise(tmp_path, tokenizer) -> None:
 def test_unknown_level_is_a_user_error(tmp_path, tokenizer) -> None:
     with pytest.raises(QwenToolError, match="noise levels"):
         run_robustness("oracle", _write(tmp_path / "held.jsonl", _records()), tmp_path / "x", levels=["loud"],
-                       backend=OracleBackend({}), tokenizer=tokenizer, tool_format="hermes")
+                       backend=ScriptedBackend({}.__getitem__), tokenizer=tokenizer, tool_format="hermes")
 
 
 def test_report_shows_robustness_section(tmp_path) -> None:

@@ -4,45 +4,16 @@ the gold answer rendered in the model's format scores 100%; an interrupted run r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import pytest
 
 from qwen_tool.codec import ToolCall, get_codec
-from qwen_tool.eval import bfcl
-from qwen_tool.eval.generation import Generation, GenerationSettings
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.eval.runner import run_bfcl
-from qwen_tool.testing import tiny_tokenizer
+from qwen_tool.testing import ScriptedBackend, tiny_tokenizer
 
 CATEGORIES = ["simple_python", "parallel", "live_multiple", "irrelevance"]
 LIMIT = 3
-
-
-class FixedBackend:
-    """Answers every prompt with `answer(prompt)`, one by one as a decoder finishes them; records what it decoded;
-    can be interrupted after some prompts."""
-
-    def __init__(self, answer, fail_after: int | None = None) -> None:
-        self.model_id = "fixed"
-        self.answer = answer
-        self.decoded: list[str] = []
-        self.fail_after = fail_after
-
-    def token_length(self, prompt: str) -> int:
-        return len(prompt)
-
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings, guides=None, on_done=None,
-                 progress=None) -> list[Generation]:
-        generations = []
-        for index, prompt in enumerate(prompts):
-            if self.fail_after is not None and len(self.decoded) >= self.fail_after:
-                raise KeyboardInterrupt
-            self.decoded.append(prompt)
-            text = self.answer(prompt)
-            generations.append(Generation(text, len(text.split()) + 1, "stop"))
-            if on_done is not None:
-                on_done(index, generations[-1])
-        return generations
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +39,7 @@ def _gold_answers() -> dict[str, str]:
     codec = get_codec("hermes")
     answers = {}
     for category in CATEGORIES:
-        for example in bfcl.load_category(category, LIMIT):
+        for example in bfcl_single_turn.load_category(category, LIMIT):
             calls = []
             for gold_call in example.gold or []:
                 name, accepted = next(iter(gold_call.items()))
@@ -84,7 +55,7 @@ def test_gold_answers_score_everything(tmp_path, tokenizer) -> None:
     def answer(prompt: str) -> str:
         return next(text for question, text in answers.items() if question in prompt)
 
-    result = _run(tmp_path, FixedBackend(answer), tokenizer)
+    result = _run(tmp_path, ScriptedBackend(answer), tokenizer)
     assert {c: r["accuracy"] for c, r in result["categories"].items()} == {c: 1.0 for c in CATEGORIES}
     assert result["summary"]["call_timing_precision"] == 1.0 and result["summary"]["call_timing_abstain_recall"] == 1.0
     rows = [json.loads(line) for line in (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()]
@@ -96,17 +67,17 @@ def test_gold_answers_score_everything(tmp_path, tokenizer) -> None:
 @pytest.mark.parametrize("text", ["", "\x00\x01 garbage {{{ <tool_call> {\"name\": ", "na " * 5000,
                                   "<tool_call>\n{\"name\": \"f\", \"arguments\": [1, 2]}\n</tool_call>"])
 def test_bad_outputs_are_scored_as_errors(tmp_path, tokenizer, text) -> None:
-    result = _run(tmp_path, FixedBackend(lambda prompt: text), tokenizer)
+    result = _run(tmp_path, ScriptedBackend(lambda prompt: text), tokenizer)
     for category in CATEGORIES:
         expected = 1.0 if category == "irrelevance" else 0.0  # no call made: only irrelevance passes
         assert result["categories"][category]["accuracy"] == expected
 
 
 def test_interrupted_run_resumes_from_cache(tmp_path, tokenizer) -> None:
-    first = FixedBackend(lambda prompt: "no call", fail_after=5)
+    first = ScriptedBackend(lambda prompt: "no call", fail_after=5)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, first, tokenizer)
-    second = FixedBackend(lambda prompt: "no call")
+    second = ScriptedBackend(lambda prompt: "no call")
     _run(tmp_path, second, tokenizer)
     assert len(first.decoded) == 5  # each reached the cache as it finished
     assert len(second.decoded) == len(CATEGORIES) * LIMIT - 5
@@ -117,9 +88,9 @@ def test_unknown_category_and_bad_limit_are_user_errors(tmp_path, tokenizer) -> 
     from qwen_tool import QwenToolError
 
     with pytest.raises(QwenToolError, match="unknown BFCL category .simple_cobol.; fix: did you mean .simple_python.?"):
-        _run(tmp_path, FixedBackend(str), tokenizer, categories=["simple_cobol"])
+        _run(tmp_path, ScriptedBackend(str), tokenizer, categories=["simple_cobol"])
     with pytest.raises(QwenToolError, match="--limit"):
-        run_bfcl("scripted", ["simple_python"], 0, tmp_path, backend=FixedBackend(str), tokenizer=tokenizer,
+        run_bfcl("scripted", ["simple_python"], 0, tmp_path, backend=ScriptedBackend(str), tokenizer=tokenizer,
                  tool_format="hermes")
 
 
@@ -152,7 +123,7 @@ def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
             return wrong_days  # calls again where the gold answers
         return wrong_days if "Paris" in prompt else "Hello!"
 
-    result = run_internal("scripted", path, tmp_path / "internal", backend=FixedBackend(answer), tokenizer=tokenizer,
+    result = run_internal("scripted", path, tmp_path / "internal", backend=ScriptedBackend(answer), tokenizer=tokenizer,
                           tool_format="hermes", cache_dir=tmp_path / "cache", progress=False)
     # decisions: (get_weather days=2 vs gold days=3): TS PI, not CF; (call vs no call): none; (no call vs none): all.
     # TS = PI = 2/3, CF = 1/3; timing: called [T, T, F], gold [T, F, F] → precision 1/2, recall 1, abstain 1/2;
@@ -172,7 +143,7 @@ def test_internal_suite_hand_derived(tmp_path, tokenizer) -> None:
 
 def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:
     """Gold calls replayed step by step pass BFCL's end-state check; silence and hallucinated tools fail it."""
-    from qwen_tool.env.bfcl import load_bfcl_tasks
+    from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
     tasks = load_bfcl_tasks("multi_turn_base", 2)
     codec = get_codec("hermes")
@@ -184,7 +155,7 @@ def test_multi_turn_through_tool_env(tmp_path, tokenizer) -> None:
         return codec.render_calls(calls).text if calls else "Done."
 
     def run(answer, name):
-        return run_bfcl("scripted", ["multi_turn_base"], 2, tmp_path / name, backend=FixedBackend(answer),
+        return run_bfcl("scripted", ["multi_turn_base"], 2, tmp_path / name, backend=ScriptedBackend(answer),
                         tokenizer=tokenizer, tool_format="hermes", cache_dir=tmp_path / name / "cache",
                         progress=False)  # one cache per scripted "model": they share a model_id
 
@@ -222,7 +193,7 @@ def test_internal_tasks_gold_silent_and_hallucinating_players(tmp_path, tokenize
         return codec.render_calls(calls).text if calls else (task.gold_answer or "Done.")
 
     def run(answer, name):
-        return run_internal_tasks("scripted", path, tmp_path / name, backend=FixedBackend(answer),
+        return run_internal_tasks("scripted", path, tmp_path / name, backend=ScriptedBackend(answer),
                                   tokenizer=tokenizer, tool_format="hermes", cache_dir=tmp_path / name / "cache",
                                   max_turns=4, progress=False)
 
@@ -248,25 +219,11 @@ def test_internal_tasks_gold_silent_and_hallucinating_players(tmp_path, tokenize
     assert len(written) == 6 and all(not o["valid"] for o in written)
 
 
-class GuideRecorder(FixedBackend):
-    """A FixedBackend that also takes the per-prompt guides of a guided run."""
-
-    def __init__(self, answer) -> None:
-        super().__init__(answer)
-        self.guides: dict[str, str | None] = {}
-
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
-                 guides: Sequence[str | None] | None = None, on_done=None, progress=None) -> list[Generation]:
-        assert settings.guided and guides is not None
-        self.guides.update(zip(prompts, guides, strict=True))
-        return super().generate(prompts, settings, on_done=on_done)
-
-
 def test_guided_run_gives_every_prompt_a_grammar_its_gold_answer_satisfies(tmp_path, tokenizer) -> None:
     import xgrammar
 
     answers = _gold_answers()
-    backend = GuideRecorder(lambda prompt: next(a for q, a in answers.items() if q in prompt))
+    backend = ScriptedBackend(lambda prompt: next(a for q, a in answers.items() if q in prompt))
     result = run_bfcl("scripted", CATEGORIES, LIMIT, tmp_path / "guided", backend=backend, tokenizer=tokenizer,
                       tool_format="hermes", batch_size=2, cache_dir=tmp_path / "cache", progress=False, guided=True)
     assert result["generation"]["guided"] is True

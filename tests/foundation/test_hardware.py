@@ -84,16 +84,14 @@ def test_explicit_fp32_is_kept_without_a_probe(machine) -> None:
     assert hardware.resolve_precision("fp32", "SFT").precision == "fp32" and probes == []
 
 
-def test_the_sft_and_rl_trainers_follow_the_choice(machine) -> None:
-    from qwen_tool.rl.trainer import _precision as rl_precision
-    from qwen_tool.sft.trainer import _precision as sft_precision
-
+def test_the_trainers_mixed_precision_follows_the_choice(machine) -> None:
     machine("AVX2", False)
-    assert sft_precision(SFTTrainingConfig()) == {"bf16": False, "fp16": False}
-    assert rl_precision(RLTrainingConfig()) == "no"
+    assert hardware.mixed_precision(SFTTrainingConfig().precision, "SFT") == "no"
+    assert hardware.mixed_precision(RLTrainingConfig().precision, "RL") == "no"
     machine("AVX512", True)
-    assert sft_precision(SFTTrainingConfig()) == {"bf16": True, "fp16": False}
-    assert rl_precision(RLTrainingConfig()) == "bf16"
+    assert hardware.mixed_precision(SFTTrainingConfig().precision, "SFT") == "bf16"
+    assert hardware.mixed_precision(RLTrainingConfig().precision, "RL") == "bf16"
+    assert hardware.mixed_precision("fp16", "RL") == "fp16"
 
 
 def test_every_cpu_recipe_leaves_training_precision_to_auto() -> None:

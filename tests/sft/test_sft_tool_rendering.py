@@ -12,7 +12,7 @@ from qwen_tool.codec.tool_signatures import render_signatures
 from qwen_tool.config import SFTTrainingConfig, load_config
 from qwen_tool.data.schema import write_jsonl
 from qwen_tool.data.synth import synthesize
-from qwen_tool.eval import bfcl
+from qwen_tool.eval import bfcl_single_turn
 from qwen_tool.eval.generation import Generation, GenerationSettings
 from qwen_tool.eval.runner import run_bfcl
 from qwen_tool.models import resolve, tool_rendering_for
@@ -57,7 +57,7 @@ def test_sft_records_the_rendering_next_to_the_weights(trained) -> None:
 
 
 def test_evaluation_prompts_the_model_as_it_was_taught_unless_told_otherwise(trained, tmp_path, caplog) -> None:
-    tools = bfcl.functions_to_tools(bfcl.load_category("simple_python", 1)[0].functions)
+    tools = bfcl_single_turn.functions_to_tools(bfcl_single_turn.load_category("simple_python", 1)[0].functions)
     backend = PromptRecorder()
     metrics = run_bfcl(str(trained), ["simple_python"], 1, tmp_path / "as-taught", backend=backend,
                        tokenizer=tiny_tokenizer(), cache_dir=tmp_path / "cache", progress=False)

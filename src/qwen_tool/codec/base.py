@@ -467,10 +467,7 @@ class Codec:
         raise NotImplementedError
 
     tool_results_joiner = "\n"
-
-    def render_tool_results(self, results: list[dict]) -> str:
-        """Consecutive tool messages as one block of text (our templates put it in one `tool_result_role` turn)."""
-        return self.tool_results_joiner.join(self.render_tool_result(result) for result in results)
+    """Text between consecutive tool results rendered into one `tool_result_role` turn."""
 
     tool_result_role = "user"
     """Role of the turn that carries tool results in our templates."""

@@ -1,4 +1,4 @@
-"""RoTBench noise (REFERENCE §1) on trajectories: tools and every call in the conversation renamed consistently.
+"""RoTBench noise (docs/references.md) on trajectories: tools and every call in the conversation renamed consistently.
 
 One noise implementation: the renaming is the env's `apply_noise` (levels clean, slight, medium, heavy, union; see
 `env.noise`), run on the record's tools; this module only carries its mapping over to the conversation. Gold calls

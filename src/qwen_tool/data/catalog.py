@@ -823,13 +823,6 @@ CONCEPTS: tuple[Concept, ...] = (
 """Every concept; the generator names each afresh per draw."""
 
 
-def concepts_by_domain() -> dict[str, list[Concept]]:
-    grouped: dict[str, list[Concept]] = {}
-    for concept in CONCEPTS:
-        grouped.setdefault(concept.domain, []).append(concept)
-    return grouped
-
-
 def name_variants(concept: Concept) -> list[str]:
     """Every tool name a concept can be given (the test checks these against BFCL's names)."""
     modules = MODULES[concept.domain]
@@ -846,4 +839,4 @@ def _camel(snake: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-__all__ = ["CONCEPTS", "Concept", "MODULES", "concepts_by_domain", "name_variants"]
+__all__ = ["CONCEPTS", "Concept", "MODULES", "name_variants"]

@@ -33,24 +33,11 @@ from qwen_tool.codec.values import (
     value_problem,
 )
 from qwen_tool.files import FileProblem, atomic_write, decode_utf8, open_input
-
-# NOTE (lead engineer): the category strings are the tools room's `FeedbackCategory` values (ok, tool_instability,
-# call_failure, tool_hallucination, parameter_hallucination, parameter_missing, other), one vocabulary for the whole
-# project; import them from there rather than spelling them again.
-from qwen_tool.tools.feedback import FeedbackCategory  # noqa: E402
+from qwen_tool.tools.feedback import FeedbackCategory
 
 FEEDBACK_CATEGORIES = tuple(category.value for category in FeedbackCategory)
-"""TL-Training's feedback taxonomy (REFERENCE §1), as the strings stored in data files."""
-
-FeedbackCategoryName = Literal[
-    "ok",
-    "tool_instability",
-    "call_failure",
-    "tool_hallucination",
-    "parameter_hallucination",
-    "parameter_missing",
-    "other",
-]
+"""The feedback taxonomy (`tools.feedback.FeedbackCategory`, after TL-Training: docs/references.md) as the strings
+stored in data files."""
 
 
 class TrajectoryError(QwenToolError):
@@ -132,6 +119,8 @@ class ToolCallSpec(_Strict):
 
 
 class Message(_Strict):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)  # feedback_category stays a plain string
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     tool_calls: list[ToolCallSpec] | None = None
@@ -140,7 +129,7 @@ class Message(_Strict):
     reasoning_content: str | None = None
     erroneous: bool | None = None
     """Assistant turn whose call drew error feedback (MAE masks it)."""
-    feedback_category: FeedbackCategoryName | None = None
+    feedback_category: FeedbackCategory | None = None
     """Tool message: what its feedback says. Erroneous assistant turn: why it failed."""
 
     @model_validator(mode="after")

@@ -6,13 +6,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from qwen_tool.data.difficulty import difficulty
 from qwen_tool.files import save_figure
 
 
 def category_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per category: count, share, mean messages, mean calls, mean difficulty, erroneous turns."""
-    from qwen_tool.data.curriculum import difficulty
-
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[record.get("meta", {}).get("category") or "?"].append(record)

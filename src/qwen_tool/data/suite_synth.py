@@ -31,6 +31,8 @@ from jsonschema import Draft202012Validator
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.data.filters import dedupe_key
+from qwen_tool.data.mix import allocate
 from qwen_tool.data.suite_phrases import TASKS, answer_for, made_values, optional_clause, say
 from qwen_tool.data.unseen import hallucinated_param_name, phrase_request
 from qwen_tool.env import Task, ToolEnv, UserTurn, run_gold_episode
@@ -85,7 +87,7 @@ class _Retry(Exception):
 
 
 @dataclass
-class Turn:
+class ScriptedStep:
     """One scripted assistant step: calls (gold, or deliberately wrong with the expected category) or a text reply."""
 
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -104,7 +106,7 @@ class Plan:
     seed: int
     offered: list[str]
     messages: list[dict[str, Any]]
-    turns: list[Turn]
+    turns: list[ScriptedStep]
     meta: dict[str, Any] = field(default_factory=dict)
 
     def task(self, task_id: str) -> Task:
@@ -158,12 +160,12 @@ class Planner:
         finally:
             self.suite.data = saved
 
-    def gold(self, calls: list[tuple[str, dict[str, Any]]]) -> tuple[Turn, list[CallOutcome]]:
+    def gold(self, calls: list[tuple[str, dict[str, Any]]]) -> tuple[ScriptedStep, list[CallOutcome]]:
         """Run a gold step for real; a failing gold call makes the draw unusable."""
         outcomes = self.run(calls)
         if not all(outcome.ok for outcome in outcomes):
             raise _Retry
-        return Turn(calls, expected=[o.content for o in outcomes]), outcomes
+        return ScriptedStep(calls, expected=[o.content for o in outcomes]), outcomes
 
     # --- arguments -----------------------------------------------------------------------------------------------
     def arguments(self, name: str, optional_rate: float = 0.35, fixed: dict[str, Any] | None = None,
@@ -234,7 +236,7 @@ class Planner:
         messages.append({"role": "user", "content": text})
         return messages
 
-    def plan(self, category: str, text: str, turns: list[Turn], offered: list[str], **meta: Any) -> Plan:
+    def plan(self, category: str, text: str, turns: list[ScriptedStep], offered: list[str], **meta: Any) -> Plan:
         return Plan(category, self.suite_name, self.seed, offered, self.opening(text), turns, meta)
 
 
@@ -247,8 +249,8 @@ def _slots(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def _answer(outcomes: list[CallOutcome], rng: random.Random) -> Turn:
-    return Turn(content=answer_for([o.result for o in outcomes], rng))
+def _answer(outcomes: list[CallOutcome], rng: random.Random) -> ScriptedStep:
+    return ScriptedStep(content=answer_for([o.result for o in outcomes], rng))
 
 
 # ---------------------------------------------------------------- categories
@@ -429,7 +431,7 @@ def build_error_recovery(p: Planner) -> Plan:
             break
     else:
         raise _Retry
-    wrong_turn = Turn([wrong], wrong=outcome.category.value, expected=[outcome.content])
+    wrong_turn = ScriptedStep([wrong], wrong=outcome.category.value, expected=[outcome.content])
     step, outcomes = p.gold([(name, arguments)])
     return p.plan("error_recovery", p.request(p.phrase(name, arguments)), [wrong_turn, step,
                                                                           _answer(outcomes, p.rng)],
@@ -447,7 +449,7 @@ def build_missing_info(p: Planner) -> Plan:
     label = MISSING_LABELS[missing]
     text = p.request(p.phrase(name, arguments, refs={missing: p.rng.choice(("a " + label, "some " + label))}))
     reply = p.rng.choice(TELL).format(v=arguments[missing], label=label)
-    ask = Turn(content=p.rng.choice(ASK).format(label=label), reply=reply)
+    ask = ScriptedStep(content=p.rng.choice(ASK).format(label=label), reply=reply)
     step, outcomes = p.gold([(name, arguments)])
     return p.plan("missing_info", text, [ask, step, _answer(outcomes, p.rng)], p.offer([name], p.rng.randint(0, 2)),
                   missing=missing)
@@ -460,7 +462,7 @@ def build_irrelevance(p: Planner) -> Plan:
     name, arguments = asker.pick(list(asker.tools))
     task = asker.phrase(name, arguments)
     offered = p.offer([], p.rng.randint(1, 4))
-    refusal = Turn(content=p.rng.choice(REFUSE).format(task=task))
+    refusal = ScriptedStep(content=p.rng.choice(REFUSE).format(task=task))
     return p.plan("irrelevance", asker.request(task), [refusal], offered, distractors=len(offered), asked=name)
 
 
@@ -541,8 +543,6 @@ def make_plan(category: str, index: int, seed: int, split: str, suites: list[str
 def build_suite_record(category: str, index: int, seed: int, split: str, suites: list[str], env: ToolEnv,
                        seen: set[Any] | None = None) -> dict[str, Any]:
     """One trajectory played in `env`; `seen` holds de-duplication keys of earlier records (a repeat is redrawn)."""
-    from qwen_tool.data.filters import dedupe_key
-
     record: dict[str, Any] = {}
 
     def fresh(plan: Plan) -> bool:
@@ -568,8 +568,6 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
     `follow_ups` (missing_info) and `gold_state` (the suite's state after the gold episode). Load one with
     `env.Task.from_dict` and step a policy through `ToolEnv`.
     """
-    from qwen_tool.data.synth import allocate
-
     weights = dict(mix or EVAL_MIX)
     unknown = set(weights) - set(EVAL_CATEGORIES)
     if unknown:
@@ -589,5 +587,5 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
     return tasks
 
 
-__all__ = ["BUILDERS", "EVAL_CATEGORIES", "SUITE_CATEGORIES", "Plan", "Planner", "SuiteSynthError", "Turn",
+__all__ = ["BUILDERS", "EVAL_CATEGORIES", "SUITE_CATEGORIES", "Plan", "Planner", "ScriptedStep", "SuiteSynthError",
            "build_suite_record", "make_plan", "new_env", "play", "suites_for", "synthesize_eval_tasks"]

@@ -22,8 +22,9 @@ from typing import Any
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.data.catalog import CONCEPTS, Concept, name_variants
-from qwen_tool.data.curriculum import difficulty
+from qwen_tool.data.difficulty import difficulty
 from qwen_tool.data.kinds import Int, Money, Num
+from qwen_tool.data.mix import allocate
 from qwen_tool.data.schema import validate_trajectory
 from qwen_tool.data.suite_synth import SUITE_CATEGORIES, build_suite_record, new_env, suites_for
 from qwen_tool.data.unseen import (
@@ -114,15 +115,6 @@ def parse_mix(text: str | dict[str, float] | None) -> dict[str, float]:
         raise SynthError("mix weights must be non-negative and not all zero")
     total = sum(weights.values())
     return {k: weights.get(k, 0.0) / total for k in CATEGORIES if weights.get(k, 0.0) > 0}
-
-
-def allocate(n: int, mix: dict[str, float]) -> dict[str, int]:
-    """Largest-remainder counts per category summing to n (so the mix is met to within 1/n)."""
-    raw = {k: n * w for k, w in mix.items()}
-    counts = {k: int(v) for k, v in raw.items()}
-    for key in sorted(raw, key=lambda k: (-(raw[k] - counts[k]), k))[: n - sum(counts.values())]:
-        counts[key] += 1
-    return counts
 
 
 # ---------------------------------------------------------------- building blocks

@@ -20,8 +20,10 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
+from qwen_tool.env.bfcl_multi_turn import BFCLSuite
 from qwen_tool.env.noise import NoisyToolset, apply_noise
 from qwen_tool.env.suite import Suite
+from qwen_tool.env.suites import get_suite
 from qwen_tool.env.task import Task
 from qwen_tool.tools import CallOutcome, Executor, FeedbackCategory, Tool
 
@@ -61,11 +63,7 @@ class StepResult:
 def suite_for(task: Task) -> Suite:
     """A fresh suite instance for the task (its initial state comes from the task's seed or config)."""
     if task.suite == "bfcl":
-        from qwen_tool.env.bfcl import BFCLSuite
-
         return BFCLSuite.from_task(task)
-    from qwen_tool.env.suites import get_suite
-
     return get_suite(task.suite)(seed=task.seed)
 
 
@@ -295,3 +293,14 @@ def run_gold_episode(env: ToolEnv, task: Task, seed: int | None = None) -> dict[
     while not env.done:
         env.step(env.present_gold(env.step_index))
     return env.trajectory()
+
+
+def replay_gold(tasks: list[Task], max_turns: int = 20) -> list[dict[str, Any]]:
+    """Play each task's gold calls through ToolEnv and return its suite's end-state verdict per task (for BFCL tasks,
+    BFCL's own check: the replay acceptance of `qwen-tool env bfcl-replay`)."""
+    env = ToolEnv(max_turns=max_turns)
+    verdicts = []
+    for task in tasks:
+        trajectory = run_gold_episode(env, task)
+        verdicts.append({"id": task.id, **(trajectory["meta"]["end_state"] or {"valid": False})})
+    return verdicts

@@ -1,4 +1,4 @@
-"""RoTBench noise levels (REFERENCE §1) applied to tool names, parameter names and descriptions.
+"""RoTBench noise levels (docs/references.md, RoTBench) applied to tool names, parameter names and descriptions.
 
 The model sees the noisy tools; each noisy tool's handler renames the arguments back and calls the real handler, so
 episodes keep working. `NoisyToolset.present` translates a gold call into the names the model sees.

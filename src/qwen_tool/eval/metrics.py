@@ -10,22 +10,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from qwen_tool.tools.feedback import FeedbackCategory
+
 
 class CallLike(Protocol):
     name: str
     arguments: dict[str, Any]
 
 
-# Per-call feedback categories (REFERENCE §1, TL-Training Fig. 3), strings the tools taxonomy maps onto.
-OK = "ok"
-TOOL_INSTABILITY = "tool_instability"
-TOOL_CALL_FAILURE = "call_failure"
-TOOL_HALLUCINATION = "tool_hallucination"
-PARAMETER_HALLUCINATION = "parameter_hallucination"
-PARAMETER_MISSING = "parameter_missing"
-OTHER = "other"
-DOCUMENTATION_ERRORS = frozenset({TOOL_HALLUCINATION, PARAMETER_HALLUCINATION, PARAMETER_MISSING})
-NOT_THE_MODELS_FAULT = frozenset({OK, TOOL_INSTABILITY})
+DOCUMENTATION_ERRORS = frozenset({FeedbackCategory.TOOL_HALLUCINATION, FeedbackCategory.PARAMETER_HALLUCINATION,
+                                  FeedbackCategory.PARAMETER_MISSING})
+"""Feedback categories (the tools room's taxonomy; its values are the strings the metrics take) that show the model
+misread the tool documentation: DE counts these."""
+NOT_THE_MODELS_FAULT = frozenset(category for category in FeedbackCategory if not category.is_model_error)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -140,7 +137,7 @@ def call_error_rate(call_categories: Sequence[str]) -> float:
     """CE = #calls with any other error / #calls (lower is better).
 
     "Other" means not "ok", not a documentation error, and not "tool_instability" (network/5xx/timeouts are the
-    tool's fault, not the model's; REFERENCE §1). Every unknown category counts as an error.
+    tool's fault, not the model's: docs/references.md, TL-Training). Every unknown category counts as an error.
     """
     return _ratio(
         sum(c not in DOCUMENTATION_ERRORS and c not in NOT_THE_MODELS_FAULT for c in call_categories),
@@ -153,7 +150,7 @@ def valid_answer_rate(episode_valid: Sequence[bool]) -> float:
     return _ratio(sum(bool(v) for v in episode_valid), len(episode_valid))
 
 
-# ---------------------------------------------------------------- Qwen-Tool metrics (REFERENCE §2)
+# ------------------------------------- Qwen-Tool metrics (docs/references.md, Qwen-Tool design brief)
 
 
 def call_timing(called: Sequence[bool], gold_calls: Sequence[bool]) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""The robustness suite: the internal single-turn held-out suite under the five RoTBench noise levels (REFERENCE §1).
+"""The robustness suite: the internal single-turn held-out suite under the five RoTBench noise levels
+(docs/references.md, RoTBench).
 
 For each level the held-out records are noised with `data.augment` (the one noise implementation: tools renamed and
 perturbed, the gold calls in the conversation rewritten into the presented names, so the model is scored against what

@@ -19,7 +19,8 @@ from qwen_tool.codec import Codec, ToolCall, get_codec
 from qwen_tool.codec.base import normalise_calls
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
-from qwen_tool.eval import bfcl, metrics
+from qwen_tool.env.env import ToolEnv, ToolEnvBatch
+from qwen_tool.eval import bfcl_single_turn, metrics
 from qwen_tool.eval.generation import Backend, GenerationSettings, generate_all, load_backend, prompt_hash
 from qwen_tool.files import read_json_objects, write_json, write_lines
 from qwen_tool.log import logger
@@ -55,8 +56,8 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def score_bfcl_output(example: bfcl.BfclExample, text: str, codec: Codec, tools: list[dict[str, Any]]
-                      ) -> tuple[list[dict[str, Any]], bfcl.Verdict, str | None]:
+def score_bfcl_output(example: bfcl_single_turn.BfclExample, text: str, codec: Codec, tools: list[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], bfcl_single_turn.Verdict, str | None]:
     """(decoded calls as `[{name: args}]`, verdict, parse error). Malformed calls are dropped and the well-formed
     ones scored, as BFCL's own handler for Hermes-style models does; any text at all is scored, never raised on."""
     try:
@@ -65,7 +66,7 @@ def score_bfcl_output(example: bfcl.BfclExample, text: str, codec: Codec, tools:
         parse_error = parsed.error
     except Exception as exc:  # noqa: BLE001 - model output is data: a parser bug must not end the run
         calls, parse_error = [], f"{type(exc).__name__}: {exc}"
-    return calls, bfcl.check_ast(example.category, example.functions, calls, example.gold), parse_error
+    return calls, bfcl_single_turn.check_ast(example.category, example.functions, calls, example.gold), parse_error
 
 
 def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, Any]:
@@ -84,17 +85,17 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
             "truncated": sum(o.finish_reason == "length" for o in rows),
             "average_calls": metrics.average_calls([len(o.parsed_calls) for o in rows]),
         }
-        if category in bfcl.MULTI_TURN_CATEGORIES:
+        if category in bfcl_single_turn.MULTI_TURN_CATEGORIES:
             call_categories = [c for o in rows for c in o.extra.get("call_categories", [])]
             per_category[category]["DE"] = metrics.documentation_error_rate(call_categories)
             per_category[category]["CE"] = metrics.call_error_rate(call_categories)
             per_category[category]["VA"] = metrics.valid_answer_rate(
                 [o.extra.get("termination") == "final_answer" for o in rows])
-    ast = [by_category[c] for c in per_category if c in bfcl.AST_CATEGORIES]
-    irrelevance = [by_category[c] for c in per_category if c in bfcl.IRRELEVANCE_CATEGORIES]
-    single = [o for o in outcomes if o.category in bfcl.SINGLE_TURN_CATEGORIES]
+    ast = [by_category[c] for c in per_category if c in bfcl_single_turn.AST_CATEGORIES]
+    irrelevance = [by_category[c] for c in per_category if c in bfcl_single_turn.IRRELEVANCE_CATEGORIES]
+    single = [o for o in outcomes if o.category in bfcl_single_turn.SINGLE_TURN_CATEGORIES]
     timing = metrics.call_timing([bool(o.parsed_calls) for o in single],
-                                 [o.category not in bfcl.IRRELEVANCE_CATEGORIES for o in single])
+                                 [o.category not in bfcl_single_turn.IRRELEVANCE_CATEGORIES for o in single])
     return {
         "categories": per_category,
         "summary": {
@@ -114,9 +115,9 @@ def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, 
 def run_bfcl_multi_turn(category: str, limit: int | None, backend: Backend, tokenizer: Any, codec: Codec,
                         settings: GenerationSettings, cache: Path, progress: bool = True) -> list[Outcome]:
     """BFCL multi-turn entries played through ToolEnv (the env room checks BFCL's end state and responses)."""
-    from qwen_tool.env.bfcl import load_bfcl_tasks
+    from qwen_tool.env.bfcl_multi_turn import load_bfcl_tasks
 
-    tasks = sorted(load_bfcl_tasks(category), key=lambda t: bfcl.natural_key(t.id))
+    tasks = sorted(load_bfcl_tasks(category), key=lambda t: bfcl_single_turn.natural_key(t.id))
     tasks = tasks[:limit] if limit is not None else tasks
     return play_tasks(tasks, category, backend, tokenizer, codec, settings, cache, progress,
                       max_turns=MULTI_TURN_MAX_STEPS)
@@ -132,8 +133,6 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
     says so (BFCL's checker), or else when it ends in a final answer with the suite's state equal to the task's gold
     state. Per-call feedback categories give DE and CE; `extra.termination` gives VA.
     """
-    from qwen_tool.env.env import ToolEnvBatch
-
     batch = ToolEnvBatch(len(tasks), fmt=codec.name, max_turns=max_turns)
     batch.reset(list(tasks))
     texts: list[list[str]] = [[] for _ in tasks]
@@ -177,6 +176,23 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
     return outcomes
 
 
+def play_with_model(model: str, task: Any, noise: str = "clean", instability: float = 0.0, seed: int | None = None,
+                    max_turns: int = 9) -> dict[str, Any]:
+    """One episode of `task` in which `model` answers every step (greedy, its own tool format and rendering); the
+    trajectory, for `qwen-tool env play --model`."""
+    from qwen_tool.models import load_tokenizer
+
+    codec = model_codec(model)
+    backend, tokenizer = load_backend(model), load_tokenizer(model)
+    env = ToolEnv(fmt=codec.name, noise=noise, instability_rate=instability, max_turns=max_turns)
+    env.reset(task, seed)
+    settings = GenerationSettings(max_new_tokens=256, batch_size=1)
+    while not env.done:
+        prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), codec)
+        env.step(backend.generate([prompt], settings)[0].text)
+    return env.trajectory()
+
+
 def model_codec(model: str, tool_format: str | None = None, tool_rendering: str | None = None) -> Codec:
     """The codec `model` is prompted with: its own tool format and tool rendering (the ones it was trained with,
     `models.tool_rendering_for`) unless given."""
@@ -202,8 +218,8 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     """
     from qwen_tool.models import load_tokenizer
 
-    categories = list(categories or bfcl.SINGLE_TURN_CATEGORIES)
-    bfcl.check_categories(categories)
+    categories = list(categories or bfcl_single_turn.SINGLE_TURN_CATEGORIES)
+    bfcl_single_turn.check_categories(categories)
     limits = limit if isinstance(limit, dict) else {category: limit for category in categories}
     if any(value is not None and value < 1 for value in limits.values()):
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
@@ -219,7 +235,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     generated_tokens = 0
     generation_seconds = 0.0
     for category in categories:
-        if category in bfcl.MULTI_TURN_CATEGORIES:
+        if category in bfcl_single_turn.MULTI_TURN_CATEGORIES:
             settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
                                           batch_size=batch_size)
             tick = time.perf_counter()
@@ -229,11 +245,11 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
             generated_tokens += sum(o.new_tokens for o in episodes)
             outcomes.extend(episodes)
             continue
-        examples = bfcl.load_category(category, limits.get(category))
+        examples = bfcl_single_turn.load_category(category, limits.get(category))
         prompts: list[str | None] = []
         tools_per_example = []
         for example in examples:
-            tools = bfcl.functions_to_tools(example.functions)
+            tools = bfcl_single_turn.functions_to_tools(example.functions)
             tools_per_example.append(tools)
             try:
                 prompts.append(render_prompt(tokenizer, example.messages, tools, codec))

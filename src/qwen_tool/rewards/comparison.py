@@ -1,4 +1,4 @@
-"""Reward designs from other tool-RL work, for comparison and ablation (REFERENCE §4): ToolRL and Tool-N1."""
+"""Reward designs from other tool-RL work, for comparison and ablation: ToolRL and Tool-N1 (docs/references.md)."""
 
 from __future__ import annotations
 

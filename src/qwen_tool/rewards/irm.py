@@ -1,4 +1,5 @@
-"""IRM: TL-Training's reward by error category (REFERENCE §1), from the reference code's table for one call.
+"""IRM: TL-Training's reward by error category (docs/references.md, TL-Training), from the reference code's table
+for one call.
 
 Several calls (parallel turns) are matched to the gold calls first by name, then leftovers in order; the reward is
 the mean over the pairs and unmatched calls. With one predicted and one gold call this is exactly the table.

@@ -1,6 +1,6 @@
-"""Shaping rewards of the Qwen-Tool design (REFERENCE §2): format, call timing, execution, multi-step coherence,
-efficiency. Feedback categories are the tools room's taxonomy; a call that failed through tool instability (the
-environment's fault) never lowers a reward.
+"""Shaping rewards of the Qwen-Tool design (docs/references.md, Qwen-Tool design brief): format, call timing,
+execution, multi-step coherence, efficiency. Feedback categories are the tools room's taxonomy; a call that failed
+through tool instability (the environment's fault) never lowers a reward.
 """
 
 from __future__ import annotations

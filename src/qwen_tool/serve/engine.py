@@ -38,10 +38,6 @@ class PromptTooLong(QwenToolError):
     """Prompt plus max_tokens exceed the model's context (HTTP 400)."""
 
 
-class EngineError(QwenToolError):
-    """The model failed while generating a request (HTTP 500); the engine keeps serving others."""
-
-
 @dataclass(frozen=True)
 class ServeParams:
     """How one request is served: the decoder's settings, plus stop strings, which the engine applies to the text

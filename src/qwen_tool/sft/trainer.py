@@ -23,11 +23,12 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trl import SFTConfig, SFTTrainer
 
 from qwen_tool import QwenToolError
+from qwen_tool.checkpoints import complete_checkpoints
 from qwen_tool.codec import Codec, get_codec
 from qwen_tool.config import SFTTrainingConfig, to_dict
 from qwen_tool.cost import TrainingProgress
 from qwen_tool.files import write_json
-from qwen_tool.hardware import resolve_precision
+from qwen_tool.hardware import mixed_precision, resolve_precision
 from qwen_tool.log import console, logger
 from qwen_tool.sft.tokenize import IGNORE_INDEX, EncodingError, encode_trajectory
 from qwen_tool.sft.weights import predicted_positions, weight_normaliser, weighted_nll_sum, weighted_nll_sum_at
@@ -133,12 +134,6 @@ def encode_dataset(trajectories: list[dict], tokenizer: Any, fmt: str | Codec, c
     return encoded
 
 
-def _precision(cfg: SFTTrainingConfig) -> dict[str, bool]:
-    """The Trainer's mixed-precision switches for `cfg.precision` (`auto`: bf16 only where it is native)."""
-    precision = resolve_precision(cfg.precision, "SFT").precision
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
 def _report_to() -> list[str]:
     import importlib.util
 
@@ -151,6 +146,7 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
     """A ready-to-train ToolSFTTrainer for already-encoded examples; `overrides` go to TRL's SFTConfig."""
     from datasets import Dataset
 
+    mixed = mixed_precision(cfg.precision, "SFT")
     settings: dict[str, Any] = dict(
         output_dir=cfg.output_dir,
         num_train_epochs=cfg.epochs,
@@ -171,7 +167,8 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
         max_length=None,
         train_sampling_strategy="group_by_length",  # less padding on CPU
         use_cpu=not torch.cuda.is_available(),
-        **_precision(cfg),
+        bf16=mixed == "bf16",
+        fp16=mixed == "fp16",
     )
     args = SFTConfig(**{**settings, **overrides})
     peft_config = None
@@ -188,18 +185,6 @@ def build_trainer(cfg: SFTTrainingConfig, model: Any, tokenizer: Any, train_exam
         data_collator=WeightedCollator(tokenizer.pad_token_id),
         peft_config=peft_config,
     )
-
-
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` whose save finished. The Trainer writes its state file last, so a save cut short (a
-    full disk, a kill) leaves a directory without it; resuming there would restart the step count on loaded weights.
-    Such directories are passed over with a warning naming them."""
-    found = sorted((p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    complete = [p for p in found if (p / TRAINER_STATE_NAME).is_file()]
-    for partial in sorted(set(found) - set(complete)):
-        logger.warning("%s has no %s: its save was cut short, so --resume passes over it", partial, TRAINER_STATE_NAME)
-    return str(complete[-1]) if complete else None
 
 
 StepObserver = Callable[[TrainingProgress], None]
@@ -249,7 +234,8 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
                             include_num_input_tokens_seen="all" if step_observer is not None else "no")
     if step_observer is not None:
         trainer.add_callback(_ObserveSteps(step_observer, int(tokens * cfg.epochs)))
-    checkpoint = last_complete_checkpoint(Path(cfg.output_dir)) if resume else None
+    saved = complete_checkpoints(cfg.output_dir, TRAINER_STATE_NAME, warn_partial=True) if resume else []
+    checkpoint = str(saved[-1]) if saved else None
     if resume and checkpoint is None:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", cfg.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -1,6 +1,6 @@
 """PKT and MAE as pure functions: which tokens are key, what weight a turn's key tokens get, and the weighted loss.
 
-TL-Training (REFERENCE §1):
+TL-Training (docs/references.md):
 - MAE: an assistant turn whose call drew error feedback gets no gradient (weight 0) but stays in the context.
 - PKT: in a turn s, the key tokens K_s are the tool-name tokens where the gold name first diverges from the other
   offered tools' names (the name's first token, and the first token after the longest common prefix with each other

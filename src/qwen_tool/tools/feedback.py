@@ -1,4 +1,5 @@
-"""The feedback taxonomy of TL-Training (REFERENCE §1): what went wrong with one tool call, and whose fault it was.
+"""The feedback taxonomy of TL-Training (docs/references.md, TL-Training): what went wrong with one tool call, and
+whose fault it was.
 
 Calls we execute are classified structurally (schema validation, exception type, timeout); recorded feedback from
 datasets that carry only the tool's output text is classified by `classify_feedback_text`.

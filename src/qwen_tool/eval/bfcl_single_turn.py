@@ -1,8 +1,8 @@
 """BFCL (Berkeley Function Calling Leaderboard) data and our own AST checker, with BFCL's semantics.
 
 Data come from the installed `bfcl-eval` wheel (plain JSON-lines files; its checker module is never imported here,
-it pulls in every API client). The checker reproduces BFCL's `ast_checker` rule for rule (REFERENCE §5), including
-its quirks, because a score is only comparable with the leaderboard when the verdicts are identical:
+it pulls in every API client). The checker reproduces BFCL's `ast_checker` rule for rule (docs/references.md, BFCL),
+including its quirks, because a score is only comparable with the leaderboard when the verdicts are identical:
 
 - a call is `{name: {arg: value}}`; gold is `{name: {arg: [accepted values]}}`, `""` among them = optional;
 - Python types from the function doc; an int is accepted for a float; a value of the gold answer's own type is a
@@ -16,14 +16,13 @@ its quirks, because a score is only comparable with the leaderboard when the ver
 from __future__ import annotations
 
 import copy
-import importlib.util
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from qwen_tool import QwenToolError, did_you_mean
+from qwen_tool.env.bfcl_multi_turn import bfcl_root
+from qwen_tool.files import read_json_objects
 
 AST_CATEGORIES = (
     "simple_python", "multiple", "parallel", "parallel_multiple",
@@ -36,6 +35,7 @@ MULTI_TURN_CATEGORIES = ("multi_turn_base",)
 CATEGORIES = SINGLE_TURN_CATEGORIES + MULTI_TURN_CATEGORIES
 """Every category `runner.run_bfcl` (and so `qwen-tool eval`) scores."""
 VERSION_PREFIX = "BFCL_v4"
+_REINSTALL = "reinstall bfcl-eval (`make setup`)"
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 """BFCL appends this to every Python function description before prompting (utils._get_language_specific_hint)."""
 
@@ -68,17 +68,6 @@ def check_categories(names: list[str] | tuple[str, ...], option: str = "--catego
 # ---------------------------------------------------------------- data
 
 
-def data_dir() -> Path:
-    """`bfcl_eval/data` inside the installed wheel, located without importing the package's modules."""
-    spec = importlib.util.find_spec("bfcl_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise BfclDataError(
-            "the bfcl-eval package is not installed, so BFCL data are unavailable; "
-            "fix: `.venv/bin/pip install --no-deps bfcl-eval==2026.3.23` (or run `make setup`)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
 def natural_key(example_id: str) -> tuple[Any, ...]:
     """Sort key that orders `simple_python_2` before `simple_python_10` (digits compared as numbers)."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", example_id))
@@ -96,21 +85,16 @@ class BfclExample:
     """`[{name: {arg: [accepted...]}}]`; None for irrelevance categories (the gold is "no call")."""
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_category(category: str, limit: int | None = None) -> list[BfclExample]:
     """Entries of one single-turn category, sorted by id (natural order); `limit` keeps the first `limit` of them."""
     if category not in SINGLE_TURN_CATEGORIES:
         raise BfclDataError(f"unknown BFCL category {category!r}; fix: choose from {', '.join(SINGLE_TURN_CATEGORIES)}")
-    base = data_dir()
-    entries = _read_jsonl(base / f"{VERSION_PREFIX}_{category}.json")
+    base = bfcl_root() / "data"
+    entries = read_json_objects(base / f"{VERSION_PREFIX}_{category}.json", fix=_REINSTALL)
     gold_by_id: dict[str, Any] = {}
     if category not in IRRELEVANCE_CATEGORIES:
-        gold_by_id = {e["id"]: e["ground_truth"] for e in _read_jsonl(base / "possible_answer" /
-                                                                      f"{VERSION_PREFIX}_{category}.json")}
+        answers = base / "possible_answer" / f"{VERSION_PREFIX}_{category}.json"
+        gold_by_id = {e["id"]: e["ground_truth"] for e in read_json_objects(answers, fix=_REINSTALL)}
     entries.sort(key=lambda e: natural_key(e["id"]))
     if limit is not None:
         entries = entries[:limit]

@@ -31,6 +31,7 @@ from typing import Any
 from qwen_tool import QwenToolError
 from qwen_tool.env.suite import Suite
 from qwen_tool.env.task import Task, UserTurn
+from qwen_tool.files import read_json_objects
 from qwen_tool.tools import Tool, ToolCallError
 
 CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param")
@@ -42,13 +43,17 @@ CLASS_FILES = {
 STATELESS_CLASSES = ("MathAPI",)
 ADDED_FUNCTIONS_PROMPT = "I have updated some more functions you can choose from. What about now?"
 _SOURCE_PACKAGE = "bfcl_eval.eval_checker.multi_turn_eval.func_source_code"
+_REINSTALL = "reinstall bfcl-eval (`make setup`)"
 
 
 def bfcl_root() -> Path:
+    """The installed `bfcl_eval` package folder, located without importing its modules (its checker imports every
+    API client); the one place both BFCL modules find their files."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise QwenToolError("bfcl-eval is not installed; fix: `pip install --no-deps bfcl-eval` (or `make setup`)")
-    return Path(list(spec.submodule_search_locations)[0])
+        raise QwenToolError("the bfcl-eval package is not installed, so BFCL data are unavailable; "
+                            "fix: `.venv/bin/pip install --no-deps bfcl-eval==2026.3.23` (or run `make setup`)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @cache
@@ -75,7 +80,7 @@ def bfcl_class(class_name: str) -> type:
 @cache
 def function_docs(class_name: str) -> tuple[dict[str, Any], ...]:
     path = bfcl_root() / "data" / "multi_turn_func_doc" / f"{CLASS_FILES[class_name]}.json"
-    return tuple(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return tuple(read_json_objects(path, fix=_REINSTALL))
 
 
 # --- gold answers: "f(a=1, b='x')" parsed without eval -------------------------------------------------------------
@@ -284,9 +289,9 @@ def load_bfcl_tasks(category: str = "multi_turn_base", limit: int | None = None)
     if category not in CATEGORIES:
         raise QwenToolError(f"unsupported BFCL category '{category}'; fix: use one of {list(CATEGORIES)}")
     data = bfcl_root() / "data"
-    entries = [json.loads(line) for line in (data / f"BFCL_v4_{category}.json").read_text().splitlines() if line]
-    answers = {a["id"]: a["ground_truth"] for a in (json.loads(line) for line in (
-        data / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines() if line)}
+    entries = read_json_objects(data / f"BFCL_v4_{category}.json", fix=_REINSTALL)
+    answers = {a["id"]: a["ground_truth"]
+               for a in read_json_objects(data / "possible_answer" / f"BFCL_v4_{category}.json", fix=_REINSTALL)}
     tasks = []
     for entry in entries[:limit]:
         classes = entry["involved_classes"]
@@ -312,14 +317,3 @@ def load_bfcl_tasks(category: str = "multi_turn_base", limit: int | None = None)
         ))
     return tasks
 
-
-def replay_gold(tasks: list[Task], max_turns: int = 20) -> list[dict[str, Any]]:
-    """Play each task's gold calls through ToolEnv and return BFCL's verdict per task (the replay acceptance)."""
-    from qwen_tool.env.env import ToolEnv, run_gold_episode
-
-    env = ToolEnv(max_turns=max_turns)
-    verdicts = []
-    for task in tasks:
-        trajectory = run_gold_episode(env, task)
-        verdicts.append({"id": task.id, **(trajectory["meta"]["end_state"] or {"valid": False})})
-    return verdicts

@@ -6,14 +6,8 @@ import pytest
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput
-from qwen_tool.env import ToolEnv, run_gold_episode
-from qwen_tool.env.bfcl import (
-    compare_instances,
-    load_bfcl_tasks,
-    missing_results,
-    parse_call_string,
-    replay_gold,
-)
+from qwen_tool.env import ToolEnv, replay_gold, run_gold_episode
+from qwen_tool.env.bfcl_multi_turn import compare_instances, load_bfcl_tasks, missing_results, parse_call_string
 
 
 def test_call_strings_are_parsed_as_literals_only():

@@ -1,4 +1,5 @@
-"""Curriculum: a difficulty score per trajectory and an ordering into stages, from single calls to chains."""
+"""A difficulty score per trajectory (synthesis writes it into `meta.difficulty`; `data stats` averages it per
+category). The RL curriculum's stages are its own (`rl/curriculum.py`)."""
 
 from __future__ import annotations
 
@@ -32,22 +33,4 @@ def difficulty(record: dict[str, Any]) -> float:
             + 2 * erroneous + no_call)
 
 
-def order_by_difficulty(records: list[dict[str, Any]], stages: int = 3) -> list[list[dict[str, Any]]]:
-    """Records sorted by difficulty (stable) and cut into `stages` near-equal stages; writes `meta.difficulty`."""
-    if stages < 1:
-        raise ValueError("stages must be at least 1")
-    for record in records:
-        record.setdefault("meta", {})["difficulty"] = difficulty(record)
-    ranked = sorted(records, key=lambda r: r["meta"]["difficulty"])
-    size, extra = divmod(len(ranked), stages)
-    out, start = [], 0
-    for stage in range(stages):
-        end = start + size + (stage < extra)
-        for record in ranked[start:end]:
-            record["meta"]["stage"] = stage
-        out.append(ranked[start:end])
-        start = end
-    return out
-
-
-__all__ = ["difficulty", "nesting_depth", "order_by_difficulty"]
+__all__ = ["difficulty", "nesting_depth"]
