@@ -10,7 +10,7 @@ import pytest
 from qwen_tool.codec import ToolCall, get_codec
 from qwen_tool.codec.schema_typing import UNSAID, Allowed, allowed, read_value, same_value
 from qwen_tool.codec.values import MAX_DEPTH, Refused
-from qwen_tool.eval.bfcl import functions_to_tools, load_category
+from qwen_tool.eval.bfcl_single_turn import functions_to_tools, load_category
 
 RAW_TEXT_CODECS = [("qwen3_xml", None), ("glm", "4.5")]
 

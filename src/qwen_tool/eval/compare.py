@@ -20,7 +20,8 @@ from rich.table import Table
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec import ToolCall
-from qwen_tool.eval import bfcl, metrics
+from qwen_tool.eval import bfcl_single_turn as bfcl
+from qwen_tool.eval import metrics
 from qwen_tool.eval.paired_stats import (
     CONFIDENCE,
     Interval,
