@@ -15,7 +15,7 @@ text inside a value does not end it early. Where the markup comes from: docs/cod
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qwen_tool.codec.base import (
     CONTENT,
@@ -52,32 +52,25 @@ ATTRIBUTE = re.compile(r'([\w-]+)="([^"]*)"')
 
 @dataclass(frozen=True)
 class Dialect:
-    """The tag spellings of one DSML generation."""
+    """The tag spellings of one DSML generation (all written out once, as they are read at every call)."""
 
     block: str
     """Name of the block around the calls."""
     spaced: bool
     """Whether every tag has a space after the DSML token (V4.1)."""
+    invoke_open: str = field(init=False)
+    invoke_close: str = field(init=False)
+    param_open: str = field(init=False)
+    param_close: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name, tag in (("invoke_open", self.tag("invoke")), ("invoke_close", self.tag("invoke", True) + ">"),
+                          ("param_open", self.tag("parameter")), ("param_close", self.tag("parameter", True) + ">")):
+            object.__setattr__(self, name, tag)
 
     def tag(self, name: str, closing: bool = False) -> str:
         """`<｜DSML｜name` (or `</｜DSML｜ name`): the start of a tag, without its `>`."""
         return f"<{'/' if closing else ''}{TOKEN}{' ' if self.spaced else ''}{name}"
-
-    @property
-    def invoke_open(self) -> str:
-        return self.tag("invoke")
-
-    @property
-    def invoke_close(self) -> str:
-        return self.tag("invoke", closing=True) + ">"
-
-    @property
-    def param_open(self) -> str:
-        return self.tag("parameter")
-
-    @property
-    def param_close(self) -> str:
-        return self.tag("parameter", closing=True) + ">"
 
 
 DIALECTS = {"v3.2": Dialect("function_calls", False), "v4": Dialect("tool_calls", False),

@@ -32,6 +32,7 @@ from qwen_tool.codec.base import (
     grows_into,
     result_text,
     skip_ws,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
@@ -39,12 +40,14 @@ from qwen_tool.codec.values import MAX_DEPTH, TOO_DEEP, Refused, loads, surrogat
 
 GEMMA4_QUOTE, FUNCTIONGEMMA_QUOTE = '<|"|>', "<escape>"
 QUOTES = (GEMMA4_QUOTE, FUNCTIONGEMMA_QUOTE)
+QUOTE_LENGTH = max(map(len, QUOTES))
 CALL_TAGS = {"<|tool_call>": "<tool_call|>", "<start_function_call>": "<end_function_call>"}
 """Call opener → its closer (Gemma 4, FunctionGemma)."""
 CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
 END_MARKERS = ("<turn|>", "<end_of_turn>", "<|tool_response>", "<start_function_response>", "<eos>")
 """Ends of the model's turn, and the tool-response openers the engine stops at: dropped, never content."""
 SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d*)?(?:[eE][+-]?\d+)?|true|false|null|None|True|False")
+NUMBER_CHARS = "0123456789.eE+-"
 NUMBER_PREFIX = re.compile(r"-?[\d.]*(?:[eE][+-]?\d*)?")
 """What a number still being written may look like (a stream waits while it reaches the end of the text)."""
 LITERALS = {"true": True, "false": False, "null": None, "None": None, "True": True, "False": False}
@@ -84,9 +87,10 @@ def read_scalar(text: str, pos: int) -> tuple[Any, int]:
             return json.loads(text[pos:end + 1]), end + 1
         except ValueError as err:
             raise NotGemma(f"bad quoted string at char {pos}") from err
-    if NUMBER_PREFIX.match(text, pos).end() == len(text) or grows_into(text, pos, *LITERALS):
-        raise Incomplete  # a number or literal may go on in the next chunk
     match = SCALAR.match(text, pos)
+    settled = match is not None and match.end() < len(text) and text[match.end()] not in NUMBER_CHARS
+    if not settled and (NUMBER_PREFIX.match(text, pos).end() == len(text) or grows_into(text, pos, *LITERALS)):
+        raise Incomplete  # a number or literal may go on in the next chunk
     if match is None:
         raise NotGemma(f"unexpected {text[pos:pos + 1]!r} at char {pos}")
     token = match.group()
@@ -121,7 +125,7 @@ def read_object(text: str, pos: int) -> tuple[dict | Refused, int]:
             expecting_key = isinstance(stack[-1][0], dict)
             continue
         if isinstance(container, dict) and expecting_key:
-            if text.startswith(QUOTES, i) or grows_into(text, i, *QUOTES):
+            if text.startswith(QUOTES, i) or (len(text) - i < QUOTE_LENGTH and grows_into(text, i, *QUOTES)):
                 key, i = read_string(text, i)
             else:
                 match = BARE_KEY.match(text, i)
@@ -146,7 +150,7 @@ def read_object(text: str, pos: int) -> tuple[dict | Refused, int]:
             stack.append((child, None))
             i, expecting_key = i + 1, isinstance(child, dict)
             continue
-        if text.startswith(QUOTES, i) or grows_into(text, i, *QUOTES):
+        if text.startswith(QUOTES, i) or (len(text) - i < QUOTE_LENGTH and grows_into(text, i, *QUOTES)):
             value, i = read_string(text, i)
             problem = problem or surrogate_problem(value)
         else:
@@ -234,6 +238,8 @@ class GemmaCodec(Codec):
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         opener = "<|tool_call>" if text.startswith("<|tool_call>", pos) else "<start_function_call>"
         closer, what = CALL_TAGS[opener], opener
+        if unclosed(text, pos, final, closer):
+            return None
         q = skip_ws(text, pos + len(opener))
         if not text.startswith("call:", q):
             if grows_into(text, q, "call:"):
