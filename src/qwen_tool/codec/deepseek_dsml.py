@@ -77,23 +77,32 @@ DIALECTS = {"v3.2": Dialect("function_calls", False), "v4": Dialect("tool_calls"
             "v4.1": Dialect("calls", True)}
 BY_INVOKE = {dialect.invoke_open: dialect for dialect in DIALECTS.values()}
 """Invoke opener → dialect (V3.2 and V4 share theirs; only their block tags differ)."""
+OPEN_TAG, CLOSE_TAG = f"<{TOKEN}", f"</{TOKEN}"
+INVOKE_OPENERS = tuple(BY_INVOKE)
+INVOKE_CLOSERS = tuple({dialect.invoke_close for dialect in DIALECTS.values()})
+BLOCK_OPENERS = tuple(dialect.tag(dialect.block) for dialect in DIALECTS.values())
+BLOCK_CLOSERS = tuple(dialect.tag(dialect.block, closing=True) for dialect in DIALECTS.values())
+
+
+def known_tag(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...], others: tuple[str, ...] = ()
+              ) -> Region | None:
+    """A block tag at `pos` (dropped with its `>`, which models sometimes leave out); while streaming, wait for text
+    that may still grow into one of `tags` or `others` (read elsewhere); any other text after the DSML token is
+    content, as written."""
+    for tag in tags:
+        if text.startswith(tag, pos):
+            end = pos + len(tag)
+            if end >= len(text) and not final:
+                return None
+            return Region(end + 1 if text.startswith(">", end) else end)
+    if not final and grows_into(text, pos, *tags, *others):
+        return None
+    return Region(pos + len(token), content=token)
 
 
 def attributes(header: str) -> dict[str, str]:
     """`name="x" string="true"` → {"name": "x", "string": "true"}."""
     return dict(ATTRIBUTE.findall(header))
-
-
-def drop_tag(tag: str) -> Handler:
-    """Handler that consumes a block tag and its `>`, which models sometimes leave out (`<｜DSML｜tool_calls\n`)."""
-
-    def handler(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
-        end = pos + len(tag)
-        if end >= len(text) and not final:
-            return None
-        return Region(end + 1 if text.startswith(">", end) else end)
-
-    return handler
 
 
 def typed_value(raw: str, is_string: str | None, schema: dict | None) -> object:
@@ -126,15 +135,24 @@ class DeepSeekDsmlCodec(Codec):
         """V3.2 appends results to the assistant turn; V4 and V4.1 put them in a user turn."""
 
     def markers(self, mode: str) -> dict[str, Handler]:
+        """Two markers for every DSML tag (its opening or closing `<｜DSML｜`), each read by what follows: a stream
+        scans its markers at every chunk, so fewer markers stream faster."""
         table = dict(super().markers(mode))
         if mode == CONTENT:
-            for dialect in DIALECTS.values():
-                for tag in (dialect.tag(dialect.block), dialect.tag(dialect.block, closing=True)):
-                    table[tag] = drop_tag(tag)
-                table[dialect.invoke_close] = drop(dialect.invoke_close)
-                table[dialect.invoke_open] = self._invoke
-            table[EOS] = drop(EOS)
+            table.update({OPEN_TAG: self._opening_tag, CLOSE_TAG: self._closing_tag, EOS: drop(EOS)})
         return table
+
+    def _opening_tag(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        if text.startswith(INVOKE_OPENERS, pos):
+            return self._invoke(text, pos, final, state)
+        return known_tag(text, pos, final, OPEN_TAG, BLOCK_OPENERS, INVOKE_OPENERS)
+
+    @staticmethod
+    def _closing_tag(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        for close in INVOKE_CLOSERS:
+            if text.startswith(close, pos):
+                return Region(pos + len(close))
+        return known_tag(text, pos, final, CLOSE_TAG, BLOCK_CLOSERS, INVOKE_CLOSERS)
 
     def _invoke(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "DSML invoke"

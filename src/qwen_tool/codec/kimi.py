@@ -226,7 +226,18 @@ def closing(tag: str) -> str:
 
 K3_CALL, K3_CALL_END = OPEN + "call", closing("call")
 K3_ARG, K3_ARG_END, K3_JSON, K3_JSON_END = OPEN + "argument", closing("argument"), OPEN + "json", closing("json")
+K3_OPENINGS = (K3_CALL, opening("tools"), opening("think"), opening("response"), OPEN + "message")
+K3_DROPPED_CLOSINGS = (closing("response"), closing("think"), closing("message"))
+"""Tags that end a channel or the turn: never content."""
 K3_ATTRIBUTE = re.compile(r'([\w-]+)="((?:[^"\\]|\\.)*)"')
+
+
+def literal(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...], mode: str) -> Region | None:
+    """While streaming, wait for text that may still grow into one of `tags`; else `token` is text of `mode`'s
+    channel, as written (a tag this codec does not know)."""
+    if not final and grows_into(text, pos, *tags):
+        return None
+    return Region(pos + len(token), content=token) if mode == CONTENT else Region(pos + len(token), reasoning=token)
 
 
 def k3_attributes(header: str) -> dict[str, str]:
@@ -266,18 +277,40 @@ class KimiK3Codec(Codec):
     section = "Kimi K3 tools section"
 
     def markers(self, mode: str) -> dict[str, Handler]:
-        to_content = lambda marker: lambda text, pos, final, state: Region(pos + len(marker), mode=CONTENT)  # noqa: E731
-        tools_open = opening("tools")
-        if mode == REASONING:  # a response or tools section ends the think channel even when its close is missing
-            return {closing("think"): to_content(closing("think")),
-                    opening("response"): to_content(opening("response")), tools_open: self._section}
-        table: dict[str, Handler] = {
-            opening("think"): lambda text, pos, final, state: Region(pos + len(opening("think")), mode=REASONING),
-            tools_open: self._section, closing("tools"): self._section_end, K3_CALL: self._call,
-            OPEN + "message": self._message_header}
-        for marker in (opening("response"), closing("response"), closing("think"), closing("message"), END_OF_MSG):
-            table[marker] = drop(marker)
-        return table
+        """`<|open|>` and `<|close|>` (and `<|end_of_msg|>`), each read by the tag that follows: a stream scans its
+        markers at every chunk, so fewer markers stream faster."""
+        return {OPEN: self._opening, CLOSE: self._closing, END_OF_MSG: drop(END_OF_MSG)}
+
+    def _opening(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        if state.mode == REASONING:  # a response or tools section ends the think channel even when its close is
+            if text.startswith(opening("response"), pos):  # missing
+                return Region(pos + len(opening("response")), mode=CONTENT)
+            if text.startswith(opening("tools"), pos):
+                return self._section(text, pos, final, state)
+            return literal(text, pos, final, OPEN, (opening("response"), opening("tools")), REASONING)
+        if text.startswith(K3_CALL, pos):
+            return self._call(text, pos, final, state)
+        if text.startswith(opening("tools"), pos):
+            return self._section(text, pos, final, state)
+        if text.startswith(opening("think"), pos):
+            return Region(pos + len(opening("think")), mode=REASONING)
+        if text.startswith(opening("response"), pos):
+            return Region(pos + len(opening("response")))
+        if text.startswith(OPEN + "message", pos):
+            return self._message_header(text, pos, final, state)
+        return literal(text, pos, final, OPEN, K3_OPENINGS, CONTENT)
+
+    def _closing(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        if state.mode == REASONING:
+            if text.startswith(closing("think"), pos):
+                return Region(pos + len(closing("think")), mode=CONTENT)
+            return literal(text, pos, final, CLOSE, (closing("think"),), REASONING)
+        if text.startswith(closing("tools"), pos):
+            return self._section_end(text, pos, final, state)
+        for tag in K3_DROPPED_CLOSINGS:
+            if text.startswith(tag, pos):
+                return Region(pos + len(tag))
+        return literal(text, pos, final, CLOSE, (closing("tools"), *K3_DROPPED_CLOSINGS), CONTENT)
 
     @staticmethod
     def _message_header(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
