@@ -144,6 +144,8 @@ class DeepSeekDsmlCodec(Codec):
 
     def _opening_tag(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         if text.startswith(INVOKE_OPENERS, pos):
+            if not final and text.find("invoke>", pos) < 0:
+                return None  # no invoke close tag yet (both end so): the cheapest answer, asked at every chunk
             return self._invoke(text, pos, final, state)
         return known_tag(text, pos, final, OPEN_TAG, BLOCK_OPENERS, INVOKE_OPENERS)
 

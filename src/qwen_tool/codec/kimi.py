@@ -282,6 +282,8 @@ class KimiK3Codec(Codec):
         return {OPEN: self._opening, CLOSE: self._closing, END_OF_MSG: drop(END_OF_MSG)}
 
     def _opening(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        if not final and text.startswith(K3_CALL, pos) and text.find(K3_CALL_END, pos) < 0:
+            return None  # a call still streaming: the cheapest answer, asked at every chunk
         if state.mode == REASONING:  # a response or tools section ends the think channel even when its close is
             if text.startswith(opening("response"), pos):  # missing
                 return Region(pos + len(opening("response")), mode=CONTENT)
