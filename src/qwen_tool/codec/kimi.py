@@ -229,6 +229,7 @@ K3_ARG, K3_ARG_END, K3_JSON, K3_JSON_END = OPEN + "argument", closing("argument"
 K3_OPENINGS = (K3_CALL, opening("tools"), opening("think"), opening("response"), OPEN + "message")
 K3_DROPPED_CLOSINGS = (closing("response"), closing("think"), closing("message"))
 """Tags that end a channel or the turn: never content."""
+BACKSLASH_ESCAPE = re.compile(r"\\(.)")
 K3_ATTRIBUTE = re.compile(r'([\w-]+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -242,7 +243,13 @@ def literal(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...],
 
 def k3_attributes(header: str) -> dict[str, str]:
     """Attributes of a K3 tag; values unescaped (`\\"` and XML entities both occur)."""
-    return {key: html.unescape(re.sub(r"\\(.)", r"\1", value)) for key, value in K3_ATTRIBUTE.findall(header)}
+    return {key: unescape(value) if "\\" in value or "&" in value else value
+            for key, value in K3_ATTRIBUTE.findall(header)}
+
+
+def unescape(value: str) -> str:
+    """An attribute value with its backslash escapes and XML entities resolved."""
+    return html.unescape(BACKSLASH_ESCAPE.sub(r"\1", value))
 
 
 def k3_type(value: object) -> str:
