@@ -254,3 +254,25 @@ def test_text_without_markers_yields_no_call(fmt: str, text: str) -> None:
     codec = get_codec(fmt)
     assume(not any(marker in text for marker in codec.call_markers))
     assert codec.parse(text).tool_calls == []
+
+
+def test_kimi_k3_reads_a_json_block_and_types_unmarked_values_from_the_schema() -> None:
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}}]
+    text = ('<|open|>tools<|sep|><|open|>call tool="f" index="1"<|sep|><|open|>json type="object"<|sep|>'
+            '{"a": [1, {"b": null}]}<|close|>json<|sep|><|close|>call<|sep|>'
+            '<|open|>call tool="f" index="2"<|sep|><|open|>argument key="n"<|sep|>7<|close|>argument<|sep|>'
+            '<|open|>argument key="s" type="number"<|sep|>not a number<|close|>argument<|sep|><|close|>call<|sep|>'
+            "<|close|>tools<|sep|>")
+    parsed = get_codec("kimi_k3").parse(text, tools)
+    assert [c.arguments for c in parsed.tool_calls] == [{"a": [1, {"b": None}]}, {"n": 7, "s": "not a number"}]
+    assert parsed.error is None and parsed.content == ""
+
+
+def test_gemma_values_read_as_its_template_writes_them_and_nothing_is_guessed() -> None:
+    text = ('<|tool_call>call:move{left:108.,right:22.8,none:null,legacy:None,quoted:"a \\"b\\"",'
+            'map:{<|"|>3<|"|>:<|"|>x, y<|"|>}}<tool_call|>'
+            "<start_function_call>call:g{city:Paris}<end_function_call>")
+    parsed = get_codec("gemma4").parse(text)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [
+        ("move", {"left": 108.0, "right": 22.8, "none": None, "legacy": None, "quoted": 'a "b"', "map": {"3": "x, y"}})]
+    assert parsed.error and "unexpected 'P'" in parsed.error  # a bare word is not a value: the call is dropped
