@@ -276,3 +276,25 @@ def test_gemma_values_read_as_its_template_writes_them_and_nothing_is_guessed() 
     assert [(c.name, c.arguments) for c in parsed.tool_calls] == [
         ("move", {"left": 108.0, "right": 22.8, "none": None, "legacy": None, "quoted": 'a "b"', "map": {"3": "x, y"}})]
     assert parsed.error and "unexpected 'P'" in parsed.error  # a bare word is not a value: the call is dropped
+
+
+GEMMA4_VARIATIONS = [  # vllm-project/vllm tests/tool_parsers/test_gemma4_regex_and_bare_calls.py: Gemma 4 output
+    ('<|tool_call>call:gdb{args:<|"|>-batch -ex run /tmp/poc<|"|>}<turn|>',
+     [("gdb", {"args": "-batch -ex run /tmp/poc"})], ""),  # the turn's end closes the call
+    ('<|tool_call>:call:bash{command:<|"|>pytest<|"|>}', [("bash", {"command": "pytest"})], ""),  # a stray colon
+    ('<|channel>thought\nI need to read the entry source file to inspect the crash point.\n<channel|>'
+     'call:bash{command:<|"|>cat /work/src/entry.c<|"|>}', [("bash", {"command": "cat /work/src/entry.c"})], ""),
+    ("<|channel>thought\nPlan.\n<channel|>call: me later", [], "call: me later"),  # not a call: content as written
+]
+
+
+@pytest.mark.parametrize(("text", "calls", "content"), GEMMA4_VARIATIONS)
+def test_gemma4_variations_in_the_wild_are_read_whole_and_streamed(text: str, calls: list, content: str) -> None:
+    codec = get_codec("gemma4")
+    stream = codec.stream()
+    for char in text:
+        stream.feed(char)
+    stream.finish()
+    for parsed in (codec.parse(text), stream.result()):
+        assert [(c.name, c.arguments) for c in parsed.tool_calls] == calls
+        assert parsed.content == content and parsed.error is None

@@ -32,7 +32,6 @@ from qwen_tool.codec.base import (
     grows_into,
     result_text,
     skip_ws,
-    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
@@ -43,6 +42,9 @@ QUOTES = (GEMMA4_QUOTE, FUNCTIONGEMMA_QUOTE)
 QUOTE_LENGTH = max(map(len, QUOTES))
 CALL_TAGS = {"<|tool_call>": "<tool_call|>", "<start_function_call>": "<end_function_call>"}
 """Call opener → its closer (Gemma 4, FunctionGemma)."""
+CLOSERS = {"<|tool_call>": ("<tool_call|>", "<turn|>"),
+           "<start_function_call>": ("<end_function_call>", "<end_of_turn>")}
+"""Call opener → the tags that close its call: its own, or the end of the turn (Gemma 4 sometimes ends a call so)."""
 CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
 END_MARKERS = ("<turn|>", "<end_of_turn>", "<|tool_response>", "<start_function_response>", "<eos>")
 """Ends of the model's turn, and the tool-response openers the engine stops at: dropped, never content."""
@@ -216,7 +218,7 @@ class GemmaCodec(Codec):
 
     def markers(self, mode: str) -> dict[str, Handler]:
         if mode == REASONING:
-            return {CHANNEL_CLOSE: lambda text, pos, final, state: Region(pos + len(CHANNEL_CLOSE), mode=CONTENT)}
+            return {CHANNEL_CLOSE: self._channel_close}
         table: dict[str, Handler] = {opener: self._call for opener in CALL_TAGS}
         table.update({closer: drop(closer) for closer in CALL_TAGS.values()})
         table.update({marker: drop(marker) for marker in END_MARKERS})
@@ -235,28 +237,53 @@ class GemmaCodec(Codec):
             return Region(pos + len(CHANNEL_OPEN), mode=REASONING)
         return Region(line_end + 1, mode=REASONING)
 
+    def _channel_close(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        """The end of the reasoning; a `call:NAME{...}` right after it is a call whose opening tag the model left
+        out (Gemma 4 does), read as one when its arguments parse, else left as content."""
+        end = pos + len(CHANNEL_CLOSE)
+        q = skip_ws(text, end)
+        after_reasoning = Region(end, mode=CONTENT)
+        if text.startswith("call:", q):
+            region = self._read(text, q, q, final, CLOSERS["<|tool_call>"], "call after <channel|>", after_reasoning)
+            if region is not None:
+                region.mode = CONTENT
+            return region
+        if not final and grows_into(text, q, "call:"):
+            return None
+        return after_reasoning
+
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         opener = "<|tool_call>" if text.startswith("<|tool_call>", pos) else "<start_function_call>"
-        closer, what = CALL_TAGS[opener], opener
-        if unclosed(text, pos, final, closer):
-            return None
+        closers = CLOSERS[opener]
+        if not final and all(text.find(closer, pos) < 0 for closer in closers):
+            return None  # still streaming: every call read ends at or after its close tag
         q = skip_ws(text, pos + len(opener))
+        if text.startswith(":call:", q):  # a stray colon after the tag (seen from Gemma 4)
+            q += 1
         if not text.startswith("call:", q):
-            if grows_into(text, q, "call:"):
-                return waiting(text, pos, final, what)
-            return self._skip(text, pos, final, closer, q, f"{what} at char {pos} has no 'call:NAME'")
+            if grows_into(text, q, "call:", ":call:"):
+                return waiting(text, pos, final, opener)
+            return self._skip(text, pos, final, closers[0], q, f"{opener} at char {pos} has no 'call:NAME'")
+        return self._read(text, pos, q, final, closers, opener)
+
+    def _read(self, text: str, pos: int, q: int, final: bool, closers: tuple[str, ...], what: str,
+              not_a_call: Region | None = None) -> Region | None:
+        """The `call:NAME{...}` at `q` (its region starts at `pos`) and its close tag. With `not_a_call`, the close tag
+        is optional and text that does not parse is that region instead of a dropped call."""
+        closer = closers[0]
         brace = text.find("{", q)
         name = text[q + len("call:"):brace if brace >= 0 else len(text)].strip()
         if any(c in name for c in "<>\n") or (brace >= 0 and not name):
-            return self._skip(text, pos, final, closer, q, f"{what} at char {pos} has no function name before '{{'")
+            return not_a_call or self._skip(text, pos, final, closer, q, f"{what} at char {pos} has no function name "
+                                                                         "before '{'")
         if brace < 0:
-            return waiting(text, pos, final, what)
+            return waiting(text, pos, final, what) if not (final and not_a_call) else not_a_call
         try:
             arguments, end = read_object(text, brace)
         except Incomplete:
-            return waiting(text, pos, final, what)
+            return waiting(text, pos, final, what) if not (final and not_a_call) else not_a_call
         except NotGemma as err:
-            return self._skip(text, pos, final, closer, brace, f"{what} at char {pos}: {err}; the call was dropped")
+            return not_a_call or self._skip(text, pos, final, closer, brace, f"{what} at char {pos}: {err}")
         if isinstance(arguments, Refused) and arguments.reason == TOO_DEEP:
             close = text.find(closer, end)
             if close < 0:
@@ -264,10 +291,13 @@ class GemmaCodec(Codec):
             return Region(close + len(closer), error=arguments.error(what, pos))
         after = skip_ws(text, end)
         call = arguments if isinstance(arguments, Refused) else ToolCall(name, arguments)
-        if text.startswith(closer, after):
-            return call_region(after + len(closer), call, what, pos, "")
-        if grows_into(text, after, closer):
+        for candidate in closers:
+            if text.startswith(candidate, after):
+                return call_region(after + len(candidate), call, what, pos, "")
+        if grows_into(text, after, *closers):
             return call_region(len(text), call, what, pos, "") if final else None
+        if not_a_call is not None:
+            return call_region(end, call, what, pos, "")
         return self._skip(text, pos, final, closer, after, f"{what} at char {pos}: text after the arguments")
 
     @staticmethod
