@@ -126,13 +126,15 @@ class DeepSeekDsmlCodec(Codec):
     call_markers = tuple(BY_INVOKE)
     variants = ("v3.2", "v4", "v4.1")
     default_variant = "v3.2"
-    tool_results_joiner = "\n\n"
 
     def __init__(self, variant: str | None = None, tool_rendering: str = "json") -> None:
         super().__init__(variant, tool_rendering)
         self.dialect = DIALECTS[self.variant]
         self.tool_result_role = "tool" if self.variant == "v3.2" else "user"
         """V3.2 appends results to the assistant turn; V4 and V4.1 put them in a user turn."""
+        self.tool_results_joiner = "\n" if self.variant == "v3.2" else "\n\n"
+        """V3.2's encoder writes one `<result>` a line (inside a `<function_results>` block, which our template, writing
+        each result on its own, leaves out); V4's, one `<tool_result>` block a paragraph."""
 
     def markers(self, mode: str) -> dict[str, Handler]:
         """Two markers for every DSML tag (its opening or closing `<｜DSML｜`), each read by what follows: a stream
@@ -287,9 +289,3 @@ class DeepSeekDsmlCodec(Codec):
         if self.variant == "v3.2":
             return f"<result>{result_text(result)}</result>"
         return f"<tool_result>{result_text(result)}</tool_result>"
-
-    def render_tool_results(self, results: list[dict]) -> str:
-        if self.variant == "v3.2":
-            body = "\n".join(self.render_tool_result(result) for result in results)
-            return f"<function_results>\n{body}\n</function_results>"
-        return super().render_tool_results(results)
