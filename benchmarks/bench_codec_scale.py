@@ -22,7 +22,9 @@ from qwen_tool.codec import ToolCall, get_codec
 
 FORMATS = [("hermes", None), ("qwen3_xml", None), ("llama3_json", None), ("pythonic", None), ("mistral", "v11"),
            ("mistral", "v3"), ("react", "react"), ("react", "qwen"), ("glm", "4.5"), ("glm", "4.7"),
-           ("deepseek", "v3.1"), ("deepseek", "v3"), ("kimi_k2", None), ("harmony", None)]
+           ("deepseek", "v3.1"), ("deepseek", "v3"), ("kimi_k2", None), ("harmony", None),
+           ("deepseek_dsml", "v3.2"), ("deepseek_dsml", "v4"), ("deepseek_dsml", "v4.1"), ("kimi_k3", None),
+           ("gemma4", None), ("functiongemma", None), ("mistral", "magistral_2506")]
 
 
 def make_calls(count: int) -> list[ToolCall]:

@@ -83,11 +83,17 @@ _FORMAT_BY_MODEL_TYPE = {
     "glm4": "glm",
     "glm4_moe": "glm",
     "deepseek_v3": "deepseek",
+    "deepseek_v32": "deepseek_dsml",
     "kimi_k2": "kimi_k2",
     "gpt_oss": "harmony",
+    "gemma4": "gemma4",
 }
 _FORMAT_BY_NAME_HINT = [
     ("qwen3-coder", "qwen3_xml"),
+    ("functiongemma", "functiongemma"),
+    ("kimi-k3", "kimi_k3"),
+    ("gemma-4", "gemma4"),
+    ("deepseek-v3.2", "deepseek_dsml"),  # DSML's default variant is V3.2's; V4 and V4.1 are variants of it
     ("llama-3", "llama3_json"),
     ("llama3", "llama3_json"),
     ("smollm", "hermes"),

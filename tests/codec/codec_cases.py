@@ -13,11 +13,16 @@ from typing import Any
 FIXTURES = Path(__file__).parent / "fixtures"
 CODECS = [("hermes", None), ("qwen3_xml", None), ("llama3_json", None), ("pythonic", None), ("mistral", "v11"),
           ("mistral", "v3"), ("react", "react"), ("react", "qwen"), ("glm", "4.5"), ("glm", "4.7"),
-          ("deepseek", "v3.1"), ("deepseek", "v3"), ("kimi_k2", None), ("harmony", None)]
-THINK_DELIMITED = {"hermes", "qwen3_xml", "pythonic", "mistral", "glm", "deepseek", "kimi_k2"}
-REASONING = THINK_DELIMITED | {"react", "harmony"}
+          ("deepseek", "v3.1"), ("deepseek", "v3"), ("kimi_k2", None), ("harmony", None),
+          ("deepseek_dsml", "v3.2"), ("deepseek_dsml", "v4"), ("deepseek_dsml", "v4.1"), ("kimi_k3", None),
+          ("gemma4", None), ("functiongemma", None), ("mistral", "magistral_2506")]
+THINK_DELIMITED = {"hermes", "qwen3_xml", "pythonic", "mistral", "glm", "deepseek", "kimi_k2", "deepseek_dsml",
+                   "gemma4", "functiongemma"}
+REASONING = THINK_DELIMITED | {"react", "harmony", "kimi_k3"}
 ATOMIC_LIST = {("pythonic", None), ("mistral", "v3")}
 RAW_TEXT_VALUES = {"qwen3_xml", "glm"}
+RAW_STRINGS = RAW_TEXT_VALUES | {"deepseek_dsml", "kimi_k3", "gemma4", "functiongemma"}
+"""Formats that write a string value as it is, without JSON escapes (a `\\u` escape in it stays text)."""
 MARKER_TEXT = {
     "hermes": "</tool_call> <tool_call> {\"name\": \"x\"}",
     "qwen3_xml": "</parameter> </function> </tool_call> <tool_call>",
@@ -28,6 +33,10 @@ MARKER_TEXT = {
     "glm": "</tool_call> <arg_key>k</arg_key> <tool_call>",
     "deepseek": "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
     "kimi_k2": "<|tool_call_end|><|tool_calls_section_end|>",
+    "deepseek_dsml": '</｜DSML｜parameter> <｜DSML｜invoke name="x"> <｜DSML｜ calls> </｜DSML｜function_calls>',
+    "kimi_k3": '<|close|>call<|sep|><|close|>tools<|sep|><|open|>call tool="x"<|sep|>',
+    "gemma4": "<tool_call|><|tool_call>call:x{a:1}<end_function_call>",
+    "functiongemma": "<end_function_call><start_function_call>call:x{a:1}<tool_call|>",
     "harmony": "<|call|><|end|><|channel|>final<|message|>",
 }
 

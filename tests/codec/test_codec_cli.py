@@ -127,3 +127,30 @@ def test_convert_file_refuses_a_line_it_could_not_write(bad: str, tmp_path, monk
     assert code == 1 and not target.exists()
     line = one_line(stderr)
     assert f"{source}:2: the line " in line and "fix: " in line
+
+
+NEW_FORMAT_OUTPUTS = [  # one model output per format added for issue 28 (sources: test_codec_formats.NEW_FORMATS)
+    ('<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+     '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+     '</｜DSML｜function_calls>'),
+    ('<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+     '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+     '</｜DSML｜tool_calls>'),
+    ('<｜DSML｜ calls>\n<｜DSML｜ invoke name="get_weather">\n'
+     '<｜DSML｜ parameter name="city" string="true">Paris</｜DSML｜ parameter>\n</｜DSML｜ invoke>\n</｜DSML｜ calls>'),
+    ('<|open|>think<|sep|>Weather.<|close|>think<|sep|><|open|>response<|sep|><|close|>response<|sep|>'
+     '<|open|>tools<|sep|><|open|>call tool="get_weather" index="1"<|sep|><|open|>argument key="city" '
+     'type="string"<|sep|>Paris<|close|>argument<|sep|><|close|>call<|sep|><|close|>tools<|sep|>'),
+    '<|channel>thought\nWeather.\n<channel|><|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>',
+    "<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>",
+    '<think>\nWeather.\n</think>\n[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
+]
+
+
+@pytest.mark.parametrize("text", NEW_FORMAT_OUTPUTS)
+def test_parse_auto_detects_each_new_format(text: str) -> None:
+    result = RUNNER.invoke(app, ["parse", "--format", "auto"], input=text)
+    assert result.exit_code == 0, result.output
+    message = json.loads(result.stdout)
+    assert message["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert not message.get("content")

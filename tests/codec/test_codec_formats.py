@@ -54,6 +54,145 @@ def test_recorded_outputs_parse_to_the_same_call(fmt: str, text: str) -> None:
             assert marker not in parsed.content
 
 
+DSML_V41_CALLS = (  # vllm-project/vllm tests/parser/engine/test_deepseek_v41.py (CALLS)
+    '\n\n<｜DSML｜ calls>\n<｜DSML｜ invoke name="get_weather">\n'
+    '<｜DSML｜ parameter name="city" string="true">杭州</｜DSML｜ parameter>\n'
+    '<｜DSML｜ parameter name="count" string="false">42</｜DSML｜ parameter>\n'
+    '</｜DSML｜ invoke>\n<｜DSML｜ invoke name="add">\n'
+    '<｜DSML｜ parameter name="x" string="false">1.5</｜DSML｜ parameter>\n'
+    '<｜DSML｜ parameter name="y" string="false">2.25</｜DSML｜ parameter>\n'
+    "</｜DSML｜ invoke>\n</｜DSML｜ calls>")
+K3_CALL = (  # llamadart's Kimi K3 test (test/.../kimi_k3 group, `call`): an XML entity in the tool name
+    '<|open|>response<|sep|>On it.<|close|>response<|sep|><|open|>tools<|sep|>'
+    '<|open|>call tool="weather&amp;alerts" index="1"<|sep|>'
+    '<|open|>argument key="city" type="string"<|sep|> New York <|close|>argument<|sep|>'
+    '<|open|>argument key="days" type="number"<|sep|>2<|close|>argument<|sep|>'
+    '<|close|>call<|sep|><|close|>tools<|sep|><|close|>message<|sep|>')
+QUESTIONS = ('[{"question": "xxx：", "options": {"label": "xxx", "description": "xxx"}, {"label": "xxx", '
+             '"description": "xxx"}, "header": "xxx"}]')
+
+NEW_FORMATS = [
+    # (format, model output, output starts inside the reasoning, calls, content, reasoning); where each comes from
+    # is written above it. Markup and sources of each format: docs/codec-sources.md.
+    # DeepSeek V3.2: smg-project/smg pull request 895 (the DSML format its description shows).
+    ("deepseek_dsml", '<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+                      '<｜DSML｜parameter name="location" string="true">Tokyo</｜DSML｜parameter>\n'
+                      '<｜DSML｜parameter name="count" string="false">5</｜DSML｜parameter>\n'
+                      '</｜DSML｜invoke>\n</｜DSML｜function_calls>', False,
+     [("get_weather", {"location": "Tokyo", "count": 5})], "", None),
+    # DeepSeek-V4-Flash, recorded in anomalyco/opencode issue 24566 (comment of 2026-07-24).
+    ("deepseek_dsml", '<｜DSML｜tool_calls>\n<｜DSML｜invoke name="read">\n'
+                      '<｜DSML｜parameter name="filePath" string="true">I:\\hrc\\usermode\\src\\hypercall\\'
+                      'hypercall.cpp</｜DSML｜parameter>\n'
+                      '<｜DSML｜parameter name="limit" string="false">15</｜DSML｜parameter>\n'
+                      '<｜DSML｜parameter name="offset" string="false">357</｜DSML｜parameter>\n'
+                      '</｜DSML｜invoke>\n</｜DSML｜tool_calls>', False,
+     [("read", {"filePath": "I:\\hrc\\usermode\\src\\hypercall\\hypercall.cpp", "limit": 15, "offset": 357})],
+     "", None),
+    # DeepSeek-V4-Flash, the same issue's description: the block tag lost its `>`, and the value marked JSON is not
+    # JSON (kept as the text it is, never repaired into something the model did not write).
+    ("deepseek_dsml", '<｜DSML｜tool_calls\n<｜DSML｜invoke name="question">\n'
+                      f'<｜DSML｜parameter name="questions" string="false">{QUESTIONS}</｜DSML｜parameter>\n'
+                      '</｜DSML｜invoke>\n</｜DSML｜tool_calls>', False,
+     [("question", {"questions": QUESTIONS})], "", None),
+    # DeepSeek V4.1 (thinking; the prompt opened <think>): vLLM's V4.1 parser test, reasoning + content + two calls.
+    ("deepseek_dsml", "Plan.</think>Checking." + DSML_V41_CALLS, True,
+     [("get_weather", {"city": "杭州", "count": 42}), ("add", {"x": 1.5, "y": 2.25})], "Checking.", "Plan."),
+    # Kimi K3: dlengine's K3 parser test (think, response, tools sections).
+    ("kimi_k3", '<|open|>think<|sep|>reason<|close|>think<|sep|><|open|>response<|sep|>answer<|close|>response<|sep|>'
+                '<|open|>tools<|sep|><|open|>call tool="weather" index="1"<|sep|>'
+                '<|open|>argument key="city" type="string"<|sep|>北京<|close|>argument<|sep|>'
+                '<|open|>argument key="days" type="integer"<|sep|>2<|close|>argument<|sep|>'
+                '<|close|>call<|sep|><|close|>tools<|sep|>', False,
+     [("weather", {"city": "北京", "days": 2})], "answer", "reason"),
+    # Kimi K3 with the think channel opened by the prompt (its generation prompt ends in `<|open|>think<|sep|>`).
+    ("kimi_k3", "check first<|close|>think<|sep|>" + K3_CALL, True,
+     [("weather&alerts", {"city": " New York ", "days": 2})], "On it.", "check first"),
+    # Kimi K3 output leaked as text by a serving stack (a runtime's XTML-recovery test): the response channel is
+    # never closed and text follows the tools section.
+    ("kimi_k3", 'Checking the weather.<|close|>think<|sep|><|open|>response<|sep|>Sure, one moment.'
+                '<|open|>tools<|sep|><|open|>call tool="Echo" index="1"<|sep|>'
+                '<|open|>argument key="value" type="string"<|sep|>hello<|close|>argument<|sep|>'
+                '<|close|>call<|sep|><|close|>tools<|sep|>Done.', True,
+     [("Echo", {"value": "hello"})], "Sure, one moment.Done.", "Checking the weather."),
+    # Kimi K3: vLLM tests/tool_parsers/test_kimi_k3_tool_parser.py, a turn ending in its message close.
+    ("kimi_k3", "Hello<|close|>message<|sep|>", False, [], "Hello", None),
+    # Gemma 4: vLLM tests/tool_parsers/test_gemma4_tool_parser.py (text before the call; nested values).
+    ("gemma4", 'Let me check the weather for you. <|tool_call>call:get_weather{location:<|"|>Paris<|"|>}<tool_call|>',
+     False, [("get_weather", {"location": "Paris"})], "Let me check the weather for you.", None),
+    ("gemma4", '<|tool_call>call:complex_function{nested:{inner:<|"|>value<|"|>},list:[<|"|>a<|"|>,<|"|>b<|"|>]}'
+               '<tool_call|><|tool_call>call:set_status{is_active:true,count:42,score:3.14}<tool_call|>', False,
+     [("complex_function", {"nested": {"inner": "value"}, "list": ["a", "b"]}),
+      ("set_status", {"is_active": True, "count": 42, "score": 3.14})], "", None),
+    # Gemma 4 thinking: its template writes reasoning as `<|channel>thought\n...<channel|>`; the engine stops at
+    # `<|tool_response>`, which the template puts after a turn's calls.
+    ("gemma4", '<|channel>thought\nThe user wants the weather.\n<channel|><|tool_call>call:get_weather{'
+               'location:<|"|>London<|"|>}<tool_call|><|tool_response>', False,
+     [("get_weather", {"location": "London"})], "", "The user wants the weather."),
+    # FunctionGemma: ai.google.dev/gemma/docs/functiongemma/formatting-and-best-practices (turn 3, and the
+    # "semantic connection" example).
+    ("functiongemma", "<start_function_call>call:get_current_weather{location:<escape>Tokyo, Japan<escape>}"
+                      "<end_function_call>", False, [("get_current_weather", {"location": "Tokyo, Japan"})], "", None),
+    ("functiongemma", "<start_function_call>call:get_current_temperature{location:<escape>Paris<escape>,"
+                      "unit:<escape>celsius<escape>}<end_function_call>", False,
+     [("get_current_temperature", {"location": "Paris", "unit": "celsius"})], "", None),
+    # Magistral Small 2506: the layout of its model card's template (`<think>\nreasoning\n</think>\nanswer`), with
+    # the opening of the card's example output; the call in the v11 syntax of its tokenizer.
+    ("mistral", "<think>\nAlright, I need to write 4 sentences where each one has at least 8 words.\n</think>\n"
+                'I will check the count first.[TOOL_CALLS]count_words[ARGS]{"text": "The quick brown fox"}', False,
+     [("count_words", {"text": "The quick brown fox"})], "I will check the count first.",
+     "Alright, I need to write 4 sentences where each one has at least 8 words."),
+]
+
+
+@pytest.mark.parametrize(("fmt", "text", "in_reasoning", "calls", "content", "reasoning"), NEW_FORMATS)
+def test_new_format_outputs_parse_whole_streamed_and_by_auto(fmt: str, text: str, in_reasoning: bool, calls: list,
+                                                              content: str, reasoning: str | None) -> None:
+    from qwen_tool.codec.auto import detect
+
+    assert detect(text) == fmt
+    for name in (fmt, "auto"):
+        codec = get_codec(name)
+        parsed = codec.parse(text, in_reasoning=in_reasoning)
+        assert [(c.name, c.arguments) for c in parsed.tool_calls] == calls
+        assert (parsed.content, parsed.reasoning or None, parsed.error) == (content, reasoning, None)
+        stream = codec.stream(in_reasoning=in_reasoning)
+        for char in text:
+            stream.feed(char)
+        stream.finish()
+        streamed = stream.result()
+        assert [(c.name, c.arguments) for c in streamed.tool_calls] == calls
+        assert (streamed.content, streamed.reasoning or None, streamed.error) == (content, reasoning, None)
+
+
+def test_kimi_section_recovers_a_call_missing_its_opener_and_flags_stray_text() -> None:
+    section = ('<|tool_calls_section_begin|>\n<|tool_call_begin|>functions.a:0<|tool_call_argument_begin|>{"x": 1}'
+               '<|tool_call_end|>\nfunctions.b:1<|tool_call_argument_begin|>{"y": 2}<|tool_call_end|>\n'
+               "<|tool_calls_section_end|>")
+    parsed = get_codec("kimi_k2").parse("Hi " + section)
+    assert [(c.id, c.arguments) for c in parsed.tool_calls] == [("functions.a:0", {"x": 1}),
+                                                                ("functions.b:1", {"y": 2})]
+    assert parsed.content == "Hi" and parsed.error is None
+    stray = section.replace("\nfunctions.b:1", "\nI will also call b. functions.b:1")
+    parsed = get_codec("kimi_k2").parse(stray)
+    assert [c.name for c in parsed.tool_calls] == ["a", "b"]
+    assert parsed.content == "I will also call b." and "stray text" in parsed.error
+    k3 = ('<|open|>tools<|sep|><|open|>call tool="f" index="1"<|sep|><|close|>call<|sep|>oops'
+          '<|close|>tools<|sep|>')
+    parsed = get_codec("kimi_k3").parse(k3)
+    assert [c.name for c in parsed.tool_calls] == ["f"] and parsed.content == "oops" and "stray text" in parsed.error
+
+
+def test_dsml_values_are_typed_by_their_string_attribute_then_the_schema() -> None:
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}}]
+    text = ('<｜DSML｜tool_calls>\n<｜DSML｜invoke name="f">\n<｜DSML｜parameter name="s" string="true">42'
+            '</｜DSML｜parameter>\n<｜DSML｜parameter name="n">7</｜DSML｜parameter>\n'
+            '<｜DSML｜parameter name="bad" string="false">[broken</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+            "</｜DSML｜tool_calls>")
+    assert get_codec("deepseek_dsml").parse(text, tools).tool_calls[0].arguments == {"s": "42", "n": 7,
+                                                                                   "bad": "[broken"}
+
+
 def test_auto_detects_each_format() -> None:
     from qwen_tool.codec.auto import detect
 
@@ -88,7 +227,7 @@ def test_unknown_format_names_the_fix() -> None:
 
     with pytest.raises(CodecError, match="fix: use one of"):
         get_codec("nope")
-    assert "auto" in available_formats() and len(available_formats()) == 11
+    assert "auto" in available_formats() and len(available_formats()) == 15
 
 
 FORMATS = sorted({fmt for fmt, _ in CODECS} | {"auto"})
@@ -115,3 +254,47 @@ def test_text_without_markers_yields_no_call(fmt: str, text: str) -> None:
     codec = get_codec(fmt)
     assume(not any(marker in text for marker in codec.call_markers))
     assert codec.parse(text).tool_calls == []
+
+
+def test_kimi_k3_reads_a_json_block_and_types_unmarked_values_from_the_schema() -> None:
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}}]
+    text = ('<|open|>tools<|sep|><|open|>call tool="f" index="1"<|sep|><|open|>json type="object"<|sep|>'
+            '{"a": [1, {"b": null}]}<|close|>json<|sep|><|close|>call<|sep|>'
+            '<|open|>call tool="f" index="2"<|sep|><|open|>argument key="n"<|sep|>7<|close|>argument<|sep|>'
+            '<|open|>argument key="s" type="number"<|sep|>not a number<|close|>argument<|sep|><|close|>call<|sep|>'
+            "<|close|>tools<|sep|>")
+    parsed = get_codec("kimi_k3").parse(text, tools)
+    assert [c.arguments for c in parsed.tool_calls] == [{"a": [1, {"b": None}]}, {"n": 7, "s": "not a number"}]
+    assert parsed.error is None and parsed.content == ""
+
+
+def test_gemma_values_read_as_its_template_writes_them_and_nothing_is_guessed() -> None:
+    text = ('<|tool_call>call:move{left:108.,right:22.8,none:null,legacy:None,quoted:"a \\"b\\"",'
+            'map:{<|"|>3<|"|>:<|"|>x, y<|"|>}}<tool_call|>'
+            "<start_function_call>call:g{city:Paris}<end_function_call>")
+    parsed = get_codec("gemma4").parse(text)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [
+        ("move", {"left": 108.0, "right": 22.8, "none": None, "legacy": None, "quoted": 'a "b"', "map": {"3": "x, y"}})]
+    assert parsed.error and "unexpected 'P'" in parsed.error  # a bare word is not a value: the call is dropped
+
+
+GEMMA4_VARIATIONS = [  # vllm-project/vllm tests/tool_parsers/test_gemma4_regex_and_bare_calls.py: Gemma 4 output
+    ('<|tool_call>call:gdb{args:<|"|>-batch -ex run /tmp/poc<|"|>}<turn|>',
+     [("gdb", {"args": "-batch -ex run /tmp/poc"})], ""),  # the turn's end closes the call
+    ('<|tool_call>:call:bash{command:<|"|>pytest<|"|>}', [("bash", {"command": "pytest"})], ""),  # a stray colon
+    ('<|channel>thought\nI need to read the entry source file to inspect the crash point.\n<channel|>'
+     'call:bash{command:<|"|>cat /work/src/entry.c<|"|>}', [("bash", {"command": "cat /work/src/entry.c"})], ""),
+    ("<|channel>thought\nPlan.\n<channel|>call: me later", [], "call: me later"),  # not a call: content as written
+]
+
+
+@pytest.mark.parametrize(("text", "calls", "content"), GEMMA4_VARIATIONS)
+def test_gemma4_variations_in_the_wild_are_read_whole_and_streamed(text: str, calls: list, content: str) -> None:
+    codec = get_codec("gemma4")
+    stream = codec.stream()
+    for char in text:
+        stream.feed(char)
+    stream.finish()
+    for parsed in (codec.parse(text), stream.result()):
+        assert [(c.name, c.arguments) for c in parsed.tool_calls] == calls
+        assert parsed.content == content and parsed.error is None

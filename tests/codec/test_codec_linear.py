@@ -164,13 +164,16 @@ def test_counting_sees_a_quadratic_scan(counting: Callable, monkeypatch: pytest.
 
 
 def many_malformed_calls(fmt: str, variant: str | None, count: int) -> str:
-    """`many_calls` with every argument value replaced by text that is not JSON (nor a Python literal), or (the XML
-    formats) every argument tag broken."""
+    """`many_calls` with every argument value replaced by text that is not JSON (nor a Python or Gemma literal), or
+    (the XML-like formats) every argument tag broken."""
     calls = [ToolCall(f"tool_{i % 3}", {"city": "PLACEHOLDER"}) for i in range(count)]
     codec = get_codec("hermes") if fmt == "auto" else get_codec(fmt, variant)
     text = codec.render_assistant("Checking.", calls).text
-    return (text.replace('"PLACEHOLDER"', "@bad").replace("'PLACEHOLDER'", "@bad")
-            .replace("<parameter=", "<@bad=").replace("<arg_key>", "<@bad>"))
+    for quoted in ('"PLACEHOLDER"', "'PLACEHOLDER'", '<|"|>PLACEHOLDER<|"|>', "<escape>PLACEHOLDER<escape>"):
+        text = text.replace(quoted, "@bad")
+    for tag in ("<parameter=", "<arg_key>", "<｜DSML｜parameter", "<｜DSML｜ parameter", "<|open|>argument"):
+        text = text.replace(tag, tag[:-1] + "@bad" + tag[-1])
+    return text
 
 
 def read_all(fmt: str, variant: str | None, text: str, streamed: bool) -> None:

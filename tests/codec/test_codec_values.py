@@ -4,7 +4,7 @@ format, whole and streamed; the text around it still parses. And a parse that ke
 from __future__ import annotations
 
 import pytest
-from codec_cases import CODECS
+from codec_cases import CODECS, RAW_STRINGS
 
 from qwen_tool.codec import CodecError, ToolCall, get_codec
 from qwen_tool.codec.base import normalise_calls
@@ -40,7 +40,9 @@ def with_deep_value(fmt: str, variant: str | None, depth: int) -> str:
     """`rendered` with `{"a": <arrays nested depth levels>}`, written into the text (too deep to render)."""
     text = rendered(fmt, variant, {"a": ["PLACEHOLDER"]})
     deep = "[" * depth + "]" * depth
-    return text.replace('["PLACEHOLDER"]', deep).replace("['PLACEHOLDER']", deep)
+    for quotes in ('""', "''", ('<|"|>',) * 2, ("<escape>",) * 2):  # JSON, Python, Gemma 4, FunctionGemma strings
+        text = text.replace(f"[{quotes[0]}PLACEHOLDER{quotes[1]}]", deep)
+    return text
 
 
 def parse_both(fmt: str, variant: str | None, text: str) -> tuple:
@@ -57,6 +59,8 @@ def parse_both(fmt: str, variant: str | None, text: str) -> tuple:
     return whole
 
 
+LITERAL_ONLY = {"gemma4", "functiongemma"}
+"""Formats whose values hold no escapes anywhere (Gemma strings are literal text even inside arrays)."""
 ONE_LIST = {("pythonic", None), ("mistral", "v3")}
 """Formats that write all calls as one list: a refused value drops the whole list."""
 
@@ -83,8 +87,10 @@ def test_arguments_nested_to_the_limit_parse(fmt: str, variant: str | None) -> N
 def test_a_lone_surrogate_drops_the_call_with_an_error(fmt: str, variant: str | None) -> None:
     text = rendered(fmt, variant, {"s": "PLACEHOLDER"})
     escape = "\\ud800"  # six characters of text: the JSON (or Python) escape of half a UTF-16 pair
-    if fmt in ("qwen3_xml", "glm"):  # raw-text values: the escape only decodes in a JSON-typed (array) value
+    if fmt in RAW_STRINGS:  # raw-text strings: the escape only decodes in a JSON-typed (array) value
         text = rendered(fmt, variant, {"a": ["PLACEHOLDER"]})
+    if fmt in LITERAL_ONLY:  # no escapes at all: the half pair itself is in the text
+        escape = "\ud800"
     whole = parse_both(fmt, variant, text.replace("PLACEHOLDER", escape))
     assert whole.error is not None and "lone surrogate \\ud800" in whole.error, whole.error
     assert [call.name for call in whole.tool_calls] == ([] if (fmt, variant) in ONE_LIST else ["g"])
@@ -94,7 +100,7 @@ def test_a_lone_surrogate_drops_the_call_with_an_error(fmt: str, variant: str | 
 def test_a_surrogate_pair_is_one_character_and_parses(fmt: str, variant: str | None) -> None:
     text = rendered(fmt, variant, {"s": "PLACEHOLDER"}).replace("PLACEHOLDER", "\\ud83d\\ude00")
     whole = parse_both(fmt, variant, text)
-    if fmt in ("qwen3_xml", "glm"):  # a raw-text string value keeps the escape as written
+    if fmt in RAW_STRINGS:  # a raw-text string value keeps the escape as written
         assert whole.tool_calls[0].arguments == {"s": "\\ud83d\\ude00"}
     else:
         assert whole.error is None and whole.tool_calls[0].arguments == {"s": "😀"}

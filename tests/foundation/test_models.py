@@ -167,3 +167,13 @@ def test_a_broken_trained_model_record_is_one_line(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"qwen_tool.json records tool_rendering 'yaml', not one of json, "
                                                  r"compact; fix: restore qwen_tool.json"):
         resolve(str(model))
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("google/gemma-4-E2B-it", "gemma4"), ("google/functiongemma-270m-it",
+                                           "functiongemma"), ("moonshotai/Kimi-K3", "kimi_k3"),
+                                          ("deepseek-ai/DeepSeek-V3.2", "deepseek_dsml")])
+def test_hub_names_of_the_newer_tool_formats_pick_their_codec(name: str, fmt: str) -> None:
+    from qwen_tool.codec import available_formats
+
+    assert fmt in available_formats()
+    assert resolve(name).tool_format == fmt

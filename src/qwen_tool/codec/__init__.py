@@ -16,10 +16,12 @@ __all__ = ["TOOL_RENDERINGS", "Codec", "CodecError", "ParsedOutput", "Rendered",
 def _registry() -> dict[str, type[Codec]]:
     from qwen_tool.codec.auto import AutoCodec
     from qwen_tool.codec.deepseek import DeepSeekCodec
+    from qwen_tool.codec.deepseek_dsml import DeepSeekDsmlCodec
+    from qwen_tool.codec.gemma import FunctionGemmaCodec, Gemma4Codec
     from qwen_tool.codec.glm import GlmCodec
     from qwen_tool.codec.harmony import HarmonyCodec
     from qwen_tool.codec.hermes import HermesCodec
-    from qwen_tool.codec.kimi import KimiK2Codec
+    from qwen_tool.codec.kimi import KimiK2Codec, KimiK3Codec
     from qwen_tool.codec.llama3 import Llama3JsonCodec
     from qwen_tool.codec.mistral import MistralCodec
     from qwen_tool.codec.pythonic import PythonicCodec
@@ -27,7 +29,9 @@ def _registry() -> dict[str, type[Codec]]:
     from qwen_tool.codec.react import ReactCodec
 
     classes: list[type[Codec]] = [HermesCodec, Qwen3XmlCodec, Llama3JsonCodec, PythonicCodec, MistralCodec,
-                                  ReactCodec, GlmCodec, DeepSeekCodec, KimiK2Codec, HarmonyCodec, AutoCodec]
+                                  ReactCodec, GlmCodec, DeepSeekCodec, DeepSeekDsmlCodec, KimiK2Codec, KimiK3Codec,
+                                  HarmonyCodec,
+                                  Gemma4Codec, FunctionGemmaCodec, AutoCodec]
     return {cls.name: cls for cls in classes}
 
 

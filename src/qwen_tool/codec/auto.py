@@ -15,8 +15,11 @@ from qwen_tool.codec.types import ParsedOutput
 
 DISTINCT = [
     ("<|channel|>", "harmony"), ("<|start|>assistant", "harmony"),
-    ("<｜tool▁call", "deepseek"),
+    ("<｜tool▁call", "deepseek"), ("<｜DSML｜", "deepseek_dsml"), ("</｜DSML｜", "deepseek_dsml"),
     ("<|tool_call_begin|>", "kimi_k2"), ("<|tool_calls_section_begin|>", "kimi_k2"),
+    ("<|tool_call_argument_begin|>", "kimi_k2"),
+    ("<|open|>", "kimi_k3"), ("<|close|>", "kimi_k3"),
+    ("<|tool_call>", "gemma4"), ("<|channel>", "gemma4"), ("<start_function_call>", "functiongemma"),
     ("[TOOL_CALLS]", "mistral"),
     ("<|python_tag|>", "llama3_json"), ('{"name"', "llama3_json"),
     ("✿FUNCTION✿", "react"), ("Action:", "react"),

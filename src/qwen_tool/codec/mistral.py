@@ -1,6 +1,8 @@
 """Mistral: `[TOOL_CALLS][{"name": .., "arguments": ..}]` (v3, up to Mistral-Large-2407) or
 `[TOOL_CALLS]name[ARGS]{json}` per call (v11+, with an optional `[CALL_ID]id` before `[ARGS]`). Parsing accepts both;
-the variant picks what we render. Magistral reasoning sits in `[THINK]...[/THINK]`.
+the variant picks what we render. Magistral reasoning sits in `[THINK]...[/THINK]` (2507 on, special tokens) or in
+plain `<think>...</think>` tags (Magistral Small/Medium 2506, asked for by its system prompt); both are read in every
+variant, and the `magistral_2506` variant renders the plain tags (calls as v11). Sources: docs/codec-sources.md.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import hashlib
 
 from qwen_tool.codec.base import (
     CONTENT,
+    REASONING,
     Codec,
     Handler,
     Region,
@@ -30,6 +33,7 @@ from qwen_tool.codec.types import ToolCall
 from qwen_tool.codec.values import Refused
 
 TOOL_CALLS, ARGS, CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
+PLAIN_THINK_OPEN, PLAIN_THINK_CLOSE = "<think>", "</think>"
 
 
 def mistral_call_id(call: ToolCall) -> str:
@@ -42,7 +46,7 @@ def mistral_call_id(call: ToolCall) -> str:
 class MistralCodec(Codec):
     name = "mistral"
     call_markers = (TOOL_CALLS,)
-    variants = ("v11", "v3")
+    variants = ("v11", "v3", "magistral_2506")
     default_variant = "v11"
     think_open, think_close = "[THINK]", "[/THINK]"
     tool_result_role = "tool"
@@ -53,7 +57,18 @@ class MistralCodec(Codec):
         if mode == CONTENT:
             table[TOOL_CALLS] = self._calls
             table["</s>"] = drop("</s>")
+            table[PLAIN_THINK_OPEN] = lambda text, pos, final, state: Region(pos + len(PLAIN_THINK_OPEN),
+                                                                             mode=REASONING)
+            table[PLAIN_THINK_CLOSE] = drop(PLAIN_THINK_CLOSE)
+        else:
+            table[PLAIN_THINK_CLOSE] = lambda text, pos, final, state: Region(pos + len(PLAIN_THINK_CLOSE),
+                                                                              mode=CONTENT)
         return table
+
+    def render_reasoning(self, reasoning: str) -> str:
+        if self.variant == "magistral_2506":  # the layout its system prompt asks for
+            return f"{PLAIN_THINK_OPEN}\n{reasoning}\n{PLAIN_THINK_CLOSE}\n"
+        return super().render_reasoning(reasoning)
 
     def _calls(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         q = skip_ws(text, pos + len(TOOL_CALLS))
