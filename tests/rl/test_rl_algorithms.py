@@ -7,18 +7,9 @@ import math
 import pytest
 import torch
 
-from qwen_tool.rl.algorithms import (
-    aggregate,
-    clipped_policy_loss,
-    clipped_value_loss,
-    gae,
-    group_advantages,
-    grpo_loss,
-    informative_rows,
-    kl_estimate,
-    kl_shaped_rewards,
-    token_logprobs,
-)
+from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards
+from qwen_tool.rl.losses import aggregate, clipped_policy_loss, clipped_value_loss, grpo_loss, kl_estimate, sft_nll
+from qwen_tool.rl.policy import token_logprobs
 
 
 def test_informative_rows_keeps_groups_whose_rewards_differ():
@@ -94,8 +85,6 @@ def test_gae_skips_environment_tokens():
 
 
 def test_sft_nll_is_the_mean_negative_log_likelihood_of_the_gold_tokens():
-    from qwen_tool.rl.algorithms import sft_nll
-
     logprobs = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -9.0, -9.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     assert sft_nll(logprobs, mask).item() == pytest.approx((1.0 + 2.0 + 0.5) / 3)
