@@ -74,6 +74,8 @@ def test_shipped_recipes_load(path, algo):
 
     cfg = load_config(RLTrainingConfig, Path(__file__).parents[2] / path)
     assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 64
+    if algo == "ppo":  # TL-Training's PPO: the KL in the reward, value pre-training first
+        assert cfg.ppo.kl_in_reward and cfg.ppo.value_pretrain_steps == 3 and cfg.ppo.critic == "value_head"
 
 
 def _rollout(task_id: str, completion: list[int], reward: float):
@@ -223,3 +225,17 @@ def test_the_supervised_term_is_logged_by_both_algorithms(tmp_path, algo):
              [TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
     (line,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert line["sft_nll"] > 0  # a random tiny model is far from the gold tokens
+
+
+def test_rl_data_comes_in_through_the_data_rooms_reader(tmp_path, capsys):
+    """`train rl` reads data= with the validating reader every other command uses (no reader of its own): a binary
+    file, a missing one and an invalid trajectory are one-line errors before any model loads."""
+    from qwen_tool.testing import cli_user_error
+
+    binary = tmp_path / "train.jsonl"
+    binary.write_bytes(b"\x00\xff\xfe binary")
+    assert "train.jsonl" in cli_user_error(capsys, "train", "rl", f"data={binary}", f"output_dir={tmp_path}")
+    assert "missing.jsonl" in cli_user_error(capsys, "train", "rl", f"data={tmp_path / 'missing.jsonl'}")
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_text(json.dumps(TRAJECTORY) + "\n" + json.dumps({"tools": [], "messages": []}) + "\n")
+    assert "invalid.jsonl:2" in cli_user_error(capsys, "train", "rl", f"data={invalid}", f"output_dir={tmp_path}")
