@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import torch
 
@@ -114,7 +114,12 @@ class LossStats:
     entropy_sum: torch.Tensor
     """Σ m · H_t (0 when no entropy was given)."""
 
-    def __add__(self, other: LossStats) -> LossStats:
+    @classmethod
+    def zero(cls) -> Self:
+        """Nothing counted yet (the start of a sum, and the statistics of an update with no episode left)."""
+        return cls(**{f.name: torch.zeros(()) for f in dataclasses.fields(cls)})
+
+    def __add__(self, other: Self) -> Self:
         return dataclasses.replace(self, **{f.name: getattr(self, f.name) + getattr(other, f.name)
                                             for f in dataclasses.fields(self)})
 

@@ -19,7 +19,7 @@ import torch
 from qwen_tool.config import RLTrainingConfig
 from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards, whitening
 from qwen_tool.rl.batch import RolloutBatch, collate, micro_batches
-from qwen_tool.rl.losses import PPOStats, clipped_value_loss, grpo_loss, kl_estimate, ppo_loss, sft_nll
+from qwen_tool.rl.losses import GRPOStats, PPOStats, clipped_value_loss, grpo_loss, kl_estimate, ppo_loss, sft_nll
 from qwen_tool.rl.policy import ForwardOut, SeparateCritic, completion_forward
 from qwen_tool.rl.rollout import Rollout
 
@@ -132,7 +132,7 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
     normalizer = grpo_normalizer(batch, step_episodes, cfg)
     micro = micro_batches(batch, cfg.episodes_per_forward)
     references = [reference_logprobs(models, mb, cfg.temperature) if cfg.kl_coef else None for _, mb in micro]
-    stats, loss_sum, nll_sum, grad_norm = None, 0.0, 0.0, 0.0
+    stats, loss_sum, nll_sum, grad_norm = GRPOStats.zero(), 0.0, 0.0, 0.0
     for _ in range(cfg.epochs_per_step):
         models.optimizer.zero_grad()
         for (rows, mb), ref_BC in zip(micro, references, strict=True):
@@ -145,16 +145,16 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
                                        entropy_coef=cfg.entropy_coef)
             accelerator.backward(loss)
             loss_sum += loss.item()
-            stats = mb_stats if stats is None else stats + mb_stats
+            stats = stats + mb_stats
         nll_sum += add_supervised_gradient(models, gold, cfg, accelerator)
         grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         models.optimizer.step()
     epochs = cfg.epochs_per_step
-    return UpdateMetrics(
-        clip_fraction=stats.clip_fraction if stats else 0.0, kl=stats.kl if stats else 0.0,
-        entropy=stats.entropy if stats else 0.0, grad_norm=grad_norm, loss=loss_sum / epochs,
-        advantage_abs=advantages_B.abs().mean().item() if advantages_B.numel() else 0.0,
-        updated_share=batch.returns_B.shape[0] / step_episodes, sft_nll=nll_sum / epochs if gold is not None else None)
+    return UpdateMetrics(clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
+                         loss=loss_sum / epochs,
+                         advantage_abs=advantages_B.abs().mean().item() if advantages_B.numel() else 0.0,
+                         updated_share=batch.returns_B.shape[0] / step_episodes,
+                         sft_nll=nll_sum / epochs if gold is not None else None)
 
 
 # ---------------------------------------------------------------- PPO
@@ -215,7 +215,7 @@ def ppo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, acc
     targets = ppo_targets(models, batch, cfg)
     normalizer = batch.action_mask_BC.sum().float()
     kl_in_loss = 0.0 if cfg.ppo.kl_in_reward else cfg.kl_coef
-    stats, nll_sum, grad_norm = None, 0.0, 0.0
+    stats, nll_sum, grad_norm = PPOStats.zero(), 0.0, 0.0
     for _ in range(cfg.epochs_per_step):
         models.optimizer.zero_grad()
         models.critic_optimizer.zero_grad()
@@ -231,13 +231,12 @@ def ppo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, acc
             if cfg.ppo.kl_in_reward:  # the KL the rewards paid, not a loss term
                 mb_stats = replace(mb_stats, kl_sum=t.reward_kl_sum)
             accelerator.backward(loss)
-            stats = mb_stats if stats is None else stats + mb_stats
+            stats = stats + mb_stats
         accelerator.clip_grad_norm_(models.critic.parameters(), cfg.max_grad_norm)
         models.critic_optimizer.step()
         nll_sum += add_supervised_gradient(models, gold, cfg, accelerator)
         grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         models.optimizer.step()
-    assert isinstance(stats, PPOStats)
     epochs = cfg.epochs_per_step
     return UpdateMetrics(clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
                          policy_loss=float(stats.policy_loss) / epochs, value_loss=float(stats.value_loss) / epochs,
