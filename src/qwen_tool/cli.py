@@ -400,10 +400,10 @@ def data_synth(
     """Synthesise trajectories (gold calls executed) in the requested category mix, filtered, with a drop report."""
     from collections import Counter
 
-    from qwen_tool.data.filters import filter_records
+    from qwen_tool.data.prepare import synthesize_training_data
     from qwen_tool.data.schema import write_any
     from qwen_tool.data.suite_synth import synthesize_eval_tasks
-    from qwen_tool.data.synth import held_out_split, mix_of, synthesize
+    from qwen_tool.data.synth import held_out_split, mix_of
 
     for option, value, minimum in (("--n", n, 1), ("--eval-n", eval_n, 1), ("--eval-tasks-n", eval_tasks_n, 1),
                                    ("--max-length", max_length, 0)):
@@ -414,8 +414,8 @@ def data_synth(
         from qwen_tool.models import load_tokenizer
 
         measure = load_tokenizer(tokenizer)
-    records = synthesize(n, seed=seed, mix=mix or None, held_out=held, suite_share=suite_share)
-    records, report = filter_records(records, max_length=max_length or None, tokenizer=measure)
+    records, report = synthesize_training_data(n, seed=seed, mix=mix or None, held_out=held, suite_share=suite_share,
+                                               max_length=max_length or None, tokenizer=measure)
     write_any(records, out_path)
     out.print(report.summary(), highlight=False)
     for reason, examples in sorted(report.examples.items()):
@@ -425,8 +425,9 @@ def data_synth(
     out.print(f"{len(records)} trajectories → {out_path}; sources: {sources}; mix: "
               + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
     if held and eval_out is not None:
-        evals = synthesize(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval", suite_share=suite_share)
-        evals, eval_report = filter_records(evals, max_length=max_length or None, tokenizer=measure)
+        evals, eval_report = synthesize_training_data(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval",
+                                                      suite_share=suite_share, max_length=max_length or None,
+                                                      tokenizer=measure)
         write_any(evals, eval_out)
         out.print(f"{len(evals)} held-out trajectories ({len(held)} unseen tool concepts and suites) → {eval_out}; "
                   + eval_report.summary(), highlight=False)
@@ -572,16 +573,17 @@ def train_rl_command(
 
     _at_least("--synth", synth, 0)
     cfg = load_config(RLTrainingConfig, config, [*(overrides or []), *([f"algo={algo}"] if algo else [])])
-    trajectories = None
+    trajectories: list[dict] = []
     if cfg.data:
         from qwen_tool.data.schema import read_any
 
         trajectories, _ = read_any(cfg.data)
     elif synth:
-        from qwen_tool.data.synth import synthesize
+        from qwen_tool.data.prepare import synthesize_training_data
 
-        trajectories = synthesize(synth, seed=cfg.seed)
-    final = train_rl(cfg, resume=resume, trajectories=trajectories)
+        trajectories, report = synthesize_training_data(synth, seed=cfg.seed)
+        out.print(report.summary(), highlight=False)
+    final = train_rl(cfg, trajectories, resume=resume)
     out.print(f"trained model: {final}")
 
 

@@ -78,12 +78,22 @@ def _fields_at(cls: type, loc: tuple[Any, ...]) -> list[str]:
     return [f.name for f in dataclasses.fields(current)] if dataclasses.is_dataclass(current) else []
 
 
+def _moved_into_section(cls: type, loc: tuple[Any, ...]) -> str | None:
+    """`section.name` when the unknown key `loc[-1]` is a field of a section one level below (e.g. `gamma` of an RL
+    recipe is `ppo.gamma`), else None."""
+    for section in _fields_at(cls, loc[:-1]):
+        if str(loc[-1]) in _fields_at(cls, (*loc[:-1], section)):
+            return f"{section}.{loc[-1]}"
+    return None
+
+
 def _describe(err: dict[str, Any], cls: type) -> str:
     loc = tuple(p for p in err["loc"] if p != "__post_init__")
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _fields_at(cls, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        moved = _moved_into_section(cls, loc)
+        close = [moved] if moved else difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown key {key!r}; fix: {hint}allowed keys here are {', '.join(allowed)}"
     if err["type"] in ("literal_error", "enum"):
@@ -91,7 +101,8 @@ def _describe(err: dict[str, Any], cls: type) -> str:
         hint = did_you_mean(str(err.get("input")), choices)
         return f"key {key!r} has value {err.get('input')!r}; fix: {hint}{err['msg'].replace('Input should be', 'use')}"
     if err["type"] == "value_error":
-        return f"key {key!r}: {err['msg'].removeprefix('Value error, ')}"
+        message = err["msg"].removeprefix("Value error, ")
+        return f"key {key!r}: {message}" if loc else message
     return f"key {key!r} has value {err.get('input')!r}: {err['msg']}; fix: give a value of the right type"
 
 
@@ -143,8 +154,9 @@ def check_model_names(cfg: Any, source: str = "config") -> None:
     fills them in."""
     from qwen_tool.models import ModelNotFoundError, check_model_name
 
-    for key in ("model", "reference_model", "critic_model"):
-        name = getattr(cfg, key, None)
+    for key in ("model", "reference_model", "ppo.critic_model"):
+        owner, _, attribute = key.rpartition(".")
+        name = getattr(getattr(cfg, owner, None) if owner else cfg, attribute, None)
         if isinstance(name, str) and name:
             try:
                 check_model_name(name)
@@ -454,6 +466,86 @@ class CurriculumSettings:
 
 
 @config
+class GRPOSettings:
+    """What only GRPO reads (`grpo:` in an RL recipe)."""
+
+    advantage_scale: Literal["std", "none"] = "std"
+    """Divide by the group's std ("std"), or not (Dr. GRPO: "none")."""
+    loss_aggregation: Literal["token", "sequence", "constant"] = "token"
+    """token (DAPO, TRL's default), sequence (original GRPO) or constant (Dr. GRPO: Σ / (episodes ·
+    max_completion_tokens))."""
+    max_completion_tokens: int | None = None
+    """Dr. GRPO's constant L (with loss_aggregation constant): the sampled-token budget of an episode, the same at
+    every step; default: max_new_tokens (one turn's cap, TRL's max_completion_length)."""
+    drop_uniform_groups: bool = False
+    """Leave groups whose episodes all scored alike out of the update (zero advantage; DAPO's dynamic-sampling
+    filter). Saves their forward/backward, so more prompts per step cost little; they then add no KL term either."""
+    greedy_member: bool = False
+    """Decode the first episode of every group greedily, the answer a greedy evaluation scores, so it competes with
+    its sampled siblings (a self-critical baseline inside the group). Needs samples_per_prompt ≥ 2."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "max_completion_tokens")
+        if self.max_completion_tokens is not None and self.loss_aggregation != "constant":
+            raise ValueError(f"max_completion_tokens is Dr. GRPO's constant and loss_aggregation is "
+                             f"{self.loss_aggregation}; fix: set loss_aggregation: constant, or remove "
+                             "max_completion_tokens")
+
+
+@config
+class PPOSettings:
+    """What only PPO reads (`ppo:` in an RL recipe)."""
+
+    critic: Literal["value_head", "separate"] = "value_head"
+    """A value head on the policy's trunk, or a separate model (`critic_model`)."""
+    critic_model: str | None = None
+    """Separate critic's model (same tokenizer); default: `model`."""
+    critic_learning_rate: float = 1e-4
+    """Value head / critic learning rate."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    value_clip: float = 0.2
+    """Value clip ε_V."""
+    value_pretrain_steps: int = 0
+    """Steps that fit only the critic on fresh episodes before any policy update (value pre-training, as in
+    docs/references.md, Qwen-Tool design brief)."""
+    gamma: float = 1.0
+    """Discount."""
+    lam: float = 0.95
+    """GAE λ."""
+    whiten_advantages: bool = True
+    """Normalise advantages over the step's action tokens."""
+    kl_in_reward: bool = False
+    """Subtract β·KL (estimator `kl_estimator`) from the per-token reward, as TL-Training's PPO does, instead of
+    adding β·k3 to the loss."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    """KL estimator when the KL is in the reward."""
+    reward_clip: float | None = 5.0
+    """Clip each turn's score to ±this before it enters the return (with turn_return "mean", the score after its 1/T
+    weighting)."""
+
+    def __post_init__(self) -> None:
+        if self.critic_learning_rate <= 0:
+            raise ValueError(f"critic_learning_rate must be positive, got {self.critic_learning_rate}")
+        if self.critic_model is not None and self.critic != "separate":
+            raise ValueError("critic_model names a separate critic and critic is value_head; fix: set critic: separate"
+                             ", or remove critic_model")
+        if self.kl_estimator != "k1" and not self.kl_in_reward:
+            raise ValueError(f"kl_estimator is read only with the KL in the reward (the loss term is k3), got "
+                             f"{self.kl_estimator!r}; fix: set kl_in_reward: true, or remove kl_estimator")
+
+
+def _check_algorithm_sections(cfg: RLTrainingConfig) -> None:
+    """The section of the algorithm not chosen must be left at its defaults: settings it holds would be ignored."""
+    unused = "ppo" if cfg.algo == "grpo" else "grpo"
+    section = getattr(cfg, unused)
+    changed = [f.name for f in dataclasses.fields(section) if getattr(section, f.name) != f.default]
+    if changed:
+        raise ValueError(f"algo is {cfg.algo}, which ignores {', '.join(f'{unused}.{n}' for n in changed)}; fix: "
+                         f"remove them (the {unused}: section), or set algo: {unused}")
+
+
+@config
 class RLTrainingConfig:
     """Reinforcement learning over the tool environment, GRPO or PPO (`qwen-tool train rl`)."""
 
@@ -476,7 +568,12 @@ class RLTrainingConfig:
     """How prompts list the tool declarations (json or compact, see the SFT config); default: the one `model` was
     trained with (its qwen_tool.json), else json. Another choice than the recorded one is honoured with a warning."""
     algo: Literal["grpo", "ppo"] = "grpo"
-    """GRPO (group-normalised advantages, no critic) or PPO (critic, GAE)."""
+    """GRPO (group-normalised advantages, no critic; settings in `grpo:`) or PPO (critic, GAE; settings in `ppo:`).
+    The other algorithm's section must be left at its defaults."""
+    grpo: GRPOSettings = field(default_factory=lambda: GRPOSettings())
+    """Settings only GRPO reads."""
+    ppo: PPOSettings = field(default_factory=lambda: PPOSettings())
+    """Settings only PPO reads."""
     steps: int = 30
     """Policy updates (each on freshly sampled episodes)."""
     prompts_per_step: int = 4
@@ -493,8 +590,6 @@ class RLTrainingConfig:
     """Sampling temperature (the log-probs of the loss use the same)."""
     learning_rate: float = 1e-5
     """Policy learning rate (AdamW, constant)."""
-    critic_learning_rate: float = 1e-4
-    """Value head / critic learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -507,54 +602,20 @@ class RLTrainingConfig:
     """Ratio clip ε (lower side)."""
     clip_high: float | None = None
     """Upper-side ε (DAPO's clip-higher, e.g. 0.28); default: clip_low."""
-    advantage_scale: Literal["std", "none"] = "std"
-    """GRPO: divide by the group's std ("std"), or not (Dr. GRPO: "none")."""
-    loss_aggregation: Literal["token", "sequence", "constant"] = "token"
-    """token (DAPO, TRL's default), sequence (original GRPO) or constant (Dr. GRPO: Σ / (episodes · max_new_tokens))."""
     kl_coef: float = 0.02
-    """β of the KL to the reference; 0 skips the reference model."""
+    """β of the KL to the reference; 0 skips the reference model. GRPO: β · k3 in the loss; PPO: in the loss, or in
+    the reward with `ppo.kl_in_reward`."""
     turn_return: Literal["sum", "mean"] = "sum"
     """How a multi-turn episode's turn rewards enter its return: "sum" (every turn counts, so each failed turn lowers
     it and giving up early is cheap) or "mean" (averaged over its turns, so length is neither cost nor gain)."""
-    drop_uniform_groups: bool = False
-    """GRPO: leave groups whose episodes all scored alike out of the update (zero advantage; DAPO's dynamic-sampling
-    filter). Saves their forward/backward, so more prompts per step cost little; they then add no KL term either."""
-    greedy_member: bool = False
-    """GRPO: decode the first episode of every group greedily, the answer a greedy evaluation scores, so it competes
-    with its sampled siblings (a self-critical baseline inside the group). Needs samples_per_prompt ≥ 2."""
-    kl_in_reward: bool = False
-    """Subtract β·KL (estimator `kl_estimator`) from the per-token reward, as TL-Training's PPO does, instead of
-    adding β·k3 to the loss."""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
-    """KL estimator when the KL is in the reward."""
-    reward_clip: float | None = 5.0
-    """PPO: clip each turn's score to ±this before it enters the return (with turn_return "mean", the score after
-    its 1/T weighting)."""
     entropy_coef: float = 0.0
-    """Entropy bonus coefficient."""
+    """c_H of the entropy bonus −c_H · H at every sampled token (both algorithms; H from the loss's own forward)."""
     sft_coef: float = 0.0
     """γ of a supervised term mixed into every policy update: γ · NLL of the assistant turns of trajectories drawn
     from `data` (InstructGPT's PPO-ptx, with the SFT data in place of pre-training data). It holds the conventions SFT
     taught that the reward does not check; 0 turns it off."""
     sft_examples_per_step: int = 4
     """Trajectories in each update's supervised term (with sft_coef > 0)."""
-    gamma: float = 1.0
-    """PPO discount."""
-    lam: float = 0.95
-    """PPO GAE λ."""
-    value_clip: float = 0.2
-    """PPO value clip."""
-    value_coef: float = 0.5
-    """Weight of the value loss when the value head shares the policy's trunk."""
-    whiten_advantages: bool = True
-    """PPO: normalise advantages over the batch."""
-    critic: Literal["value_head", "separate"] = "value_head"
-    """PPO critic: a value head on the policy's trunk, or a separate model (`critic_model`)."""
-    critic_model: str | None = None
-    """Separate critic's model (same tokenizer); default: `model`."""
-    value_pretrain_steps: int = 0
-    """PPO: steps that fit only the critic on fresh episodes before any policy update (value pre-training, as in
-    docs/references.md, Qwen-Tool design brief)."""
     rewards: RewardWeights = field(default_factory=RewardWeights)
     """Composite reward weights."""
     error_penalty: float = 0.25
@@ -591,15 +652,14 @@ class RLTrainingConfig:
                      "episodes_per_forward", "logging_steps", "save_steps", "max_turns"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.critic_learning_rate <= 0:
-            raise ValueError("learning rates must be positive")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.multi_turn_share <= 1:
             raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
-        if self.drop_uniform_groups and self.algo != "grpo":
-            raise ValueError("drop_uniform_groups filters GRPO groups; fix: set it false with algo ppo")
-        if self.greedy_member and (self.algo != "grpo" or self.samples_per_prompt < 2):
-            raise ValueError("greedy_member decodes one episode of each GRPO group greedily; fix: use it with algo grpo"
-                             " and samples_per_prompt of at least 2, or set it false")
+        _check_algorithm_sections(self)
+        if self.algo == "grpo" and self.grpo.greedy_member and self.samples_per_prompt < 2:
+            raise ValueError("grpo.greedy_member decodes one episode of each GRPO group greedily; fix: use it with "
+                             "samples_per_prompt of at least 2, or set it false")
         if self.sft_coef < 0 or self.sft_examples_per_step < 1:
             raise ValueError(f"sft_coef must be ≥ 0 and sft_examples_per_step ≥ 1, got {self.sft_coef} and "
                              f"{self.sft_examples_per_step}")
@@ -609,4 +669,4 @@ class RLTrainingConfig:
         _check_rl_suites(self)
 
 
-__all__ += ["CurriculumSettings", "RLTrainingConfig", "RewardWeights"]
+__all__ += ["CurriculumSettings", "GRPOSettings", "PPOSettings", "RLTrainingConfig", "RewardWeights"]

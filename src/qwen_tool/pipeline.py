@@ -115,15 +115,17 @@ class Run:
 def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
     """Training trajectories, a held-out single-turn set and held-out multi-turn tasks (tools and suites never seen in
     training)."""
+    from qwen_tool.data.prepare import synthesize_training_data
     from qwen_tool.data.schema import write_jsonl
     from qwen_tool.data.suite_synth import synthesize_eval_tasks
-    from qwen_tool.data.synth import held_out_split, mix_of, synthesize
+    from qwen_tool.data.synth import held_out_split, mix_of
 
     held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
-    train = synthesize(cfg.data.n_train, seed=cfg.data.seed, mix=cfg.data.mix, held_out=held_out, split="train",
-                       suite_share=cfg.data.suite_share)
-    held = synthesize(cfg.data.n_eval, seed=cfg.data.seed + 1, mix=cfg.data.eval_mix, held_out=held_out,
-                      split="eval", suite_share=cfg.data.suite_share)
+    train, train_filters = synthesize_training_data(cfg.data.n_train, seed=cfg.data.seed, mix=cfg.data.mix,
+                                                    held_out=held_out, split="train", suite_share=cfg.data.suite_share)
+    held, held_filters = synthesize_training_data(cfg.data.n_eval, seed=cfg.data.seed + 1, mix=cfg.data.eval_mix,
+                                                  held_out=held_out, split="eval", suite_share=cfg.data.suite_share)
+    logger.info("Training data %s; held-out data %s", train_filters.summary(), held_filters.summary())
     tasks = synthesize_eval_tasks(cfg.data.n_eval_tasks, seed=cfg.data.seed + 2, held_out=held_out)
     data_dir = run.root / "data"
     write_jsonl(train, data_dir / "train.jsonl")
@@ -132,7 +134,8 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
     write_lines(tasks_path, (json.dumps(task, ensure_ascii=False) for task in tasks))
     return {"train": str(data_dir / "train.jsonl"), "internal_eval": str(data_dir / "internal_eval.jsonl"),
             "internal_tasks": str(tasks_path), "n_train": len(train), "n_eval": len(held), "n_tasks": len(tasks),
-            "mix": mix_of(train)}
+            "mix": mix_of(train),
+            "filters": {"train": train_filters.summary(), "internal_eval": held_filters.summary()}}
 
 
 def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
@@ -325,11 +328,13 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                         made["trained_eval"])
     results = {"baseline": baseline, "trained (SFT)": trained}
     if cfg.rl_enabled:
+        from qwen_tool.data.schema import read_any
         from qwen_tool.rl.trainer import train_rl
 
         rl_cfg = replace(cfg.rl, model=sft["model"], data=data["train"], output_dir=str(run.root / "rl"),
                          suites=training_suites(cfg))
-        rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, resume=True))}, made["rl"])
+        rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, read_any(rl_cfg.data)[0], resume=True))},
+                       made["rl"])
         results["trained (SFT+RL)"] = run.stage(
             "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
                                         data["internal_eval"], internal_tasks=data.get("internal_tasks")),

@@ -97,7 +97,8 @@ def test_weights_are_updated_in_place_after_an_rl_step(decoder, tokenizer) -> No
 def test_evaluation_and_rl_rollouts_run_through_vllm(decoder, model_dir, tokenizer) -> None:
     """The evaluation adapter gives the texts of the transformers backend; an RL rollout gets its log-probs."""
     from qwen_tool.eval.generation import DecoderBackend, GenerationSettings
-    from qwen_tool.rl.rollout import SingleTurnEpisode, run_episodes
+    from qwen_tool.rl.episodes import SingleTurnEpisode
+    from qwen_tool.rl.rollout import run_episodes
 
     prompts = [tokenizer.decode(_ids(tokenizer, n)) for n in (3, 11)]
     settings = GenerationSettings(max_new_tokens=10, batch_size=2)

@@ -142,3 +142,35 @@ def test_model_names_are_checked_at_load(monkeypatch):
         load_config(GenerateConfig, None, ["model=smollm2-135m"])
     with pytest.raises(ConfigError, match=r"key 'reference_model'"):
         load_config(RLTrainingConfig, None, ["reference_model=someone/not-cached"])
+    with pytest.raises(ConfigError, match=r"key 'ppo.critic_model'"):
+        load_config(RLTrainingConfig, None, ["algo=ppo", "ppo.critic=separate", "ppo.critic_model=someone/not-cached"])
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["gamma=0.9"], r"unknown key 'gamma'; fix: did you mean 'ppo.gamma'\?"),
+    (["drop_uniform_groups=true"], r"unknown key 'drop_uniform_groups'; fix: did you mean 'grpo.drop_uniform_groups'"),
+    (["ppo.gamma=0.9", "ppo.kl_in_reward=true"],
+     r"^config \+ overrides: algo is grpo, which ignores ppo.gamma, ppo.kl_in_reward; fix: remove them \(the ppo: "
+     r"section\), or set algo: ppo$"),
+    (["algo=ppo", "grpo.loss_aggregation=constant"], r"algo is ppo, which ignores grpo.loss_aggregation; fix: remove"),
+    (["grpo.max_completion_tokens=128"], r"key 'grpo': max_completion_tokens is Dr. GRPO's constant and "
+                                         r"loss_aggregation is token; fix: set loss_aggregation: constant"),
+    (["grpo.loss_aggregation=constant", "grpo.max_completion_tokens=0"], r"max_completion_tokens must be at least 1"),
+    (["algo=ppo", "ppo.critic_model=x"], r"key 'ppo': critic_model names a separate critic.*fix: set critic: separate"),
+    (["algo=ppo", "ppo.kl_estimator=k3"], r"key 'ppo': kl_estimator is read only with the KL in the reward"),
+], ids=["ppo-key-at-top", "grpo-key-at-top", "ppo-under-grpo", "grpo-under-ppo", "budget-without-constant",
+        "budget-zero", "critic-model-without-separate", "estimator-without-kl-in-reward"])
+def test_rl_settings_the_chosen_algorithm_ignores_are_refused(overrides, expected):
+    from qwen_tool.config import RLTrainingConfig
+
+    with pytest.raises(ConfigError, match=expected):
+        load_config(RLTrainingConfig, None, overrides)
+
+
+def test_each_algorithm_takes_its_own_section():
+    from qwen_tool.config import RLTrainingConfig
+
+    ppo = load_config(RLTrainingConfig, None, ["algo=ppo", "ppo.gamma=0.9", "ppo.kl_in_reward=true"])
+    assert (ppo.ppo.gamma, ppo.ppo.kl_in_reward) == (0.9, True)
+    grpo = load_config(RLTrainingConfig, None, ["grpo.loss_aggregation=constant", "grpo.max_completion_tokens=96"])
+    assert (grpo.grpo.loss_aggregation, grpo.grpo.max_completion_tokens) == ("constant", 96)

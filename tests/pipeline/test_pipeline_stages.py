@@ -117,3 +117,40 @@ def test_rl_never_trains_on_the_suites_held_out_for_evaluation():
     only_held = load_config(PipelineConfig, None, [f"rl.suites=[{', '.join(sorted(set(cfg.rl.suites) & held_out))}]"])
     with pytest.raises(QwenToolError, match="held out"):
         training_suites(only_held)
+
+
+def test_the_data_stage_makes_what_data_synth_makes(tmp_path):
+    """One preparation for both ways in: the same settings give the same filtered records."""
+    from typer.testing import CliRunner
+
+    from qwen_tool.cli import app
+    from qwen_tool.pipeline import synthesize_data
+
+    cfg = load_config(PipelineConfig, None, ["data.n_train=40", "data.n_eval=4", "data.n_eval_tasks=1",
+                                             "data.mix={single: 0.5, irrelevance: 0.5}"])
+    made = synthesize_data(cfg, Run(tmp_path / "run"))
+    cli_out = tmp_path / "cli.jsonl"
+    result = CliRunner().invoke(app, ["data", "synth", "--n", "40", "--seed", "0", "--mix",
+                                      "single=0.5,irrelevance=0.5", "--held-out-tools", "0.2", "--suite-share", "0.2",
+                                      "--out", str(cli_out)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "data" / "train.jsonl").read_text() == cli_out.read_text()
+    assert made["filters"]["train"].startswith("filters: kept")
+
+
+def test_the_data_stage_filters_what_it_synthesizes(tmp_path, monkeypatch):
+    """A duplicate (same tools, user text and calls) that synthesis made is dropped, and the stage says so."""
+    from qwen_tool.data import prepare
+    from qwen_tool.pipeline import synthesize_data
+
+    real = prepare.synthesize
+
+    def with_a_duplicate(n, **kwargs):
+        records = real(n, **kwargs)
+        return records + [json.loads(json.dumps(records[0]))]
+
+    monkeypatch.setattr(prepare, "synthesize", with_a_duplicate)
+    cfg = load_config(PipelineConfig, None, ["data.n_train=5", "data.n_eval=2", "data.n_eval_tasks=1"])
+    made = synthesize_data(cfg, Run(tmp_path / "run"))
+    assert made["n_train"] == 5 and made["filters"]["train"] == "filters: kept 5 of 6; dropped duplicate 1"
+    assert len((tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()) == 5

@@ -7,18 +7,17 @@ import math
 import pytest
 import torch
 
-from qwen_tool.rl.algorithms import (
+from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards
+from qwen_tool.rl.losses import (
     aggregate,
     clipped_policy_loss,
     clipped_value_loss,
-    gae,
-    group_advantages,
     grpo_loss,
-    informative_rows,
     kl_estimate,
-    kl_shaped_rewards,
-    token_logprobs,
+    ppo_loss,
+    sft_nll,
 )
+from qwen_tool.rl.policy import token_logprobs
 
 
 def test_informative_rows_keeps_groups_whose_rewards_differ():
@@ -94,8 +93,6 @@ def test_gae_skips_environment_tokens():
 
 
 def test_sft_nll_is_the_mean_negative_log_likelihood_of_the_gold_tokens():
-    from qwen_tool.rl.algorithms import sft_nll
-
     logprobs = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -9.0, -9.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     assert sft_nll(logprobs, mask).item() == pytest.approx((1.0 + 2.0 + 0.5) / 3)
@@ -137,3 +134,63 @@ def test_masked_tokens_get_zero_gradient():
                             kl_coef=0.1, aggregation=aggregation)
         (grad,) = torch.autograd.grad(loss, logp)
         assert torch.all(grad[mask == 0] == 0) and torch.all(grad[mask == 1] != 0), aggregation
+
+
+def test_aggregations_with_the_whole_steps_denominator():
+    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    # sequence: (6/3 + 4/1) = 6 over the step's 4 episodes; constant: 10 over 2 episodes × L = 8.
+    assert aggregate(per_token, mask, "sequence", normalizer=4).item() == pytest.approx(1.5)
+    assert aggregate(per_token, mask, "constant", normalizer=16).item() == pytest.approx(10 / 16)
+    # Micro-batches with the step's N add up to the step's aggregate, in every mode.
+    for mode, whole_n in (("token", 4), ("sequence", 2), ("constant", 6)):
+        halves = sum(aggregate(per_token[b:b + 1, :], mask[b:b + 1, :], mode, normalizer=whole_n) for b in (0, 1))
+        assert halves.item() == pytest.approx(aggregate(per_token, mask, mode).item()), mode
+
+
+def test_grpo_loss_entropy_bonus():
+    # On-policy (ρ = 1), Â = 1, H = [0.5, 1.5], c_H = 0.1: ℓ = −1 − 0.1 · H = [−1.05, −1.15]; token mean −1.1.
+    logp = torch.zeros(1, 2)
+    entropy = torch.tensor([[0.5, 1.5]], requires_grad=True)
+    loss, stats = grpo_loss(logp, logp, torch.tensor([1.0]), torch.ones(1, 2), entropy_BT=entropy, entropy_coef=0.1)
+    assert loss.item() == pytest.approx(-1.1)
+    (grad,) = torch.autograd.grad(loss, entropy)
+    assert grad.tolist()[0] == pytest.approx([-0.05, -0.05])  # −c_H / N per token: the bonus raises entropy
+    assert stats.entropy == pytest.approx(1.0) and stats.clip_fraction == 0.0 and stats.kl == 0.0
+    with pytest.raises(ValueError, match="entropy_coef"):
+        grpo_loss(logp, logp, torch.tensor([1.0]), torch.ones(1, 2), entropy_coef=0.1)
+
+
+def test_ppo_loss_by_hand():
+    # ρ = 1, Â = [1, −2]: policy ℓ = [−1, 2]; with c_H = 0.1 and H = [1, 3]: [−1.1, 1.7], sum 0.6.
+    # Value: t0 V = 1, V_old = 0.5, R = 2: max((1 − 2)², (0.7 − 2)²) = 1.69; t1 V = V_old = 0, R = 1: 1. Sum 2.69.
+    # N = 2: 0.6 / 2 + 0.5 · ½ · 2.69 / 2 = 0.3 + 0.33625 = 0.63625.  N = 4 (a micro-batch of a 4-token step): half.
+    logp = torch.zeros(1, 2)
+    args = (logp, logp, torch.tensor([[1.0, -2.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.0]]),
+            torch.tensor([[2.0, 1.0]]), torch.ones(1, 2))
+    kwargs = {"value_clip": 0.2, "value_coef": 0.5, "entropy_BT": torch.tensor([[1.0, 3.0]]), "entropy_coef": 0.1}
+    loss, stats = ppo_loss(*args, **kwargs)
+    assert loss.item() == pytest.approx(0.63625)
+    assert stats.policy_loss.item() == pytest.approx(0.3) and stats.value_loss.item() == pytest.approx(0.6725)
+    assert stats.entropy == pytest.approx(2.0)
+    assert ppo_loss(*args, **kwargs, normalizer=4)[0].item() == pytest.approx(0.63625 / 2)
+    # The KL as a loss term: π = 0.5, π_ref = 0.25 at both tokens: k3 = 0.5 + ln 2 − 1 per token, β = 0.5.
+    half = torch.full((1, 2), math.log(0.5))
+    k3 = 0.5 + math.log(2) - 1
+    with_kl, kl_stats = ppo_loss(half, half, *args[2:], **kwargs, ref_logprobs_BT=torch.full((1, 2), math.log(0.25)),
+                                 kl_coef=0.5)
+    assert with_kl.item() == pytest.approx(0.63625 + 0.5 * k3)
+    assert kl_stats.kl == pytest.approx(k3)
+
+
+def test_loss_stats_of_micro_batches_add_up_to_the_whole_batch():
+    torch.manual_seed(2)
+    logp, old = torch.randn(4, 5), torch.randn(4, 5)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 0, 1], [1, 0, 0, 0, 0]])
+    advantages, ref = torch.tensor([1.0, -1.0, 0.5, 2.0]), torch.randn(4, 5)
+    whole, whole_stats = grpo_loss(logp, old, advantages, mask, ref_logprobs_BT=ref, kl_coef=0.1)
+    parts = [grpo_loss(logp[rows], old[rows], advantages[rows], mask[rows], ref_logprobs_BT=ref[rows], kl_coef=0.1,
+                       normalizer=mask.sum()) for rows in ([0, 1], [2, 3])]
+    summed = parts[0][1] + parts[1][1]
+    assert (parts[0][0] + parts[1][0]).item() == pytest.approx(whole.item())
+    assert (summed.clip_fraction, summed.kl) == pytest.approx((whole_stats.clip_fraction, whole_stats.kl))

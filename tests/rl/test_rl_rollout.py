@@ -13,17 +13,11 @@ from qwen_tool.decode import Completion, Request, SamplingParams
 from qwen_tool.decode.transformers_decoder import TransformersDecoder
 from qwen_tool.env.suites import get_suite
 from qwen_tool.rewards import RewardResult
-from qwen_tool.rl.algorithms import grpo_loss
+from qwen_tool.rl.batch import collate
+from qwen_tool.rl.episodes import SingleTurnEpisode, StepReport, ToolEnvEpisode
+from qwen_tool.rl.losses import grpo_loss
 from qwen_tool.rl.policy import completion_forward
-from qwen_tool.rl.rollout import (
-    SingleTurnEpisode,
-    StepReport,
-    ToolEnvEpisode,
-    collate,
-    rollout_stats,
-    run_episodes,
-    turn_requests,
-)
+from qwen_tool.rl.rollout import rollout_stats, run_episodes, turn_requests
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 
 VALID = '<tool_call>\n{"name": "fetch_current_conditions", "arguments": {"city": "Lisbon", "unit": "fahrenheit"}}\n' \

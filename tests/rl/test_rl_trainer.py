@@ -29,8 +29,8 @@ def small_config(tmp_path, *overrides: str) -> RLTrainingConfig:
 
 
 def test_one_grpo_step_writes_the_final_model(tmp_path):
-    final = train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "tool_rendering=compact"),
-                     trajectories=[TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
+    final = train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "tool_rendering=compact"), [TRAJECTORY],
+                     policy=tiny_model(), tokenizer=tiny_tokenizer())
     meta = json.loads((final / "qwen_tool.json").read_text())
     assert (meta["tool_format"], meta["tool_rendering"]) == ("hermes", "compact")
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
@@ -40,7 +40,8 @@ def test_one_grpo_step_writes_the_final_model(tmp_path):
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_train_resume_and_final_model(tmp_path, algo):
     tokenizer = tiny_tokenizer()
-    cfg = small_config(tmp_path, f"algo={algo}", "steps=2", "save_steps=1", "value_pretrain_steps=1")
+    pretrain = ["ppo.value_pretrain_steps=1"] if algo == "ppo" else []
+    cfg = small_config(tmp_path, f"algo={algo}", "steps=2", "save_steps=1", *pretrain)
     final = train_rl(cfg, trajectories=[TRAJECTORY], policy=tiny_model(), reference=tiny_model(), tokenizer=tokenizer)
     assert json.loads((final / "qwen_tool.json").read_text())["tool_format"] == "hermes"
     assert (final / "config.json").is_file() and (final / "tokenizer.json").is_file()
@@ -57,13 +58,13 @@ def test_train_resume_and_final_model(tmp_path, algo):
 
 
 def test_resume_passes_over_a_checkpoint_whose_save_was_cut_short(tmp_path):
-    from qwen_tool.rl.trainer import STATE_FILE, _checkpoints
+    from qwen_tool.rl.checkpoints import STATE_FILE, complete_checkpoints
 
     for step in (8, 16, 24):
         (tmp_path / f"checkpoint-{step}").mkdir()
     for step in (8, 16):  # checkpoint-24 lost its state file to a full disk
         (tmp_path / f"checkpoint-{step}" / STATE_FILE).write_text("{}")
-    assert [path.name for path in _checkpoints(tmp_path)] == ["checkpoint-8", "checkpoint-16"]
+    assert [path.name for path in complete_checkpoints(tmp_path)] == ["checkpoint-8", "checkpoint-16"]
 
 
 @pytest.mark.parametrize(("path", "algo"), [("configs/grpo-smollm2-cpu.yaml", "grpo"),
@@ -73,6 +74,8 @@ def test_shipped_recipes_load(path, algo):
 
     cfg = load_config(RLTrainingConfig, Path(__file__).parents[2] / path)
     assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 64
+    if algo == "ppo":  # TL-Training's PPO: the KL in the reward, value pre-training first
+        assert cfg.ppo.kl_in_reward and cfg.ppo.value_pretrain_steps == 3 and cfg.ppo.critic == "value_head"
 
 
 def _rollout(task_id: str, completion: list[int], reward: float):
@@ -86,25 +89,24 @@ def _updated_weights(rollouts, *overrides: str):
     """Parameters after one GRPO update (groups of 2, no KL) on `rollouts`, and the update's logged metrics."""
     from accelerate import Accelerator
 
-    from qwen_tool.rl.rollout import collate
-    from qwen_tool.rl.trainer import Models, grpo_update
+    from qwen_tool.rl.batch import collate
+    from qwen_tool.rl.updates import RLModels, grpo_update
 
     cfg = load_config(RLTrainingConfig, None, ["samples_per_prompt=2", "kl_coef=0", "learning_rate=1e-2",
                                                *overrides])
     policy = tiny_model(seed=1)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
-    models = Models(policy, reference=None, critic=None, shared_trunk=False)
-    metrics = grpo_update(models, optimizer, collate(rollouts, 0), cfg, Accelerator(cpu=True))
+    models = RLModels(policy, torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate))
+    metrics = grpo_update(models, collate(rollouts, 0), cfg, Accelerator(cpu=True))
     return [p.detach().clone() for p in policy.parameters()], metrics
 
 
 def test_dropping_uniform_groups_trains_only_on_the_groups_that_disagree():
     uniform = [_rollout("a", [11, 12, 13, 14, 15, 16], 1.0), _rollout("a", [17, 18], 1.0)]
     varied = [_rollout("b", [21, 22, 23], 1.0), _rollout("b", [24, 25, 26, 27], 0.0)]
-    filtered, metrics = _updated_weights(uniform + varied, "drop_uniform_groups=true")
+    filtered, metrics = _updated_weights(uniform + varied, "grpo.drop_uniform_groups=true")
     by_hand, _ = _updated_weights(varied)
     untouched = [p.detach() for p in tiny_model(seed=1).parameters()]
-    assert metrics["updated_share"] == 0.5
+    assert metrics.updated_share == 0.5
     # the same update as on the disagreeing group alone: the uniform group's tokens no longer dilute the token mean
     assert all(torch.allclose(f, h) for f, h in zip(filtered, by_hand, strict=True))
     assert not all(torch.equal(f, u) for f, u in zip(filtered, untouched, strict=True))
@@ -114,37 +116,37 @@ def test_dropping_uniform_groups_trains_only_on_the_groups_that_disagree():
 
 def test_a_step_where_every_group_agrees_changes_nothing():
     same = [_rollout("a", [11, 12], 0.5), _rollout("a", [13], 0.5)]
-    weights, metrics = _updated_weights(same, "drop_uniform_groups=true")
-    assert metrics["updated_share"] == 0.0
+    weights, metrics = _updated_weights(same, "grpo.drop_uniform_groups=true")
+    assert metrics.updated_share == 0.0
     assert all(torch.equal(w, u) for w, u in zip(weights, (p.detach() for p in tiny_model(seed=1).parameters()),
                                                    strict=True))
 
 
-@pytest.mark.parametrize("drop", ["drop_uniform_groups=false", "drop_uniform_groups=true"])
+@pytest.mark.parametrize("drop", ["grpo.drop_uniform_groups=false", "grpo.drop_uniform_groups=true"])
 def test_the_supervised_term_adds_the_gradient_of_the_gold_nll(drop):
     """Zero advantages leave γ·NLL alone, also when every group agreeing drops every group from the policy loss."""
     from accelerate import Accelerator
 
-    from qwen_tool.rl.algorithms import sft_nll
+    from qwen_tool.rl.batch import collate
+    from qwen_tool.rl.losses import sft_nll
     from qwen_tool.rl.policy import completion_forward
-    from qwen_tool.rl.rollout import collate, gold_rollout
-    from qwen_tool.rl.trainer import Models, grpo_update
+    from qwen_tool.rl.rollout import gold_rollout
+    from qwen_tool.rl.updates import RLModels, grpo_update
 
     gold = collate([gold_rollout(TRAJECTORY, tiny_tokenizer(), "hermes", 4096)], 0)
     agreeing = [_rollout("a", [11, 12], 0.5), _rollout("a", [13], 0.5)]  # zero advantages: no policy gradient
     cfg = load_config(RLTrainingConfig, None, ["samples_per_prompt=2", "kl_coef=0", "learning_rate=1e-2",
                                                "sft_coef=0.5", drop])
     policy = tiny_model(seed=1)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
-    metrics = grpo_update(Models(policy, None, None, False), optimizer, collate(agreeing, 0), cfg,
-                          Accelerator(cpu=True), gold=gold)
+    models = RLModels(policy, torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate))
+    metrics = grpo_update(models, collate(agreeing, 0), cfg, Accelerator(cpu=True), gold=gold)
     by_hand = tiny_model(seed=1)
     nll = sft_nll(completion_forward(by_hand, gold.prompt_ids_BP, gold.prompt_mask_BP, gold.completion_ids_BC,
                                      gold.completion_mask_BC).logprobs_BC, gold.action_mask_BC)
     (0.5 * nll).backward()
     torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.max_grad_norm)
     torch.optim.AdamW(by_hand.parameters(), lr=cfg.learning_rate).step()
-    assert metrics["sft_nll"] == pytest.approx(nll.item(), rel=1e-5)
+    assert metrics.sft_nll == pytest.approx(nll.item(), rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(policy.parameters(), by_hand.parameters(), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(policy.parameters(), tiny_model(seed=1).parameters(),
                                                        strict=True))
@@ -154,15 +156,15 @@ def test_the_supervised_term_needs_trajectories(tmp_path):
     from qwen_tool import QwenToolError
 
     with pytest.raises(QwenToolError, match="sft_coef.*fix"):
-        train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "sft_coef=0.1"), trajectories=[],
-                 policy=tiny_model(), tokenizer=tiny_tokenizer())
+        train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "sft_coef=0.1"), [], policy=tiny_model(),
+                 tokenizer=tiny_tokenizer())
     with pytest.raises(ConfigError, match="sft_coef"):
         small_config(tmp_path, "sft_coef=-1")
 
 
 def test_dropping_groups_is_refused_for_ppo():
-    with pytest.raises(ConfigError, match="drop_uniform_groups"):
-        load_config(RLTrainingConfig, None, ["algo=ppo", "drop_uniform_groups=true"])
+    with pytest.raises(ConfigError, match=r"algo is ppo, which ignores grpo.drop_uniform_groups; fix: remove them"):
+        load_config(RLTrainingConfig, None, ["algo=ppo", "grpo.drop_uniform_groups=true"])
 
 
 def test_unknown_turn_return_names_the_choices():
@@ -181,7 +183,7 @@ def test_greedy_member_flags_the_first_episode_of_every_group(tmp_path, monkeypa
 
     real = trainer.run_episodes
     monkeypatch.setattr(trainer, "run_episodes", spy)
-    train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "greedy_member=true"), trajectories=[TRAJECTORY],
+    train_rl(small_config(tmp_path, "steps=1", "kl_coef=0", "grpo.greedy_member=true"), [TRAJECTORY],
              policy=tiny_model(), tokenizer=tiny_tokenizer())
     assert seen == [[True, False, True, False]]  # 2 groups of 2: each group's first episode is greedy
 
@@ -202,36 +204,38 @@ def test_rollouts_decode_with_the_policy_itself_and_take_every_update(tmp_path, 
 
     monkeypatch.setattr(TransformersDecoder, "update_weights", spy)
     policy = tiny_model()
-    train_rl(small_config(tmp_path, "steps=2", "kl_coef=0", "suites=[]"), trajectories=[TRAJECTORY], policy=policy,
+    train_rl(small_config(tmp_path, "steps=2", "kl_coef=0", "suites=[]"), [TRAJECTORY], policy=policy,
              tokenizer=tiny_tokenizer())
     assert len(updates) == 2 and all(model is policy for model, _ in updates)
     assert decoders[0] is decoders[1] and decoders[0].model is policy
     assert updates[0][1]  # the step's finished episodes had left keys and values to drop
 
 
-@pytest.mark.parametrize("overrides", [["greedy_member=true", "samples_per_prompt=1"],
-                                       ["greedy_member=true", "algo=ppo"]])
-def test_greedy_member_needs_a_grpo_group_to_compete_in(overrides):
-    with pytest.raises(ConfigError, match="greedy_member.*samples_per_prompt of at least 2"):
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["grpo.greedy_member=true", "samples_per_prompt=1"], "greedy_member.*samples_per_prompt of at least 2"),
+    (["grpo.greedy_member=true", "algo=ppo"], "algo is ppo, which ignores grpo.greedy_member")])
+def test_greedy_member_needs_a_grpo_group_to_compete_in(overrides, message):
+    with pytest.raises(ConfigError, match=message):
         load_config(RLTrainingConfig, None, overrides)
 
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_the_supervised_term_is_logged_by_both_algorithms(tmp_path, algo):
     train_rl(small_config(tmp_path, f"algo={algo}", "steps=1", "kl_coef=0", "sft_coef=0.5", "suites=[]"),
-             trajectories=[TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
+             [TRAJECTORY], policy=tiny_model(), tokenizer=tiny_tokenizer())
     (line,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert line["sft_nll"] > 0  # a random tiny model is far from the gold tokens
 
 
-def test_unreadable_rl_data_is_one_line(tmp_path):
-    """RL data read by the library (the CLI reads it through the data room first): a binary file names itself."""
-    from qwen_tool import QwenToolError
-    from qwen_tool.rl.trainer import load_trajectories
+def test_rl_data_comes_in_through_the_data_rooms_reader(tmp_path, capsys):
+    """`train rl` reads data= with the validating reader every other command uses (no reader of its own): a binary
+    file, a missing one and an invalid trajectory are one-line errors before any model loads."""
+    from qwen_tool.testing import cli_user_error
 
     binary = tmp_path / "train.jsonl"
     binary.write_bytes(b"\x00\xff\xfe binary")
-    with pytest.raises(QwenToolError, match=r"^RL data .*train.jsonl: not UTF-8 text .*; fix: point data= at a JSONL"):
-        load_trajectories(str(binary))
-    with pytest.raises(QwenToolError, match=r"^RL data .*missing.jsonl: no such file; fix: point data="):
-        load_trajectories(str(tmp_path / "missing.jsonl"))
+    assert "train.jsonl" in cli_user_error(capsys, "train", "rl", f"data={binary}", f"output_dir={tmp_path}")
+    assert "missing.jsonl" in cli_user_error(capsys, "train", "rl", f"data={tmp_path / 'missing.jsonl'}")
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_text(json.dumps(TRAJECTORY) + "\n" + json.dumps({"tools": [], "messages": []}) + "\n")
+    assert "invalid.jsonl:2" in cli_user_error(capsys, "train", "rl", f"data={invalid}", f"output_dir={tmp_path}")

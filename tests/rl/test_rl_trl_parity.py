@@ -8,7 +8,7 @@ import tempfile
 import pytest
 import torch
 
-from qwen_tool.rl.algorithms import grpo_loss
+from qwen_tool.rl.losses import grpo_loss
 from qwen_tool.rl.policy import completion_forward
 from qwen_tool.testing import tiny_model, tiny_tokenizer
 

@@ -1,5 +1,8 @@
 """The policy and critic forward passes on a rollout batch: per-token log-probs, entropy and values.
 
+Entropy is taken from the same logits as the log-probs, so it is read at the same positions (left padding and shared
+prompts included) and, when the bonus trains, carries its gradient through the same graph.
+
 Layout (as TRL's): prompts left-padded to P columns, completions right-padded to C columns, so every completion token
 sits at the same column in every row and the LM head runs only on the C + 1 last positions (`logits_to_keep`).
 Completion tokens include environment-inserted ones (tool results); the action mask says which the policy sampled.
@@ -13,7 +16,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from qwen_tool.rl.algorithms import entropy_from_logits, token_logprobs
+
+def token_logprobs(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(z / τ)[token] per position, via logsumexp so the (B, T, V) log-softmax is never materialised."""
+    logits_BTV = logits_BTV / temperature if temperature != 1.0 else logits_BTV
+    picked_BT = logits_BTV.gather(-1, tokens_BT.unsqueeze(-1)).squeeze(-1)
+    return picked_BT - torch.logsumexp(logits_BTV, dim=-1)
+
+
+def entropy_from_logits(logits_BTV: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """H_t = −Σ_v p_v log p_v with p = softmax(z / τ)."""
+    logits_BTV = logits_BTV / temperature if temperature != 1.0 else logits_BTV
+    logp_BTV = torch.log_softmax(logits_BTV, dim=-1)
+    return -(logp_BTV.exp() * logp_BTV).sum(-1)
 
 
 @dataclass
@@ -31,9 +46,12 @@ def positions(mask_BT: torch.Tensor) -> torch.Tensor:
 
 def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: torch.Tensor,
                        completion_ids_BC: torch.Tensor, completion_mask_BC: torch.Tensor, *,
-                       temperature: float = 1.0, with_entropy: bool = False, with_hidden: bool = False
-                       ) -> ForwardOut:
+                       temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
+                       with_hidden: bool = False) -> ForwardOut:
     """log π(c_t | prompt, c_<t) / τ-tempered, for every completion column (padding columns hold junk; mask them).
+
+    with_entropy: also H_t of the same tempered distribution; entropy_grad: keep its gradient (an entropy bonus
+    trains), else it is computed without one (for the logs, at no memory cost).
 
     Rows that share a prompt (a GRPO group) run that prompt once: its KV cache, gradient graph included, is copied to
     each row and only the completions are computed per row. Causal attention makes this exact, and with ~350-token
@@ -61,7 +79,9 @@ def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: 
         hidden_BCH = out.hidden_states[-1][:, -width_C - 1:-1] if with_hidden else None
     logprobs_BC = token_logprobs(logits_BCV, completion_ids_BC, temperature)
     entropy_BC = None
-    if with_entropy:
+    if with_entropy and entropy_grad:
+        entropy_BC = entropy_from_logits(logits_BCV, temperature)
+    elif with_entropy:
         with torch.no_grad():
             entropy_BC = entropy_from_logits(logits_BCV.detach(), temperature)
     return ForwardOut(logprobs_BC, entropy_BC, hidden_BCH)

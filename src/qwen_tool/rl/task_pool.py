@@ -1,6 +1,9 @@
-"""Curriculum for RL: single calls first, then parallel calls / choosing among tools / knowing when not to call, then
-multi-step chains. Each stage's pool holds its own tasks and every earlier stage's, so skills are not forgotten.
-Promotion by success rate (over a window of steps) or by schedule; a stage lasts at most `steps_per_stage` steps.
+"""The tasks an RL step draws: a pool of single-turn tasks (from trajectories) and multi-turn ToolEnv tasks, drawn
+through a curriculum of stages.
+
+Stages: single calls first, then parallel calls / choosing among tools / knowing when not to call, then multi-step
+chains. Each stage's pool holds its own tasks and every earlier stage's, so skills are not forgotten. Promotion by
+success rate (over a window of steps) or by schedule; a stage lasts at most `steps_per_stage` steps.
 """
 
 from __future__ import annotations
@@ -9,6 +12,12 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from qwen_tool import QwenToolError
+from qwen_tool.config import RLTrainingConfig, to_dict
+from qwen_tool.env import ToolEnv
+from qwen_tool.env.task import Task
+from qwen_tool.rl.episodes import Episode, SingleTurnEpisode, ToolEnvEpisode
 
 SINGLE_CALL, PARALLEL_OR_CHOICE, MULTI_STEP = 0, 1, 2
 STAGE_NAMES = ("single call", "parallel/choice", "multi-step")
@@ -89,3 +98,43 @@ class Curriculum:
     def load(self, state: Mapping[str, Any]) -> None:
         self.stage, self.steps_in_stage = state["stage"], state["steps_in_stage"]
         self.history = list(state["history"])
+
+
+def env_tasks(suites: Sequence[str]) -> list[Task]:
+    """The built-in suites' multi-turn tasks."""
+    from qwen_tool.env.suites import get_suite
+
+    return [task for name in suites for task in get_suite(name).tasks()]
+
+
+class TaskPool:
+    """The episodes a step can draw: single-turn tasks (from trajectories) and multi-turn ToolEnv tasks."""
+
+    def __init__(self, cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
+        self.cfg = cfg
+        self.trajectories = [t for t in trajectories if any(m["role"] == "assistant" for m in t["messages"])]
+        self.tasks = list(tasks)
+        if not self.trajectories and not self.tasks:
+            raise QwenToolError("no RL tasks: give data=PATH (trajectories) and/or suites=[...] (built-in suites)")
+        stages: list[list[int]] = [[], [], []]
+        for index, record in enumerate(self.trajectories):
+            stages[stage_of_trajectory(record)].append(index)
+        settings = cfg.curriculum
+        self.curriculum = Curriculum(stages, list(range(len(self.tasks))), settings.promotion,
+                                     settings.success_threshold, settings.window, settings.steps_per_stage,
+                                     settings.enabled)
+
+    def episodes(self, rng: random.Random) -> list[Episode]:
+        """`prompts_per_step` tasks, each repeated `samples_per_prompt` times (consecutive: one GRPO group)."""
+        weights = to_dict(self.cfg.rewards)
+        out: list[Episode] = []
+        for kind, index in self.curriculum.draw(self.cfg.prompts_per_step, self.cfg.multi_turn_share, rng):
+            for _ in range(self.cfg.samples_per_prompt):
+                if kind == "single":
+                    out.append(SingleTurnEpisode.from_trajectory(self.trajectories[index], weights))
+                else:
+                    env = ToolEnv(noise=self.cfg.env_noise, instability_rate=self.cfg.instability_rate,
+                                  max_turns=self.cfg.max_turns)
+                    out.append(ToolEnvEpisode(self.tasks[index], weights, env, self.cfg.error_penalty,
+                                              self.cfg.extra_call_penalty))
+        return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from qwen_tool.rl.curriculum import MULTI_STEP, PARALLEL_OR_CHOICE, SINGLE_CALL, Curriculum, stage_of_trajectory
+from qwen_tool.rl.task_pool import MULTI_STEP, PARALLEL_OR_CHOICE, SINGLE_CALL, Curriculum, stage_of_trajectory
 
 
 def _record(calls_per_turn: list[int], tools: int) -> dict:

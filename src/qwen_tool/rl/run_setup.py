@@ -1,0 +1,90 @@
+"""What an RL run is set up with before its first step: the models and their optimisers, the rollouts' decoder, and
+the supervised term's gold rollouts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qwen_tool import QwenToolError
+from qwen_tool.codec import Codec
+from qwen_tool.config import RLTrainingConfig
+from qwen_tool.decode import Decoder
+from qwen_tool.hardware import resolve_precision
+from qwen_tool.log import logger
+from qwen_tool.rl.policy import SeparateCritic, ValueHead
+from qwen_tool.rl.rollout import Rollout, gold_rollout
+from qwen_tool.rl.updates import RLModels, unwrap
+
+
+def build_models(cfg: RLTrainingConfig, accelerator: Any, policy: Any | None = None,
+                 reference: Any | None = None) -> RLModels:
+    """Policy (optionally with LoRA), frozen reference (when β ≠ 0), critic (PPO), their AdamW optimisers, prepared
+    by `accelerator`. Models may be passed in (tests)."""
+    from qwen_tool.models import load_model
+
+    policy = policy if policy is not None else load_model(cfg.model)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        policy.config.use_cache = False
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                   lora_dropout=cfg.lora.dropout, task_type="CAUSAL_LM",
+                                                   target_modules=list(cfg.lora.target_modules)))
+    policy.train()
+    if cfg.kl_coef and not cfg.lora.enabled:
+        reference = reference if reference is not None else load_model(cfg.reference_model or cfg.model)
+        reference.eval().requires_grad_(False)
+        reference = reference.to(accelerator.device)
+    else:
+        reference = None
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    if cfg.algo == "grpo":
+        policy, optimizer = accelerator.prepare(policy, optimizer)
+        return RLModels(policy, optimizer, reference)
+    if cfg.ppo.critic == "value_head":
+        critic: torch.nn.Module = ValueHead(unwrap(policy).config.hidden_size)
+    else:
+        critic = SeparateCritic(load_model(cfg.ppo.critic_model or cfg.model)).train()
+    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.ppo.critic_learning_rate)
+    policy, optimizer, critic, critic_optimizer = accelerator.prepare(policy, optimizer, critic, critic_optimizer)
+    return RLModels(policy, optimizer, reference, critic, critic_optimizer, shared_trunk=cfg.ppo.critic == "value_head")
+
+
+def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_index: int = 0) -> Decoder:
+    """The rollouts' decoder, one per process (each samples its own episodes on its own policy replica, seeded
+    `cfg.seed + process_index` like the rest of that process). The transformers backend decodes with the policy module
+    itself, so no weights are copied; vLLM loads `cfg.model`'s weights and takes the policy's at `update_weights`.
+    Either way the trainer calls `update_weights` after every optimiser step."""
+    seed = cfg.seed + process_index
+    max_batch = min(64, cfg.prompts_per_step * cfg.samples_per_prompt)
+    if cfg.backend == "vllm":
+        # issue 27: `qwen_tool.decode.vllm_decoder` is being written; imported here so nothing else depends on it
+        from qwen_tool.decode.vllm_decoder import VLLMDecoder
+        from qwen_tool.models import resolve
+
+        dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[
+            resolve_precision(cfg.precision, "RL").precision]  # sample in the precision the loss computes in
+        return VLLMDecoder(str(resolve(cfg.model).path), tokenizer, seed=seed, dtype=dtype, max_batch=max_batch)
+    from qwen_tool.decode.transformers_decoder import TransformersDecoder
+
+    return TransformersDecoder(unwrap(policy), tokenizer, max_batch=max_batch, seed=seed)
+
+
+def gold_rollouts(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tokenizer: Any,
+                  fmt: str | Codec) -> list[Rollout]:
+    """The supervised term's examples (none with sft_coef 0)."""
+    if not cfg.sft_coef:
+        return []
+    gold = [r for r in (gold_rollout(t, tokenizer, fmt, cfg.max_total_tokens) for t in trajectories) if r is not None]
+    if not gold:
+        raise QwenToolError("sft_coef is set but data= holds no trajectory with a trained assistant turn; fix: point "
+                            "data= at SFT trajectories, or set sft_coef=0")
+    logger.info("Supervised term: γ = %g over %d trajectories, %d per update", cfg.sft_coef, len(gold),
+                cfg.sft_examples_per_step)
+    return gold
