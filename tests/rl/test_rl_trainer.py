@@ -58,13 +58,14 @@ def test_train_resume_and_final_model(tmp_path, algo):
 
 
 def test_resume_passes_over_a_checkpoint_whose_save_was_cut_short(tmp_path):
-    from qwen_tool.rl.checkpoints import STATE_FILE, complete_checkpoints
+    from qwen_tool.checkpoints import complete_checkpoints
+    from qwen_tool.rl.checkpoints import STATE_FILE
 
     for step in (8, 16, 24):
         (tmp_path / f"checkpoint-{step}").mkdir()
     for step in (8, 16):  # checkpoint-24 lost its state file to a full disk
         (tmp_path / f"checkpoint-{step}" / STATE_FILE).write_text("{}")
-    assert [path.name for path in complete_checkpoints(tmp_path)] == ["checkpoint-8", "checkpoint-16"]
+    assert [path.name for path in complete_checkpoints(tmp_path, STATE_FILE)] == ["checkpoint-8", "checkpoint-16"]
 
 
 @pytest.mark.parametrize(("path", "algo"), [("configs/grpo-smollm2-cpu.yaml", "grpo"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen_tool.checkpoints import complete_checkpoints
 from qwen_tool.files import write_json
 from qwen_tool.log import logger
 from qwen_tool.rl.task_pool import Curriculum
@@ -25,13 +26,6 @@ class LoopState:
     value_pretrain_done: int = 0
 
 
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. The state file is written last, so a save cut short (a full disk, a kill)
-    leaves a directory without it, which resuming must pass over."""
-    found = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return [path for path in found if (path / STATE_FILE).is_file()]
-
-
 def save_checkpoint(accelerator: Any, output_dir: Path, state: LoopState, curriculum: Curriculum,
                     rng: random.Random, keep: int) -> None:
     path = output_dir / f"checkpoint-{state.step}"
@@ -39,16 +33,14 @@ def save_checkpoint(accelerator: Any, output_dir: Path, state: LoopState, curric
     if accelerator.is_main_process:
         write_json(path / STATE_FILE, {"step": state.step, "value_pretrain_done": state.value_pretrain_done,
                                        "curriculum": curriculum.state(), "rng": rng.getstate()}, indent=1)
-        for old in complete_checkpoints(output_dir)[:-keep]:
+        for old in complete_checkpoints(output_dir, STATE_FILE)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
 
 def resume_from_last(accelerator: Any, output_dir: Path, curriculum: Curriculum, rng: random.Random) -> LoopState:
     """Load the last complete checkpoint into the prepared models, `curriculum` and `rng`; its loop state (a fresh
     one, with a warning, when there is none)."""
-    checkpoints = complete_checkpoints(output_dir)
-    for partial in sorted(set(output_dir.glob("checkpoint-*")) - set(checkpoints)):
-        logger.warning("%s has no %s: its save was cut short, so --resume passes over it", partial, STATE_FILE)
+    checkpoints = complete_checkpoints(output_dir, STATE_FILE, warn_partial=True)
     if not checkpoints:
         logger.warning("--resume given but %s has no checkpoint; starting from the beginning", output_dir)
         return LoopState()

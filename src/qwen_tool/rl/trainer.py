@@ -19,7 +19,7 @@ from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.decode import Decoder
 from qwen_tool.env.task import Task
 from qwen_tool.files import write_json
-from qwen_tool.hardware import resolve_precision
+from qwen_tool.hardware import mixed_precision
 from qwen_tool.log import logger
 from qwen_tool.rl.batch import collate
 from qwen_tool.rl.checkpoints import LoopState, resume_from_last, save_checkpoint
@@ -47,7 +47,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
 
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=_precision(cfg))
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision, "RL"))
     set_seed(cfg.seed + accelerator.process_index)
     rng = random.Random(f"{cfg.seed}:{accelerator.process_index}")
     fmt = cfg.tool_format or resolve(cfg.model).tool_format
@@ -129,9 +129,3 @@ def save_final_model(cfg: RLTrainingConfig, accelerator: Any, models: RLModels, 
                                           "base_model": cfg.model, "rl": to_dict(cfg)})
         logger.info("Saved the RL-trained model to %s", final)
     return final
-
-
-def _precision(cfg: RLTrainingConfig) -> str:
-    """accelerate's mixed_precision for `cfg.precision` (`auto`: bf16 only where it is native)."""
-    precision = resolve_precision(cfg.precision, "RL").precision
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
