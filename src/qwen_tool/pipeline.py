@@ -100,6 +100,17 @@ class Run:
             write_json(self.root / "projection.json", self.projection.as_dict())
         return result
 
+    def completed(self, name: str, settings: dict[str, Any] | None = None) -> bool:
+        """Whether stage `name` is complete; one completed under other `settings` stops with `stage`'s error, so a long
+        job can check every stage it would reuse before it starts rather than hours in."""
+        marker = self.marker(name)
+        if not marker.is_file():
+            return False
+        recorded = json.loads(marker.read_text()).get("settings")
+        if recorded is not None:
+            self._check_settings(name, recorded, json.loads(json.dumps(settings or {})))
+        return True
+
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
         before, now = _flatten(recorded), _flatten(current)
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))

@@ -34,6 +34,9 @@ def test_a_completed_stage_is_reused_only_under_its_own_settings(tmp_path):
     more_data = load_config(PipelineConfig, None, [f"data.n_train={cfg.data.n_train + 1}"])
     with pytest.raises(QwenToolError, match=r"stage sft .*data\.n_train: \d+ -> \d+.*fix: delete"):
         run.stage("sft", lambda: {"model": "c"}, stage_settings(more_data)["sft"])
+    assert run.completed("sft", stage_settings(faster_eval)["sft"]) and not run.completed("rl")
+    with pytest.raises(QwenToolError, match=r"stage sft .*data\.n_train"):  # checked without running the stage
+        run.completed("sft", stage_settings(more_data)["sft"])
     other_lr = load_config(PipelineConfig, None, ["sft.learning_rate=0.5"])
     with pytest.raises(QwenToolError, match=r"sft\.learning_rate"):
         run.stage("sft", lambda: {"model": "d"}, stage_settings(other_lr)["sft"])
