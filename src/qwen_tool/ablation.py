@@ -382,8 +382,7 @@ class Ablation:
             output_dir=str(cell_run.root / "rl"),
             suites=rl_suites(cfg),
         )
-        trajectories, _ = read_any(rl_cfg.data, skip_invalid=True)
-        return train_rl(rl_cfg, trajectories=trajectories, resume=True)
+        return train_rl(rl_cfg, read_any(rl_cfg.data)[0], resume=True)
 
     def compare(self) -> AblationTable:
         """Each cell against standard SFT over the same items (`eval.compare.compare_runs`, seeds of a side pooled by
