@@ -63,6 +63,24 @@ def training_seconds(tokens: int, steps: int, rates: MachineRates) -> float:
     return tokens / rates.train_tokens_per_s + steps * rates.optimizer_step_s
 
 
+def rl_seconds(steps: int, episodes: int, prompt_tokens: float, turn_tokens: int, rounds: int, passes: int,
+               reference: bool, rates: MachineRates) -> float:
+    """Projected seconds of an RL run, at most: every sampled turn runs to its cap and every episode plays all its
+    rounds.
+
+        T = S · [ G(E prompts of p tokens, batch E, r · n new tokens)
+                  + E · (p + r · n) · (μ + ρ / 3) / r_train + μ · t_opt ]
+
+    S steps of E episodes (prompts × samples per prompt, sampled together), p tokens per prompt, n the cap per turn, r
+    rounds of turns, μ passes over each step's episodes (one optimiser step each), ρ = 1 when a reference model scores
+    the episodes for the KL (a forward alone costs about a third of a forward and backward), G `generation_seconds`.
+    The prefill of tool results between rounds is left out (a few tokens against a prompt)."""
+    sampled = rounds * turn_tokens
+    sampling = generation_seconds([round(prompt_tokens)] * episodes, episodes, sampled, rates)
+    forward_backward = episodes * (prompt_tokens + sampled) * (passes + (1 / 3 if reference else 0.0))
+    return steps * (sampling + forward_backward / rates.train_tokens_per_s + passes * rates.optimizer_step_s)
+
+
 def measure_rates(model: Any, train_precision: str, prefill_dtype: str | None, decode_batch: int,
                   train_rows: int = 4) -> MachineRates:
     """Time the three operations on `model` (float32 weights; bf16 through autocast where asked), each once at its

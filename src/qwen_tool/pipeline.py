@@ -100,6 +100,17 @@ class Run:
             write_json(self.root / "projection.json", self.projection.as_dict())
         return result
 
+    def completed(self, name: str, settings: dict[str, Any] | None = None) -> bool:
+        """Whether stage `name` is complete; one completed under other `settings` stops with `stage`'s error, so a long
+        job can check every stage it would reuse before it starts rather than hours in."""
+        marker = self.marker(name)
+        if not marker.is_file():
+            return False
+        recorded = json.loads(marker.read_text()).get("settings")
+        if recorded is not None:
+            self._check_settings(name, recorded, json.loads(json.dumps(settings or {})))
+        return True
+
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
         before, now = _flatten(recorded), _flatten(current)
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
@@ -346,44 +357,3 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                           machine=machine)
     logger.info("Report: %s", report)
     return Path(report)
-
-
-SFT_ABLATION_VARIANTS = {
-    "standard SFT": {"mae": False, "pkt": False},
-    "+MAE": {"mae": True, "pkt": False},
-    "+PKT": {"mae": False, "pkt": True},
-    "+MAE+PKT": {"mae": True, "pkt": True},
-}
-"""The rows of TL-Training's Table 5 that SFT alone can produce (the paper's ablation)."""
-
-
-def ablate_sft(cfg: PipelineConfig, limit: int | None = 50) -> Path:
-    """Train every SFT variant on the same data and budget, evaluate each on the same BFCL subsets and the internal
-    held-out suite, and write the comparison into `<run_dir>/ablation-sft/report.md`."""
-    from dataclasses import replace
-
-    from qwen_tool.eval.report import write_report
-    from qwen_tool.sft.trainer import train_sft
-
-    run = Run(cfg.run_dir)
-    made = stage_settings(cfg)
-    data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
-    ablation = Run(run.root / "ablation-sft")
-    results: dict[str, Any] = {}
-    limits = {c: limit for c in cfg.eval.categories}
-    for label, switches in SFT_ABLATION_VARIANTS.items():
-        slug = label.replace(" ", "-").replace("+", "plus-").strip("-").lower()
-        sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(ablation.root / slug),
-                          **switches)
-        sft_settings = {**made["sft"], "sft": {**made["sft"]["sft"], **switches}}
-        trained = ablation.stage(f"sft-{slug}", lambda c=sft_cfg: {"model": str(train_sft(c, resume=True))},
-                                 sft_settings)
-        results[label] = ablation.stage(
-            f"eval-{slug}",
-            lambda m=trained["model"], s=slug: evaluate(m, ablation.root / "eval" / s, cfg, limits,
-                                                        data["internal_eval"],
-                                                        internal_tasks=data.get("internal_tasks")),
-            {**sft_settings, "eval": made["trained_eval"]["eval"], "limit": limit},
-        )
-    return Path(write_report(ablation.root, results, stage_seconds=ablation.seconds(),
-                             title="SFT ablation: MAE and PKT"))

@@ -13,6 +13,7 @@ from qwen_tool.cost import (
     generation_seconds,
     measure_rates,
     remaining_training_s,
+    rl_seconds,
     training_seconds,
 )
 
@@ -29,6 +30,15 @@ def test_generation_seconds_by_hand() -> None:
 def test_training_seconds_by_hand() -> None:
     # 1,000 tokens / 50 = 20 s, plus 4 optimiser steps × 0.5 s
     assert training_seconds(1000, 4, RATES) == pytest.approx(22.0)
+
+
+def test_rl_seconds_by_hand() -> None:
+    # 2 steps of 4 episodes, prompts of 50 tokens, 2 rounds of at most 10 tokens, one pass, a reference model:
+    # sampling 4·50 / 100 = 2 s prefill + 1 batch × 20 tokens × 0.2 s × 4/4 = 4 s decode → 6 s;
+    # forward and backward 4 · (50 + 20) · (1 + 1/3) / 50 = 7.4667 s; one optimiser step 0.5 s → 13.9667 s a step
+    assert rl_seconds(2, 4, 50, 10, 2, 1, True, RATES) == pytest.approx(2 * (6 + 280 * 4 / 3 / 50 + 0.5))
+    # without the reference: 280 / 50 = 5.6 s → (6 + 5.6 + 0.5) × 2
+    assert rl_seconds(2, 4, 50, 10, 2, 1, False, RATES) == pytest.approx(24.2)
 
 
 def test_projection_logs_stage_and_job_then_reprojects(caplog) -> None:

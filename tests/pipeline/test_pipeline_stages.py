@@ -34,6 +34,9 @@ def test_a_completed_stage_is_reused_only_under_its_own_settings(tmp_path):
     more_data = load_config(PipelineConfig, None, [f"data.n_train={cfg.data.n_train + 1}"])
     with pytest.raises(QwenToolError, match=r"stage sft .*data\.n_train: \d+ -> \d+.*fix: delete"):
         run.stage("sft", lambda: {"model": "c"}, stage_settings(more_data)["sft"])
+    assert run.completed("sft", stage_settings(faster_eval)["sft"]) and not run.completed("rl")
+    with pytest.raises(QwenToolError, match=r"stage sft .*data\.n_train"):  # checked without running the stage
+        run.completed("sft", stage_settings(more_data)["sft"])
     other_lr = load_config(PipelineConfig, None, ["sft.learning_rate=0.5"])
     with pytest.raises(QwenToolError, match=r"sft\.learning_rate"):
         run.stage("sft", lambda: {"model": "d"}, stage_settings(other_lr)["sft"])
@@ -80,28 +83,6 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     marker_times = {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
     run_pipeline(cfg)
     assert marker_times == {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
-
-
-def test_sft_ablation_writes_one_row_per_variant(tmp_path, tiny_dir):
-    from qwen_tool.pipeline import SFT_ABLATION_VARIANTS, ablate_sft
-
-    cfg = load_config(PipelineConfig, None, [
-        f"model={tiny_dir}", f"run_dir={tmp_path / 'run'}",
-        "data.n_train=4", "data.n_eval=2", "data.n_eval_tasks=1",
-        "sft.examples_per_device=2", "sft.gradient_accumulation=1", "sft.save_steps=10",
-        "eval.max_new_tokens=4", "eval.batch_size=4", "eval.categories=[simple_python, irrelevance]",
-    ])
-    report = ablate_sft(cfg, limit=1)
-    text = report.read_text()
-    for label in SFT_ABLATION_VARIANTS:
-        assert label in text
-    metas = sorted((tmp_path / "run" / "ablation-sft").glob("*/final/qwen_tool.json"))
-    assert len(metas) == 4
-    switches = {}
-    for meta in metas:
-        sft = json.loads(meta.read_text())["sft"]
-        switches[(sft["mae"], sft["pkt"])] = meta
-    assert set(switches) == {(False, False), (True, False), (False, True), (True, True)}
 
 
 def test_rl_never_trains_on_the_suites_held_out_for_evaluation():
