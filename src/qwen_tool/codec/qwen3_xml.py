@@ -59,9 +59,10 @@ def value_closes(text: str, state: ScanState) -> tuple[list[int], list[int]]:
     return memo[1], memo[2]
 
 
-EVIDENT_END = re.compile("\n" + re.escape(PARAM) + r"(?P<key>[^>\n]+)>\n|\n" + re.escape(FUNC_END) + r"(?=\s*(?:" +
-                         re.escape(CLOSE) + r"|\Z))|(?P<closed>" + re.escape(PARAM_END) + r")(?=\s*" + re.escape(CLOSE) +
-                         ")")
+EVIDENT_END = re.compile(
+    "\n" + re.escape(PARAM) + r"(?P<key>[^>\n]+)>\n"  # a parameter opened
+    + "|\n" + re.escape(FUNC_END) + r"(?=\s*(?:" + re.escape(CLOSE) + r"|\Z))"  # the function closed
+    + "|(?P<closed>" + re.escape(PARAM_END) + r")(?=\s*" + re.escape(CLOSE) + ")")  # the call closed
 
 
 def evident_value_end(raw: str, taken: set[str], schema: dict | None) -> tuple[int, int, bool] | None:
