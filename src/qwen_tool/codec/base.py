@@ -389,9 +389,10 @@ class Codec:
         return table
 
     def _calls_in_reasoning(self, marker: str, content: dict[str, Handler]) -> Handler:
-        """Read calls written inside reasoning: they count only when nothing follows them but whitespace, more calls
-        and the think close (then the end, or calls in content). Otherwise the model was musing about a call, and the
-        marker stays reasoning text (nothing is lost)."""
+        """Read calls written inside reasoning: they count only when the output ends with them (nothing follows but
+        whitespace, more calls and the think close), as when a model starts calling without closing its reasoning.
+        Otherwise the model was drafting a call (often followed by the real one after the close), and the marker
+        stays reasoning text (nothing is lost)."""
         openers = [m for m in self.call_markers if m in content]
         close = self.think_close
 
@@ -412,19 +413,17 @@ class Codec:
                 if opener:
                     at = q
                     continue
-                end, mode = q, None
                 if text.startswith(close, q):
-                    end, mode = q + len(close), CONTENT
-                    q = skip_ws(text, end)
-                if q < len(text) and not (mode and any(text.startswith(m, q) for m in openers)):
+                    q = skip_ws(text, q + len(close))
+                if q < len(text):
                     if grows_into(text, q, close, *openers) and not final:
                         return None
                     return Region(pos + len(marker), reasoning=marker)
-                if q == len(text) and not final:
+                if not final:
                     return None
-                note = (f"{len(calls)} call(s) at char {pos} were written inside the reasoning with nothing after "
-                        "them; they were read as calls")
-                return Region(end if mode else len(text), calls=calls, mode=CONTENT, warnings=[*warnings, note])
+                note = (f"{len(calls)} call(s) at char {pos} were written inside the reasoning and end the output; "
+                        "they were read as calls")
+                return Region(len(text), calls=calls, mode=CONTENT, warnings=[*warnings, note])
 
         return handler
 

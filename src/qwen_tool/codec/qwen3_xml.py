@@ -131,14 +131,16 @@ class Qwen3XmlCodec(Codec):
 
     def _bare_function(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         """`<function=NAME>…</function>` written without the `<tool_call>` opener: a call when the whole block is
-        well formed (a following `</tool_call>` is taken with it); otherwise the text stays content."""
+        well formed and names an offered tool (any name when none were given); a following `</tool_call>` is taken
+        with it. Otherwise the text stays content."""
         if unclosed(text, pos, final, FUNC_END):
             return None
         read = self._function(text, pos, pos, final, state)
         if read is None:
             return None
-        if not isinstance(read, tuple) or read[2]:
-            return Region(pos + len(FUNC), content=FUNC)  # not a whole, clean block: the model's text
+        if (not isinstance(read, tuple) or read[2]
+                or (state.tools and (not isinstance(read[0], ToolCall) or read[0].name not in state.tools))):
+            return Region(pos + len(FUNC), content=FUNC)  # not a whole, clean block of a known tool: the model's text
         call, q, warnings = read
         after = skip_ws(text, q)
         if text.startswith(CLOSE, after):
