@@ -459,11 +459,11 @@ class Codec:
         resume, state.resume = state.resume, None
         while True:
             mode = state.mode
-            if resume is not None and resume[0] == pos:
-                found, resume = resume, None  # still the earliest marker: nothing lies between
+            if resume is not None and self.glue_start(text, pos, resume[0]) == pos:
+                found, resume = resume, None  # still the earliest marker: nothing but its glue lies between
             else:
                 found = self.find_marker(text, pos, state)
-            if not final and (found is None or found[0] > pos):
+            if not final and (found is None or self.glue_start(text, pos, found[0]) > pos):
                 cut = held.get(mode, -1)
                 if cut < pos:
                     cut = held[mode] = self.holdback(text, pos, mode)
@@ -478,7 +478,7 @@ class Codec:
             out.text(mode, text[pos:glue])
             region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
-                state.resume = found if glue == idx else None
+                state.resume = found
                 return glue
             if region.content or region.reasoning:
                 out.text(mode, text[glue:idx])  # the marker was not markup: its glue is the model's text
