@@ -252,5 +252,5 @@ def test_output_is_parsed_from_the_think_block_the_prompt_opened(tmp_path, token
         gold = next(text for question, text in answers.items() if question in prompt)
         return f"Plan: {draft}\n</think>\n\n{gold}"
 
-    result = _run(tmp_path, FixedBackend(answer), thinking, categories=["simple_python"])
+    result = _run(tmp_path, ScriptedBackend(answer), thinking, categories=["simple_python"])
     assert result["categories"]["simple_python"]["accuracy"] == 1.0

@@ -38,10 +38,10 @@ from qwen_tool.codec.base import (
     refused_value,
     result_text,
     skip_ws,
-    type_value,
     unclosed,
     waiting,
 )
+from qwen_tool.codec.schema_typing import type_value
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.codec.values import loads
 
