@@ -111,6 +111,18 @@ def test_harmony_output_continuing_the_prompts_assistant_header_is_a_call(fmt: s
     assert parsed.reasoning == "Need to call get_weather." and len(parsed.tool_calls) == 1
 
 
+def test_kimi_k3_prompt_opening_the_think_channel_starts_in_reasoning() -> None:
+    """K3's encoder ends the generation prompt `<|open|>message role="assistant"<|sep|><|open|>think<|sep|>`
+    (moonshotai's encoder, as docs/codec-sources.md records)."""
+    codec = get_codec("kimi_k3")
+    prompt = '<|open|>message role="user"<|sep|>Hi<|close|>message<|sep|><|open|>message role="assistant"<|sep|>'
+    assert codec.start_state(prompt) == StartState()
+    start = codec.start_state(prompt + "<|open|>think<|sep|>")
+    parsed = parse("kimi_k3", "Greet back.<|close|>think<|sep|><|open|>response<|sep|>Hello!<|close|>response<|sep|>",
+                   None, start)
+    assert (parsed.reasoning, parsed.content) == ("Greet back.", "Hello!")
+
+
 def test_a_finished_harmony_turn_leaves_no_lead() -> None:
     codec = get_codec("harmony")
     assert codec.start_state(HARMONY_PROMPT + "<|channel|>final<|message|>Hi<|return|>") == StartState()

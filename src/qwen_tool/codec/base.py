@@ -351,6 +351,8 @@ class Codec:
         self.tool_rendering = tool_rendering
         """One of TOOL_RENDERINGS: how `render_tools` lists the declarations (a model reads them as it was taught)."""
         self._tables: dict[str, dict[str, Handler]] = {}
+        self._glues: dict[str, str] = {}
+        """Per mode, the longest glue before any of its markers (what a stream holds back at its end)."""
 
     default_variant = "default"
     variants: tuple[str, ...] = ("default",)
@@ -459,22 +461,22 @@ class Codec:
         resume, state.resume = state.resume, None
         while True:
             mode = state.mode
-            if resume is not None and self.glue_start(text, pos, resume[0]) == pos:
+            if resume is not None and self.glue_start(text, pos, *resume) == pos:
                 found, resume = resume, None  # still the earliest marker: nothing but its glue lies between
             else:
                 found = self.find_marker(text, pos, state)
-            if not final and (found is None or self.glue_start(text, pos, found[0]) > pos):
+            if not final and (found is None or self.glue_start(text, pos, *found) > pos):
                 cut = held.get(mode, -1)
                 if cut < pos:
                     cut = held[mode] = self.holdback(text, pos, mode)
                 if found is not None and cut < found[0]:
                     found = None  # a longer marker may still be growing in front of the one found
             if found is None:
-                end = len(text) if final else self.glue_start(text, pos, cut)  # a marker may follow the glue
+                end = len(text) if final else self.held_glue_start(text, pos, cut, mode)  # a marker may follow
                 out.text(mode, text[pos:end])
                 return end
             idx, marker = found
-            glue = self.glue_start(text, pos, idx)
+            glue = self.glue_start(text, pos, idx, marker)
             out.text(mode, text[pos:glue])
             region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
@@ -489,11 +491,30 @@ class Codec:
                 state.mode = region.mode
             pos = region.end
 
-    def glue_start(self, text: str, pos: int, at: int) -> int:
-        """Where the `markup_glue` just before `at` starts (`at` when there is none after `pos`)."""
-        glue = self.markup_glue
-        start = at - len(glue)
-        return start if glue and start >= pos and text.startswith(glue, start) else at
+    def glue_before(self, marker: str) -> str:
+        """The longest separator the template writes before `marker`: `markup_glue` unless a format says otherwise
+        (where it is not found, `markup_glue` still is)."""
+        return self.markup_glue
+
+    def glue_start(self, text: str, pos: int, at: int, marker: str) -> int:
+        """Where the glue before the `marker` at `at` starts (`at` when there is none after `pos`)."""
+        for glue in (self.glue_before(marker), self.markup_glue):
+            start = at - len(glue)
+            if glue and start >= pos and text.startswith(glue, start):
+                return start
+        return at
+
+    def held_glue_start(self, text: str, pos: int, cut: int, mode: str) -> int:
+        """While streaming, where the tail of `text[pos:cut]` that may still become the glue before a marker starts:
+        it waits for the next text (its longest suffix that begins the longest glue of the mode's markers)."""
+        glue = self._glues.get(mode)
+        if glue is None:
+            glue = self._glues[mode] = max((self.glue_before(m) for m in self.marker_table(mode)), key=len,
+                                           default="")
+        for size in range(min(len(glue), cut - pos), 0, -1):
+            if text.startswith(glue[:size], cut - size):
+                return cut - size
+        return cut
 
     def start_state(self, prompt: str) -> StartState:
         """The state the rendered generation prompt leaves the parser in: inside the reasoning when the prompt ends
