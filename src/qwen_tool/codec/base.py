@@ -461,11 +461,13 @@ class Codec:
         resume, state.resume = state.resume, None
         while True:
             mode = state.mode
-            if resume is not None and self.glue_start(text, pos, *resume) == pos:
+            glue = self.glue_start(text, pos, *resume) if resume is not None else -1
+            if glue == pos:
                 found, resume = resume, None  # still the earliest marker: nothing but its glue lies between
             else:
                 found = self.find_marker(text, pos, state)
-            if not final and (found is None or self.glue_start(text, pos, *found) > pos):
+                glue = self.glue_start(text, pos, *found) if found is not None else -1
+            if not final and (found is None or glue > pos):
                 cut = held.get(mode, -1)
                 if cut < pos:
                     cut = held[mode] = self.holdback(text, pos, mode)
@@ -476,7 +478,6 @@ class Codec:
                 out.text(mode, text[pos:end])
                 return end
             idx, marker = found
-            glue = self.glue_start(text, pos, idx, marker)
             out.text(mode, text[pos:glue])
             region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
