@@ -310,12 +310,28 @@ def _openai_message(text: str) -> dict:
 def parse_command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Wire format, or auto to detect it.")] = "auto",
     tools: Annotated[Path | None, typer.Option("--tools", help="JSON file with the OpenAI tools list.")] = None,
+    prompt_file: Annotated[Path | None, typer.Option(
+        "--prompt-file", help="The rendered prompt the output continues: its end says where parsing starts (e.g. "
+                              "inside a think block the chat template opened).")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Where the output starts, without a prompt: content or reasoning.")] = None,
 ) -> None:
     """Model output on stdin → the OpenAI assistant message (JSON) on stdout."""
+    from qwen_tool.codec import get_codec
+    from qwen_tool.codec.base import START_MODES, StartState
     from qwen_tool.codec.openai import text_to_message
 
+    if prompt_file is not None and start is not None:
+        raise QwenToolError("--prompt-file and --start both say where parsing starts; fix: pass one of them")
+    if start is not None and start not in START_MODES:
+        raise QwenToolError(f"--start {start!r} is not a start state; fix: use one of {', '.join(START_MODES)}")
+    codec = get_codec(fmt)
     tool_list = _read_tools(tools)  # before stdin: a bad --tools fails at once, not after the input is typed
-    print(json.dumps(text_to_message(sys.stdin.read(), fmt, tool_list), ensure_ascii=False, indent=2))
+    state = StartState(start) if start is not None else None
+    if prompt_file is not None:
+        state = codec.start_state(read_text(prompt_file, fix="pass the rendered prompt as a text file",
+                                            label="--prompt-file"))
+    print(json.dumps(text_to_message(sys.stdin.read(), codec, tool_list, start=state), ensure_ascii=False, indent=2))
 
 
 @app.command("convert")

@@ -65,7 +65,7 @@ def test_parse_and_stream(fmt: str, variant: str | None, name: str) -> None:
     text, expected = load(fmt, variant, name)
     codec = get_codec(fmt, variant)
     parsed = codec.parse(text, expected["tools"])
-    assert parsed.content == expected["content"].strip()
+    assert parsed.content == expected["content"]
     assert (parsed.reasoning or None) == (expected["reasoning"] or None)
     assert [{"name": c.name, "arguments": c.arguments} for c in parsed.tool_calls] == expected["calls"]
     assert (parsed.error is not None) == expected["error"], parsed.error

@@ -233,3 +233,24 @@ def test_guided_run_gives_every_prompt_a_grammar_its_gold_answer_satisfies(tmp_p
     for prompt, guide in backend.guides.items():
         answer = next(a for q, a in answers.items() if q in prompt)
         assert xgrammar.GrammarMatcher(compiler.compile_structural_tag(guide)).accept_string(answer), answer
+
+
+def test_output_is_parsed_from_the_think_block_the_prompt_opened(tmp_path, tokenizer) -> None:
+    """A template whose generation prompt opens `<think>` (as Qwen3 Thinking-2507's does): a call drafted in the
+    reasoning is not scored, only the call after `</think>` (read as content, the draft would double the calls)."""
+    import copy
+
+    thinking = copy.deepcopy(tokenizer)
+    thinking.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                              "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+                              "{# tools #}")
+    answers = _gold_answers()
+    draft = get_codec("hermes").render_calls([ToolCall("draft_only", {})]).text
+
+    def answer(prompt: str) -> str:
+        assert prompt.endswith("<think>\n")
+        gold = next(text for question, text in answers.items() if question in prompt)
+        return f"Plan: {draft}\n</think>\n\n{gold}"
+
+    result = _run(tmp_path, ScriptedBackend(answer), thinking, categories=["simple_python"])
+    assert result["categories"]["simple_python"]["accuracy"] == 1.0

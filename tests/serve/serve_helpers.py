@@ -72,8 +72,10 @@ class Served:
 
 @contextmanager
 def scripted_server(respond_fn: Callable[[str], str] = respond, *, token_delay_s: float = 0.0, max_batch: int = 8,
-                    max_queue: int = 64, tool_format: str = "hermes", **settings: object) -> Iterator[Served]:
-    tokenizer = shared_tokenizer()
+                    max_queue: int = 64, tool_format: str = "hermes", tokenizer: object = None,
+                    **settings: object) -> Iterator[Served]:
+    """`tokenizer`: one with another chat template (default: the shared tiny tokenizer)."""
+    tokenizer = tokenizer or shared_tokenizer()
     decoder = ScriptedDecoder(tokenizer, respond_fn, token_delay_s=token_delay_s, max_batch=max_batch)
     engine = BatchingEngine(decoder, tokenizer, max_queue=max_queue)
     app = create_app(engine, tokenizer, ServeSettings(MODEL, tool_format, **settings))  # type: ignore[arg-type]

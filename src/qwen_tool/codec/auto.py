@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import re
 
-from qwen_tool.codec.base import Codec, CodecError, StreamParser, skip_ws, worth_rescanning
+from qwen_tool.codec.base import (
+    Codec,
+    CodecError,
+    StartState,
+    StreamParser,
+    resolve_start,
+    skip_ws,
+    worth_rescanning,
+)
 from qwen_tool.codec.hermes import HermesCodec
 from qwen_tool.codec.types import ParsedOutput
 
@@ -62,15 +70,24 @@ class AutoCodec(Codec):
         super().__init__(variant, tool_rendering)
         self._hermes = HermesCodec(tool_rendering=tool_rendering)
 
+    def start_state(self, prompt: str) -> StartState:
+        """Harmony's open message when the prompt ends in one, else an open think block."""
+        from qwen_tool.codec.harmony import HarmonyCodec
+
+        harmony = HarmonyCodec().start_state(prompt)
+        return harmony if harmony.lead else super().start_state(prompt)
+
     def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False,
-              keep_malformed: bool = False) -> ParsedOutput:
+              keep_malformed: bool = False, start: StartState | None = None) -> ParsedOutput:
         from qwen_tool.codec import get_codec
 
-        return get_codec(detect(text) or "hermes").parse(text, tools, in_reasoning=in_reasoning,
-                                                         keep_malformed=keep_malformed)
+        begin = resolve_start(in_reasoning, start)
+        return get_codec(detect(begin.lead + text) or "hermes").parse(text, tools, keep_malformed=keep_malformed,
+                                                                      start=begin)
 
-    def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> StreamParser:
-        return _AutoStream(self, tools, in_reasoning=in_reasoning)
+    def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False,
+               start: StartState | None = None) -> StreamParser:
+        return _AutoStream(self, tools, resolve_start(in_reasoning, start))
 
     def declarations(self, tools: list[dict]) -> str:
         return self._hermes.declarations(tools)
@@ -88,16 +105,16 @@ class AutoCodec(Codec):
 class _AutoStream(StreamParser):
     """Buffers until `detect` is sure, then delegates to the chosen codec's stream."""
 
-    def __init__(self, codec: Codec, tools: list[dict] | None, *, in_reasoning: bool) -> None:
-        super().__init__(codec, tools, in_reasoning=in_reasoning)
-        self._tools, self._in_reasoning = tools, in_reasoning
+    def __init__(self, codec: Codec, tools: list[dict] | None, start: StartState) -> None:
+        super().__init__(codec, tools, start=start)
+        self._tools, self._start = tools, start
         self._inner: StreamParser | None = None
 
     def _start_inner(self, fmt: str) -> list[dict]:
         from qwen_tool.codec import get_codec
 
-        self._inner = get_codec(fmt).stream(self._tools, in_reasoning=self._in_reasoning)
-        return self._inner.feed(self.buffer)
+        self._inner = get_codec(fmt).stream(self._tools, start=self._start)
+        return self._inner.feed(self.buffer[len(self._start.lead):])  # the buffer starts with the lead
 
     def feed(self, delta_text: str) -> list[dict]:
         if self.finished:

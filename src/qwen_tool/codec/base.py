@@ -29,6 +29,7 @@ from qwen_tool.codec.values import (
 
 JSON = json.JSONDecoder()
 CONTENT, REASONING = "content", "reasoning"
+START_MODES = (CONTENT, REASONING)
 TOOL_RENDERINGS = ("json", "compact")
 """How a prompt lists the tool declarations: as the format's own template does (JSON schemas, or its own markup), or
 as typed signatures (`tool_signatures`, fewer tokens)."""
@@ -113,6 +114,34 @@ class Region:
     unread_from: int | None = None
     """With an error: where the text the region could not read starts (default: the region's start). A parse that
     keeps malformed calls (`keep_malformed`) puts that text back as content."""
+    warnings: list[str] = field(default_factory=list)
+    """Malformed pieces this region recovered (see `ParsedOutput.warnings`)."""
+
+
+@dataclass(frozen=True)
+class StartState:
+    """Where the prompt left the parser, so output that continues an open block parses as it would in one text.
+
+    `lead` is the prompt's unfinished tail that the output continues (a think opener, Harmony's `<|start|>assistant`):
+    the parser reads it first and yields nothing for it, so char offsets in errors count it. `mode` is the mode the
+    scan starts in (`START_MODES`), for callers that know it without a prompt.
+    """
+
+    mode: str = CONTENT
+    lead: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in START_MODES:
+            raise CodecError(f"unknown start mode {self.mode!r}; fix: use one of {', '.join(START_MODES)}")
+
+
+def resolve_start(in_reasoning: bool, start: StartState | None) -> StartState:
+    """The start state of a parse: `start` when given, else reasoning or content as `in_reasoning` says."""
+    if start is not None:
+        if in_reasoning and start.mode != REASONING:
+            raise CodecError("in_reasoning=True contradicts the given start state; fix: pass one of them")
+        return start
+    return StartState(REASONING if in_reasoning else CONTENT)
 
 
 Handler = Callable[[str, int, bool, "ScanState"], Region | None]
@@ -290,11 +319,12 @@ def call_from_obj(obj: Any, args_keys: tuple[str, ...] = ("arguments", "paramete
 
 
 def call_region(end: int, call: ToolCall | Refused | None, what: str, pos: int, not_a_call: str,
-                mode: str | None = None) -> Region:
+                mode: str | None = None, warnings: list[str] | None = None) -> Region:
     """The region of one call read at `pos` and ending at `end`: the call, or the error saying why it was dropped
-    (`not_a_call` when the text was not call-shaped, the refusal's reason when its value was refused)."""
+    (`not_a_call` when the text was not call-shaped, the refusal's reason when its value was refused). `warnings`
+    (recoveries made while reading it) stay with the call only."""
     if isinstance(call, ToolCall):
-        return Region(end, calls=[call], mode=mode)
+        return Region(end, calls=[call], mode=mode, warnings=list(warnings or []))
     return Region(end, error=call.error(what, pos) if isinstance(call, Refused) else not_a_call, mode=mode)
 
 
@@ -306,6 +336,12 @@ class Codec:
     """Strings without which text can hold no call (the property tests rely on this)."""
     think_tags = True
     """Whether `<think>...</think>` carries reasoning in this format."""
+    markup_glue = "\n"
+    """Separator the format's template writes before its markup (a call block, a think tag): text before a marker
+    loses exactly this, so content is the model's text byte for byte and a rendered turn parses back to its parts."""
+    calls_in_reasoning = True
+    """Whether complete calls written inside reasoning, with nothing after them but the think close, are read as calls
+    (a model that began calling without closing its reasoning); see `_calls_in_reasoning`."""
 
     def __init__(self, variant: str | None = None, tool_rendering: str = "json") -> None:
         self.variant = variant or self.default_variant
@@ -315,6 +351,8 @@ class Codec:
         self.tool_rendering = tool_rendering
         """One of TOOL_RENDERINGS: how `render_tools` lists the declarations (a model reads them as it was taught)."""
         self._tables: dict[str, dict[str, Handler]] = {}
+        self._glues: dict[str, str] = {}
+        """Per mode, the longest glue before any of its markers (what a stream holds back at its end)."""
 
     default_variant = "default"
     variants: tuple[str, ...] = ("default",)
@@ -332,18 +370,64 @@ class Codec:
             return {}
         close = self.think_close
         if mode == REASONING:
-            return {close: lambda text, pos, final, state: Region(pos + len(close), mode=CONTENT)}
+            return {close: lambda text, pos, final, state: glued(text, pos + len(close), final, 2, CONTENT)}
         return {
-            self.think_open: lambda text, pos, final, state: Region(pos + len(self.think_open), mode=REASONING),
+            self.think_open: lambda text, pos, final, state: glued(text, pos + len(self.think_open), final, 1,
+                                                                   REASONING),
             close: lambda text, pos, final, state: Region(pos + len(close)),
         }
 
     def marker_table(self, mode: str) -> dict[str, Handler]:
-        """`markers(mode)`, built once per codec: the scan asks for it at every region."""
+        """`markers(mode)`, built once per codec: the scan asks for it at every region. In reasoning, the content
+        mode's call openers are added (see `calls_in_reasoning`)."""
         table = self._tables.get(mode)
         if table is None:
-            table = self._tables[mode] = self.markers(mode)
+            table = self.markers(mode)
+            if mode == REASONING and self.think_tags and self.calls_in_reasoning:
+                content = self.marker_table(CONTENT)
+                openers = [marker for marker in self.call_markers if marker in content and marker not in table]
+                table = {**table, **{marker: self._calls_in_reasoning(marker, content) for marker in openers}}
+            self._tables[mode] = table
         return table
+
+    def _calls_in_reasoning(self, marker: str, content: dict[str, Handler]) -> Handler:
+        """Read calls written inside reasoning: they count only when the output ends with them (nothing follows but
+        whitespace, more calls and the think close), as when a model starts calling without closing its reasoning.
+        Otherwise the model was drafting a call (often followed by the real one after the close), and the marker
+        stays reasoning text (nothing is lost)."""
+        openers = [m for m in self.call_markers if m in content]
+        close = self.think_close
+
+        def handler(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+            calls: list[ToolCall] = []
+            warnings: list[str] = []
+            at, opener = pos, marker
+            while True:
+                region = content[opener](text, at, final, state)
+                if region is None:
+                    return None
+                if region.error or not region.calls or region.content or region.reasoning:
+                    return Region(pos + len(marker), reasoning=marker)
+                calls += region.calls
+                warnings += region.warnings
+                q = skip_ws(text, region.end)
+                opener = next((m for m in openers if text.startswith(m, q)), "")
+                if opener:
+                    at = q
+                    continue
+                if text.startswith(close, q):
+                    q = skip_ws(text, q + len(close))
+                if q < len(text):
+                    if grows_into(text, q, close, *openers) and not final:
+                        return None
+                    return Region(pos + len(marker), reasoning=marker)
+                if not final:
+                    return None
+                note = (f"{len(calls)} call(s) at char {pos} were written inside the reasoning and end the output; "
+                        "they were read as calls")
+                return Region(len(text), calls=calls, mode=CONTENT, warnings=[*warnings, note])
+
+        return handler
 
     def find_marker(self, text: str, pos: int, state: ScanState) -> tuple[int, str] | None:
         """Earliest marker of the current mode at or after `pos` (ties: the longest)."""
@@ -377,50 +461,91 @@ class Codec:
         resume, state.resume = state.resume, None
         while True:
             mode = state.mode
-            if resume is not None and resume[0] == pos:
-                found, resume = resume, None  # still the earliest marker: nothing lies between
+            glue = self.glue_start(text, pos, *resume) if resume is not None else -1
+            if glue == pos:
+                found, resume = resume, None  # still the earliest marker: nothing but its glue lies between
             else:
                 found = self.find_marker(text, pos, state)
-            if not final and (found is None or found[0] > pos):
+                glue = self.glue_start(text, pos, *found) if found is not None else -1
+            if not final and (found is None or glue > pos):
                 cut = held.get(mode, -1)
                 if cut < pos:
                     cut = held[mode] = self.holdback(text, pos, mode)
                 if found is not None and cut < found[0]:
                     found = None  # a longer marker may still be growing in front of the one found
             if found is None:
-                end = len(text) if final else cut
+                end = len(text) if final else self.held_glue_start(text, pos, cut, mode)  # a marker may follow
                 out.text(mode, text[pos:end])
                 return end
             idx, marker = found
-            out.text(mode, text[pos:idx])
-            pos = idx
+            out.text(mode, text[pos:glue])
             region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
                 state.resume = found
-                return pos
-            if region.error and state.keep_malformed:
-                out.text(mode, text[idx if region.unread_from is None else region.unread_from:region.end])
+                return glue
+            if region.content or region.reasoning:
+                out.text(mode, text[glue:idx])  # the marker was not markup: its glue is the model's text
+            elif region.error and state.keep_malformed:
+                out.text(mode, text[glue if region.unread_from is None else region.unread_from:region.end])
             out.region(region)
             if region.mode is not None:
                 state.mode = region.mode
             pos = region.end
 
+    def glue_before(self, marker: str) -> str:
+        """The longest separator the template writes before `marker`: `markup_glue` unless a format says otherwise
+        (where it is not found, `markup_glue` still is)."""
+        return self.markup_glue
+
+    def glue_start(self, text: str, pos: int, at: int, marker: str) -> int:
+        """Where the glue before the `marker` at `at` starts (`at` when there is none after `pos`)."""
+        for glue in (self.glue_before(marker), self.markup_glue):
+            start = at - len(glue)
+            if glue and start >= pos and text.startswith(glue, start):
+                return start
+        return at
+
+    def held_glue_start(self, text: str, pos: int, cut: int, mode: str) -> int:
+        """While streaming, where the tail of `text[pos:cut]` that may still become the glue before a marker starts:
+        it waits for the next text (its longest suffix that begins the longest glue of the mode's markers)."""
+        glue = self._glues.get(mode)
+        if glue is None:
+            glue = self._glues[mode] = max((self.glue_before(m) for m in self.marker_table(mode)), key=len,
+                                           default="")
+        for size in range(min(len(glue), cut - pos), 0, -1):
+            if text.startswith(glue[:size], cut - size):
+                return cut - size
+        return cut
+
+    def start_state(self, prompt: str) -> StartState:
+        """The state the rendered generation prompt leaves the parser in: inside the reasoning when the prompt ends
+        with this format's think opener (as Qwen3 Thinking-2507, GLM-4.7 and DeepSeek-V3.1 thinking templates do),
+        else in content. The opener and what follows it become the lead, so its glue is read as the template wrote
+        it."""
+        if self.think_tags:
+            at = prompt.rfind(self.think_open)
+            if at >= 0 and not prompt[at + len(self.think_open):].strip():
+                return StartState(lead=prompt[at:])
+        return StartState()
+
     def parse(self, text: str, tools: list[dict] | None = None, *, in_reasoning: bool = False,
-              keep_malformed: bool = False) -> ParsedOutput:
-        """Whole model output → content, reasoning, calls (typed by `tools`), error.
+              keep_malformed: bool = False, start: StartState | None = None) -> ParsedOutput:
+        """Whole model output → content, reasoning, calls (typed by `tools`), error, warnings.
 
         A malformed or truncated call is dropped and reported in `error`; with `keep_malformed` its text also stays in
-        the content (where it was), so converting the output to another format loses nothing.
+        the content (where it was), so converting the output to another format loses nothing. `start` (from
+        `start_state(prompt)`) or `in_reasoning` say where the prompt left off.
         """
-        state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools),
-                          keep_malformed=keep_malformed)
+        begin = resolve_start(in_reasoning, start)
+        state = ScanState(mode=begin.mode, tools=tool_index(tools), keep_malformed=keep_malformed)
         sink = _Sink()
-        self.scan(text, 0, True, state, sink)
+        self.scan(begin.lead + text, 0, True, state, sink)
         return sink.result()
 
-    def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> StreamParser:
+    def stream(self, tools: list[dict] | None = None, *, in_reasoning: bool = False,
+               start: StartState | None = None) -> StreamParser:
         """A streaming parser: `feed(delta) -> deltas`, then `finish() -> deltas`."""
-        return StreamParser(self, tools, in_reasoning=in_reasoning)
+        return StreamParser(self, tools, in_reasoning=in_reasoning, start=start)
 
     # ---- rendering -----------------------------------------------------------------------------------------------
     def render_tools(self, tools: list[dict]) -> str:
@@ -508,6 +633,17 @@ def normalise_calls(calls: list[ToolCall] | list[dict] | None) -> list[ToolCall]
     return result
 
 
+def glued(text: str, end: int, final: bool, most: int, mode: str, glue: str = "\n") -> Region | None:
+    """A tag ending at `end` that switches to `mode`, taking up to `most` copies of `glue` after it (the separator its
+    template writes there); while streaming, waits to see whether they follow."""
+    taken = 0
+    while taken < most and text.startswith(glue, end):
+        end, taken = end + len(glue), taken + 1
+    if end == len(text) and taken < most and not final:
+        return None
+    return Region(end, mode=mode)
+
+
 def drop(marker: str) -> Handler:
     """Handler that consumes a bare marker (end-of-turn tokens, section tags) so it never leaks into content."""
     return lambda text, pos, final, state: Region(pos + len(marker))
@@ -550,6 +686,7 @@ class _Sink:
         self.reasoning: list[str] = []
         self.calls: list[ToolCall] = []
         self.error: str | None = None
+        self.warnings: list[str] = []
         self.saw_reasoning = False
 
     def text(self, mode: str, text: str) -> None:
@@ -566,39 +703,46 @@ class _Sink:
         if region.mode == REASONING:
             self.saw_reasoning = True
         self.calls.extend(region.calls)
+        self.warnings.extend(region.warnings)
         if region.error and self.error is None:
             self.error = region.error
 
     def result(self) -> ParsedOutput:
-        reasoning = "".join(self.reasoning).strip()
+        """Content and reasoning byte for byte as written (less the markup and its glue), except that a channel of
+        whitespace only is empty: it holds nothing to show."""
+        content, reasoning = visible("".join(self.content)), visible("".join(self.reasoning))
         return ParsedOutput(
-            content="".join(self.content).strip(),
+            content=content,
             reasoning=reasoning if (reasoning or self.saw_reasoning) else None,
             tool_calls=self.calls,
             error=self.error,
+            warnings=self.warnings,
         )
 
 
+def visible(text: str) -> str:
+    """`text`, or "" when it is whitespace only."""
+    return text if text.strip() else ""
+
+
 class _Channel:
-    """Streams one text channel with the same stripping as `_Sink.result` (leading and trailing whitespace)."""
+    """Streams one text channel as `_Sink.result` reads it: whitespace is held back until the channel shows another
+    character (a channel of whitespace only is empty), then everything passes through as written."""
 
     def __init__(self) -> None:
         self.started = False
         self.pending: list[str] = []
-        """Trailing whitespace held back (a list: many whitespace-only pieces in a row must not cost O(n²))."""
+        """Leading whitespace held back (a list: many whitespace-only pieces in a row must not cost O(n²))."""
 
     def push(self, text: str) -> str:
-        if not self.started:
-            text = text.lstrip()
-            if not text:
-                return ""
-            self.started = True
-        body = text.rstrip()
-        if not body:
+        if self.started:
+            return text
+        if not text.strip():
             self.pending.append(text)
             return ""
-        out = "".join(self.pending) + body
-        self.pending = [text[len(body):]]
+        self.started = True
+        out = "".join(self.pending) + text
+        self.pending = []
         return out
 
 
@@ -660,10 +804,12 @@ class StreamParser:
     RESCAN_FLOOR may come a few chunks after its end (see `worth_rescanning`): the price of linear total work.
     """
 
-    def __init__(self, codec: Codec, tools: list[dict] | None = None, *, in_reasoning: bool = False) -> None:
+    def __init__(self, codec: Codec, tools: list[dict] | None = None, *, in_reasoning: bool = False,
+                 start: StartState | None = None) -> None:
         self.codec = codec
-        self.state = ScanState(mode=REASONING if in_reasoning else CONTENT, tools=tool_index(tools))
-        self.buffer = ""
+        begin = resolve_start(in_reasoning, start)
+        self.state = ScanState(mode=begin.mode, tools=tool_index(tools))
+        self.buffer = begin.lead
         self.pos = 0
         self.sink = _StreamSink()
         self.finished = False

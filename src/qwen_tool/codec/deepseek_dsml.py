@@ -144,6 +144,11 @@ class DeepSeekDsmlCodec(Codec):
             table.update({OPEN_TAG: self._opening_tag, CLOSE_TAG: self._closing_tag, EOS: drop(EOS)})
         return table
 
+    def glue_before(self, marker: str) -> str:
+        """DeepSeek's encoder writes a blank line between the content and the calls block (one newline between the
+        block's own tags)."""
+        return "\n\n" if marker == OPEN_TAG else self.markup_glue
+
     def _opening_tag(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         if text.startswith(INVOKE_OPENERS, pos):
             if not final and text.find("invoke>", pos) < 0:

@@ -64,13 +64,17 @@ class GlmCodec(Codec):
         q = name_end
         arguments: dict = {}
         while True:
-            q = skip_ws(text, q)
+            last_end, q = q, skip_ws(text, q)
             if text.startswith(CLOSE, q):
                 return call_region(q + len(CLOSE), refused_value(arguments) or ToolCall(name, arguments), what, pos,
                                    "")
             if not text.startswith(KEY, q):
                 if grows_into(text, q, KEY, CLOSE):
                     return waiting(text, pos, final, what)
+                if text.startswith(OPEN, q) or not text.startswith("<", q):  # went on without closing the call
+                    return call_region(last_end, refused_value(arguments) or ToolCall(name, arguments), what, pos, "",
+                                       warnings=[f"<tool_call> at char {pos} had no </tool_call>; the call ends "
+                                                 "after its last argument"])
                 return malformed(text, pos, final, CLOSE, q, what)
             key_end = text.find(KEY_END, q)
             if key_end < 0:

@@ -19,6 +19,7 @@ from qwen_tool.codec.base import (
     Region,
     Rendered,
     ScanState,
+    StartState,
     TextBuilder,
     add_json_object,
     call_from_obj,
@@ -36,6 +37,32 @@ from qwen_tool.codec.types import ToolCall
 START, CHANNEL, MESSAGE, END, CALL, RETURN = "<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|call|>", \
     "<|return|>"
 RECIPIENT = re.compile(r"to=([^\s<]+)")
+CONSTRAIN = "<|constrain|>"
+CHANNELS = ("analysis", "commentary", "final")
+LONGEST_HEADER = 256
+"""Characters a real header never exceeds: a longer one is text that happens to hold a tag."""
+
+
+def header_fits(header: str, complete: bool, first_words: tuple[str, ...] = CHANNELS,
+                closers: tuple[str, ...] = (MESSAGE,)) -> bool:
+    """Whether `header` (the text after `<|channel|>`, or after `<|start|>`) is, or while streaming may grow into, a
+    real header: one line, short, no special token but `<|constrain|>`, starting with one of `first_words` (any word
+    when empty), ended by one of `closers`. Growing text never fits again once it does not, so the stream decides as
+    the whole text does."""
+    if "\n" in header or len(header) > LONGEST_HEADER:
+        return False
+    rest = header.replace(CONSTRAIN, " ")
+    tag = rest.rfind("<")
+    if not complete and tag >= 0 and any(closer.startswith(rest[tag:]) for closer in (CONSTRAIN, *closers)):
+        rest = rest[:tag]  # the start of the tag that ends the header, or of `<|constrain|>`
+    if "<|" in rest:
+        return False
+    words = rest.split()
+    if not first_words or not words:
+        return bool(words) or not complete
+    if complete or len(words) > 1 or rest[-1:].isspace():
+        return words[0] in first_words
+    return any(word.startswith(words[0]) for word in first_words)  # a word still being written
 
 
 def ts_type(schema: Any) -> str:
@@ -64,6 +91,8 @@ class HarmonyCodec(Codec):
     name = "harmony"
     call_markers = (CHANNEL, START)
     think_tags = False
+    markup_glue = ""
+    """Message bodies are exact: the text before a tag is the body's own."""
     tool_result_role = "tool"
     tool_results_joiner = ""
 
@@ -75,12 +104,29 @@ class HarmonyCodec(Codec):
             table.update({END: drop(END), CALL: drop(CALL), RETURN: drop(RETURN)})
         return table
 
+    def start_state(self, prompt: str) -> StartState:
+        """A prompt that ends in an open message (gpt-oss's generation prompt ends in `<|start|>assistant`, so the
+        output begins ` to=functions.NAME<|channel|>…` or `<|channel|>…`) leaves that message as the lead."""
+        at = prompt.rfind(START)
+        tail = prompt[at:] if at >= 0 else ""
+        if not tail or any(tag in tail for tag in (END, CALL, RETURN)):
+            return StartState()
+        return StartState(lead=tail)
+
     @staticmethod
-    def _start(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+    def _literal(marker: str, pos: int, state: ScanState) -> Region:
+        """A tag that opens no real header is the text of the message it stands in (nothing is dropped)."""
+        if state.mode == REASONING:
+            return Region(pos + len(marker), reasoning=marker)
+        return Region(pos + len(marker), content=marker)
+
+    def _start(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         """`<|start|>assistant[ to=...]`: remember a recipient written here, consume up to the channel tag."""
         header_end = text.find(CHANNEL, pos)
         message_at = text.find(MESSAGE, pos)
         ends = [i for i in (header_end, message_at) if i >= 0]
+        if not header_fits(text[pos + len(START):min(ends) if ends else len(text)], bool(ends), (), (CHANNEL, MESSAGE)):
+            return self._literal(START, pos, state)
         if not ends:
             return Region(len(text), mode=CONTENT) if final else None
         header = text[pos + len(START):min(ends)]
@@ -90,6 +136,8 @@ class HarmonyCodec(Codec):
 
     def _message(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         message_at = text.find(MESSAGE, pos)
+        if not header_fits(text[pos + len(CHANNEL):message_at if message_at >= 0 else len(text)], message_at >= 0):
+            return self._literal(CHANNEL, pos, state)
         if message_at < 0:
             return waiting(text, pos, final, "Harmony header")
         header = text[pos + len(CHANNEL):message_at]

@@ -33,14 +33,15 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 def read_json_call(text: str, pos: int, final: bool, open_tag: str, close_tag: str,
                    args_keys: tuple[str, ...] = ("arguments", "parameters")) -> Region | None:
-    """Read `open_tag {json} close_tag` at `pos`; a missing close tag at the very end is forgiven once final."""
+    """Read `open_tag {json} close_tag` at `pos`; a missing close tag at the very end is forgiven once final, and
+    one missing before other text is recovered with a warning when the JSON is a whole call object."""
     body = skip_ws(text, pos + len(open_tag))
     if unclosed(text, body, final, close_tag):
         return None
     decoded = decode_json(text, body) if body < len(text) else None
     if decoded is not None:
-        obj, after = decoded
-        after = skip_ws(text, after)
+        obj, end = decoded
+        after = skip_ws(text, end)
         not_a_call = f"{open_tag} at char {pos} holds no name/arguments object"
         if text.startswith(close_tag, after):
             return call_region(after + len(close_tag), call_from_obj(obj, args_keys), open_tag, pos, not_a_call)
@@ -48,6 +49,10 @@ def read_json_call(text: str, pos: int, final: bool, open_tag: str, close_tag: s
             if not final:
                 return None
             return call_region(len(text), call_from_obj(obj, args_keys), open_tag, pos, not_a_call)
+        call = call_from_obj(obj, args_keys)
+        if isinstance(call, ToolCall):  # the model went on without closing a complete call
+            return call_region(end, call, open_tag, pos, not_a_call, warnings=[
+                f"{open_tag} at char {pos} had no {close_tag}; the call ends with its JSON object"])
     elif not final:
         return None  # the JSON may still be growing
     close = text.find(close_tag, body)

@@ -31,6 +31,7 @@ from qwen_tool.codec.base import (
     Rendered,
     ScanState,
     Span,
+    StartState,
     TextBuilder,
     add_json_object,
     argument_schema,
@@ -279,9 +280,16 @@ class KimiK3Codec(Codec):
     name = "kimi_k3"
     call_markers = (K3_CALL,)
     think_tags = False
+    markup_glue = ""
+    """Channel bodies are exact: the text before a tag is the body's own."""
     tool_result_role = "tool"
     tool_results_joiner = ""
     section = "Kimi K3 tools section"
+
+    def start_state(self, prompt: str) -> StartState:
+        """K3's generation prompt ends inside the think channel (`<|open|>think<|sep|>`): the output starts
+        mid-reasoning."""
+        return StartState(REASONING) if prompt.rstrip().endswith(opening("think")) else StartState()
 
     def markers(self, mode: str) -> dict[str, Handler]:
         """`<|open|>` and `<|close|>` (and `<|end_of_msg|>`), each read by the tag that follows: a stream scans its

@@ -24,6 +24,7 @@ from qwen_tool.codec.base import (
     decode_json,
     drop,
     dumps,
+    glued,
     grows_into,
     result_text,
     skip_ws,
@@ -57,12 +58,12 @@ class MistralCodec(Codec):
         if mode == CONTENT:
             table[TOOL_CALLS] = self._calls
             table["</s>"] = drop("</s>")
-            table[PLAIN_THINK_OPEN] = lambda text, pos, final, state: Region(pos + len(PLAIN_THINK_OPEN),
-                                                                             mode=REASONING)
+            table[PLAIN_THINK_OPEN] = lambda text, pos, final, state: glued(text, pos + len(PLAIN_THINK_OPEN), final,
+                                                                            1, REASONING)
             table[PLAIN_THINK_CLOSE] = drop(PLAIN_THINK_CLOSE)
         else:
-            table[PLAIN_THINK_CLOSE] = lambda text, pos, final, state: Region(pos + len(PLAIN_THINK_CLOSE),
-                                                                              mode=CONTENT)
+            table[PLAIN_THINK_CLOSE] = lambda text, pos, final, state: glued(text, pos + len(PLAIN_THINK_CLOSE),
+                                                                             final, 1, CONTENT)
         return table
 
     def render_reasoning(self, reasoning: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen_tool.codec.base import Codec, StreamParser, dumps, normalise_calls, result_text
+from qwen_tool.codec.base import Codec, StartState, StreamParser, dumps, normalise_calls, result_text, visible
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.codec.values import loads
 
@@ -54,14 +54,16 @@ def canonical_message(content: str, reasoning: str | None, calls: list[ToolCall]
 
 
 def normalise_message(message: Any, fmt: str | Codec = "auto", tools: list[dict] | None = None, *,
-                      keep_malformed: bool = False) -> dict:
+                      keep_malformed: bool = False, start: StartState | None = None) -> dict:
     """A (non-streamed) assistant message from any OpenAI-compatible server → the canonical message.
 
     With `keep_malformed`, the text of a call in `content` that does not parse stays in the content, and the parse
-    error comes back under `parse_error` (as `text_to_message` reports it).
+    error comes back under `parse_error` (as `text_to_message` reports it). `start`: where the prompt left the
+    parser (`Codec.start_state`).
     """
     raw = as_dict(message)
-    parsed = _codec(fmt).parse(result_text(raw) if raw.get("content") else "", tools, keep_malformed=keep_malformed)
+    parsed = _codec(fmt).parse(result_text(raw) if raw.get("content") else "", tools, keep_malformed=keep_malformed,
+                               start=start)
     reasoning = raw.get("reasoning_content") or raw.get("reasoning") or parsed.reasoning
     canonical = canonical_message(parsed.content, reasoning, merge_calls(normalise_calls(raw.get("tool_calls")),
                                                                          parsed.tool_calls))
@@ -137,9 +139,11 @@ class StreamAssembler:
     fragments are merged by index.
     """
 
-    def __init__(self, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> None:
+    def __init__(self, fmt: str | Codec = "auto", tools: list[dict] | None = None, *,
+                 start: StartState | None = None) -> None:
+        """`start`: where the prompt left the parser of the content text (`Codec.start_state`)."""
         self.field = ToolCallAccumulator()
-        self.text: StreamParser = _codec(fmt).stream(tools)
+        self.text: StreamParser = _codec(fmt).stream(tools, start=start)
         self.text_calls = ToolCallAccumulator()
         self._content: list[str] = []
         self._reasoning: list[str] = []
@@ -190,7 +194,7 @@ class StreamAssembler:
 
     def message(self) -> dict:
         self.finish()
-        return canonical_message(self.content.strip(), self.reasoning.strip() or None, self.calls())
+        return canonical_message(visible(self.content), visible(self.reasoning) or None, self.calls())
 
 
 def message_to_text(message: dict, fmt: str | Codec = "hermes") -> str:
@@ -199,10 +203,14 @@ def message_to_text(message: dict, fmt: str | Codec = "hermes") -> str:
                                         None).text
 
 
-def text_to_message(text: str, fmt: str | Codec = "auto", tools: list[dict] | None = None) -> dict:
-    """Model text → the canonical message (what `qwen-tool parse` prints)."""
-    parsed = _codec(fmt).parse(text, tools)
+def text_to_message(text: str, fmt: str | Codec = "auto", tools: list[dict] | None = None, *,
+                    start: StartState | None = None) -> dict:
+    """Model text → the canonical message (what `qwen-tool parse` prints), with `parse_error` and `parse_warnings`
+    (recovered malformed output) when there are any. `start`: where the prompt left the parser."""
+    parsed = _codec(fmt).parse(text, tools, start=start)
     message = canonical_message(parsed.content, parsed.reasoning, parsed.tool_calls)
     if parsed.error:
         message["parse_error"] = parsed.error
+    if parsed.warnings:
+        message["parse_warnings"] = parsed.warnings
     return message

@@ -35,6 +35,7 @@ from qwen_tool.codec.base import (
 )
 from qwen_tool.codec.schema_typing import type_value
 from qwen_tool.codec.types import ToolCall
+from qwen_tool.codec.values import Refused
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 FUNC, FUNC_END, PARAM, PARAM_END = "<function=", "</function>", "<parameter=", "</parameter>"
@@ -58,6 +59,30 @@ def value_closes(text: str, state: ScanState) -> tuple[list[int], list[int]]:
     return memo[1], memo[2]
 
 
+EVIDENT_END = re.compile(
+    "\n" + re.escape(PARAM) + r"(?P<key>[^>\n]+)>\n"  # a parameter opened
+    + "|\n" + re.escape(FUNC_END) + r"(?=\s*(?:" + re.escape(CLOSE) + r"|\Z))"  # the function closed
+    + "|(?P<closed>" + re.escape(PARAM_END) + r")(?=\s*" + re.escape(CLOSE) + ")")  # the call closed
+
+
+def evident_value_end(raw: str, taken: set[str], schema: dict | None) -> tuple[int, int, bool] | None:
+    """Where a value read up to a later `</parameter>` evidently ended: (its end in `raw`, where reading resumes, and
+    whether its `</parameter>` was left out). Evident: a `</parameter>` right before `</tool_call>` (the function's
+    close was left out); or, with no `</parameter>` after it in the value, a line opening a parameter not yet given
+    (one the schema declares, when it lists any) or `</function>` before `</tool_call>`. A tag that the value itself
+    closes later is the value's own text, so nothing is recovered then."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    for match in EVIDENT_END.finditer(raw):
+        if match.group("closed"):
+            return match.start(), match.end(), False
+        if PARAM_END in raw[match.end():]:
+            return None
+        key = (match.group("key") or "").strip()
+        if not key or (key not in taken and (not isinstance(properties, dict) or not properties or key in properties)):
+            return match.start(), match.start() + 1, True
+    return None
+
+
 def strip_one_newline(raw: str) -> str:
     if raw.startswith("\n"):
         raw = raw[1:]
@@ -79,6 +104,7 @@ class Qwen3XmlCodec(Codec):
         table = dict(super().markers(mode))
         if mode == CONTENT:
             table[OPEN] = self._call
+            table[FUNC] = self._bare_function
             table[CLOSE] = drop(CLOSE)
         return table
 
@@ -91,16 +117,59 @@ class Qwen3XmlCodec(Codec):
             if grows_into(text, q, FUNC):
                 return waiting(text, pos, final, what)
             return malformed(text, pos, final, CLOSE, q, what)
+        read = self._function(text, q, pos, final, state)
+        if not isinstance(read, tuple):
+            return read
+        call, q, warnings = read
+        after = skip_ws(text, q)
+        if text.startswith(CLOSE, after):
+            return call_region(after + len(CLOSE), call, what, pos, "", warnings=warnings)
+        if grows_into(text, after, CLOSE):
+            return call_region(len(text), call, what, pos, "", warnings=warnings) if final else None
+        return call_region(q, call, what, pos, "", warnings=[  # the model went on without closing a whole call
+            *warnings, f"<tool_call> at char {pos} had no </tool_call>; the call ends at its </function>"])
+
+    def _bare_function(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        """`<function=NAME>…</function>` written without the `<tool_call>` opener: a call when the whole block is
+        well formed and names an offered tool (any name when none were given); a following `</tool_call>` is taken
+        with it. Otherwise the text stays content."""
+        if unclosed(text, pos, final, FUNC_END):
+            return None
+        read = self._function(text, pos, pos, final, state)
+        if read is None:
+            return None
+        if (not isinstance(read, tuple) or read[2]
+                or (state.tools and (not isinstance(read[0], ToolCall) or read[0].name not in state.tools))):
+            return Region(pos + len(FUNC), content=FUNC)  # not a whole, clean block of a known tool: the model's text
+        call, q, warnings = read
+        after = skip_ws(text, q)
+        if text.startswith(CLOSE, after):
+            q = after + len(CLOSE)
+        elif grows_into(text, after, CLOSE) and not final:
+            return None
+        return call_region(q, call, "<function=", pos, "", warnings=[
+            f"<function= at char {pos} had no <tool_call> opener; the block was read as a call"])
+
+    def _function(self, text: str, q: int, pos: int, final: bool, state: ScanState
+                  ) -> tuple[ToolCall | Refused, int, list[str]] | Region | None:
+        """Read `<function=NAME>` and its parameters at `q` up to `</function>` (or a `</tool_call>` standing where
+        `</function>` belongs): the call (or the refusal of a value), where it ends, and the recoveries made; a
+        Region when the text is malformed or truncated; None while streaming and not yet sure."""
+        what = "<tool_call>"
         name_end = text.find(">", q + len(FUNC))
         if name_end < 0:
             return waiting(text, pos, final, what)
         name = text[q + len(FUNC):name_end].strip()
         q = name_end + 1
         arguments: dict = {}
+        warnings: list[str] = []
         while True:
             q = skip_ws(text, q)
             if text.startswith(FUNC_END, q):
                 q += len(FUNC_END)
+                break
+            if text.startswith(CLOSE, q) and arguments:
+                warnings.append(f"<function={name}> at char {pos} had no </function>; it ends at </tool_call>")
                 break
             if not text.startswith(PARAM, q):
                 if grows_into(text, q, FUNC_END, PARAM):
@@ -111,18 +180,25 @@ class Qwen3XmlCodec(Codec):
                 return waiting(text, pos, final, what)
             key = text[q + len(PARAM):key_end].strip()
             value_end = self._value_end(text, key_end + 1, final, state)
+            if value_end is None and final:  # no `</parameter>` closes it before a tag: read up to the call's end
+                value_end = text.find(CLOSE, key_end)
+                value_end = len(text) if value_end < 0 else value_end + len(CLOSE)
             if value_end is None:
                 return waiting(text, pos, final, what)
-            raw = strip_one_newline(text[key_end + 1:value_end])
-            arguments[key] = type_value(raw, argument_schema(state, name, key))
-            q = value_end + len(PARAM_END)
-        after = skip_ws(text, q)
-        call = refused_value(arguments) or ToolCall(name, arguments)
-        if text.startswith(CLOSE, after):
-            return call_region(after + len(CLOSE), call, what, pos, "")
-        if grows_into(text, after, CLOSE):
-            return call_region(len(text), call, what, pos, "") if final else None
-        return malformed(text, pos, final, CLOSE, after, what)
+            raw = text[key_end + 1:value_end]
+            evident = evident_value_end(raw, set(arguments) | {key}, state.tools.get(name))
+            if evident is not None:
+                cut, resume, left_out = evident
+                if left_out:
+                    warnings.append(f"<parameter={key}> at char {key_end + 1} had no </parameter>; its value ends "
+                                    "where the next tag starts")
+                raw, q = raw[:cut], key_end + 1 + resume
+            elif text.startswith(PARAM_END, value_end):
+                q = value_end + len(PARAM_END)
+            else:
+                return waiting(text, pos, final, what)
+            arguments[key] = type_value(strip_one_newline(raw), argument_schema(state, name, key))
+        return refused_value(arguments) or ToolCall(name, arguments), q, warnings
 
     @staticmethod
     def _value_end(text: str, start: int, final: bool, state: ScanState) -> int | None:

@@ -22,6 +22,7 @@ from qwen_tool.codec.base import (
     decode_json,
     dumps,
     function_of,
+    glued,
     result_text,
     skip_ws,
     waiting,
@@ -47,7 +48,7 @@ class ReactCodec(Codec):
             OBSERVATION: self._rest_dropped, FN_RESULT: self._rest_dropped,
         }
         if mode == CONTENT:
-            table[THOUGHT] = lambda text, pos, final, state: Region(pos + len(THOUGHT), mode=REASONING)
+            table[THOUGHT] = lambda text, pos, final, state: glued(text, pos + len(THOUGHT), final, 1, REASONING, " ")
         return table
 
     @staticmethod
@@ -58,7 +59,7 @@ class ReactCodec(Codec):
                 return None
             if text.startswith(":", end):  # Qwen-Agent writes "✿RETURN✿:"
                 end += 1
-            return Region(end, mode=CONTENT)
+            return glued(text, end, final, 1, CONTENT, " ")
         return handler
 
     @staticmethod

@@ -40,3 +40,6 @@ class ParsedOutput:
     tool_calls: list[ToolCall] = field(default_factory=list)
     error: str | None = None
     """Set when the text held a malformed or truncated call; such a call is never returned half-built."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per malformed piece the parser recovered because the model's intent was unambiguous (e.g. a missing
+    close tag); see docs/codec-parsing.md. Nothing in a recovered call is invented."""

@@ -125,6 +125,8 @@ class ToolEnv:
         return [tool.openai_schema() for tool in self.tools.values()]
 
     def step(self, output: ParsedOutput | str) -> StepResult:
+        """Apply one assistant turn. Text is parsed from the start of content; a caller whose prompt leaves the
+        output inside an open block (a think opener) passes the ParsedOutput it parsed with `Codec.start_state`."""
         if self.done or self.task is None:
             raise QwenToolError("ToolEnv.step called on a finished episode; call reset(task) first")
         parsed = self._parse(output) if isinstance(output, str) else output

@@ -56,12 +56,13 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def score_bfcl_output(example: bfcl_single_turn.BfclExample, text: str, codec: Codec, tools: list[dict[str, Any]]
-                      ) -> tuple[list[dict[str, Any]], bfcl_single_turn.Verdict, str | None]:
+def score_bfcl_output(example: bfcl_single_turn.BfclExample, text: str, codec: Codec, tools: list[dict[str, Any]],
+                      prompt: str = "") -> tuple[list[dict[str, Any]], bfcl_single_turn.Verdict, str | None]:
     """(decoded calls as `[{name: args}]`, verdict, parse error). Malformed calls are dropped and the well-formed
-    ones scored, as BFCL's own handler for Hermes-style models does; any text at all is scored, never raised on."""
+    ones scored, as BFCL's own handler for Hermes-style models does; any text at all is scored, never raised on.
+    `prompt`: the rendered prompt, whose end says where the output starts (e.g. inside an opened think block)."""
     try:
-        parsed = codec.parse(text, tools)
+        parsed = codec.parse(text, tools, start=codec.start_state(prompt))
         calls = [{call.name: call.arguments} for call in parsed.tool_calls]
         parse_error = parsed.error
     except Exception as exc:  # noqa: BLE001 - model output is data: a parser bug must not end the run
@@ -148,7 +149,7 @@ def play_tasks(tasks: Sequence[Any], category: str, backend: Backend, tokenizer:
         outputs: list[str | None] = [None] * len(tasks)
         for i, prompt, generation in zip(active, prompts, generations, strict=True):
             first_prompt[i] = first_prompt[i] or prompt
-            outputs[i] = generation.text
+            outputs[i] = codec.parse(generation.text, batch.envs[i].tool_schemas(), start=codec.start_state(prompt))
             texts[i].append(generation.text)
             tokens[i] += generation.new_tokens
             truncated[i] += generation.finish_reason == "length"
@@ -189,7 +190,8 @@ def play_with_model(model: str, task: Any, noise: str = "clean", instability: fl
     settings = GenerationSettings(max_new_tokens=256, batch_size=1)
     while not env.done:
         prompt = render_prompt(tokenizer, env.messages, env.tool_schemas(), codec)
-        env.step(backend.generate([prompt], settings)[0].text)
+        text = backend.generate([prompt], settings)[0].text
+        env.step(codec.parse(text, env.tool_schemas(), start=codec.start_state(prompt)))
     return env.trajectory()
 
 
@@ -271,7 +273,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
                 continue
             generation = next(generations)
             generated_tokens += generation.new_tokens
-            calls, verdict, parse_error = score_bfcl_output(example, generation.text, codec, tools)
+            calls, verdict, parse_error = score_bfcl_output(example, generation.text, codec, tools, prompt)
             outcomes.append(Outcome(
                 id=example.id, category=category, prompt_hash=prompt_hash(prompt), raw_output=generation.text,
                 parsed_calls=calls, valid=verdict.valid, error_category=verdict.error_type, error=verdict.error,
@@ -356,7 +358,7 @@ def run_internal(model: str, records_path: str | Path, out_dir: str | Path, *, b
     outcomes, pairs, argument_pairs, called, gold_called = [], [], [], [], []
     for (item_id, record, prompt, gold), generation in zip(items, generations, strict=True):
         try:
-            parsed = codec.parse(generation.text, record.get("tools"))
+            parsed = codec.parse(generation.text, record.get("tools"), start=codec.start_state(prompt))
             predicted, parse_error = parsed.tool_calls, parsed.error
         except Exception as exc:  # noqa: BLE001 - model output is data: a parser bug must not end the run
             predicted, parse_error = [], f"{type(exc).__name__}: {exc}"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec import Codec, get_codec
+from qwen_tool.codec.base import StartState
 from qwen_tool.codec.chat import markup_for, render_conversation
 from qwen_tool.codec.types import ParsedOutput
 from qwen_tool.decode import Completion, Decoder, Request, SamplingParams
@@ -113,12 +114,14 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str | Codec, episodes: S
         raise ValueError(f"greedy has {len(flags)} flags for {len(episodes)} episodes; give one flag per episode")
     codec = fmt if isinstance(fmt, Codec) else get_codec(fmt)
     states: list[tuple[Episode, Rollout, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    starts: list[StartState] = []  # per episode: where its latest generation prompt left the parser
     for episode in episodes:
         messages, tools = episode.reset()
         messages = copy.deepcopy(messages)
         text = render_conversation(tokenizer, messages, tools, codec, add_generation_prompt=True,
                                    use_model_template=False).text
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        starts.append(codec.start_state(text))
         states.append((episode, Rollout(episode.task_id, prompt_ids, turn_return=turn_return), messages, tools))
     active = list(range(len(states)))
     turn = 0
@@ -137,7 +140,7 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str | Codec, episodes: S
             rollout.turn_ends.append(len(rollout.completion_ids) - 1)
             text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
             rollout.texts.append(text)
-            parsed = codec.parse(text, tools)
+            parsed = codec.parse(text, tools, start=starts[index])
             report = episode.step(parsed, truncated=not finished)
             rollout.turn_rewards.append(report.reward.total)
             for key, value in report.reward.components.items():
@@ -152,6 +155,7 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str | Codec, episodes: S
                 continue
             piece = environment_piece(tokenizer, messages, tools, codec, finished)
             piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            starts[index] = codec.start_state(piece)
             if len(rollout.prompt_ids) + len(rollout.completion_ids) + len(piece_ids) + max_new_tokens \
                     > max_total_tokens:
                 rollout.ended_by = "context"

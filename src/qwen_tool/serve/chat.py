@@ -17,11 +17,12 @@ from typing import Any
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec import Codec, CodecError, get_codec
-from qwen_tool.codec.base import StreamParser
+from qwen_tool.codec.base import StartState, StreamParser
 from qwen_tool.codec.chat import render_prompt
 from qwen_tool.codec.guided import structural_tag
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.decode import SamplingParams
+from qwen_tool.log import logger
 from qwen_tool.serve.engine import Engine, GenerationHandle, ServeParams
 from qwen_tool.serve.protocol import ChatCompletionRequest, NamedToolChoice
 
@@ -68,6 +69,8 @@ class ChatPlan:
     parallel_tool_calls: bool
     unguided: str | None = None
     """Why tool calls decode without a guide; None when `params.sampling.guide` holds them to their schemas."""
+    start: StartState = field(default_factory=StartState)
+    """Where the rendered prompt left the parser (e.g. inside a think block the template opened)."""
 
     def metadata(self) -> dict[str, Any]:
         """What the response reports about this request's decoding (OpenAI clients ignore the extra field)."""
@@ -124,7 +127,8 @@ def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, 
         prefix = forced_call_prefix(codec, None)
     elif isinstance(choice, NamedToolChoice):
         prefix = forced_call_prefix(codec, choice.function.name)
-    prompt = render_prompt(tokenizer, _messages(request), tools, codec) + prefix
+    rendered = render_prompt(tokenizer, _messages(request), tools, codec)
+    prompt = rendered + prefix
     guide = None
     if tools is None:
         unguided = "tool_choice is none" if request.tools else "no tools were offered"
@@ -138,7 +142,7 @@ def plan_chat(request: ChatCompletionRequest, tokenizer: Any, tool_format: str, 
         guide=guide,
     )
     return ChatPlan(prompt, prefix, ServeParams(sampling, request.stops()), parser_codec, tools,
-                    request.parallel_tool_calls, unguided)
+                    request.parallel_tool_calls, unguided, parser_codec.start_state(rendered))
 
 
 @dataclass
@@ -154,10 +158,12 @@ class CompletionRun:
     completion_tokens: int = 0
     error: str | None = None
     calls: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """Malformed output the parser recovered (logged, and reported in the response's `qwen_tool` field)."""
     parser: StreamParser = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parser = self.plan.codec.stream(self.plan.tools)
+        self.parser = self.plan.codec.stream(self.plan.tools, start=self.plan.start)
         self.prompt_tokens = self.handle.prompt_tokens
 
     def usage(self) -> dict[str, int]:
@@ -197,6 +203,9 @@ class CompletionRun:
                 for delta in self._admit(pending + self.parser.finish()):
                     yield delta
             self.finish_reason = "tool_calls" if self.calls else engine_reason
+            self.warnings = self.parser.result().warnings
+            for warning in self.warnings:
+                logger.warning("recovered malformed model output: %s", warning)
         finally:
             self.handle.cancel()
 

@@ -7,7 +7,8 @@ server keeps serving). A client that disconnects mid-stream cancels its request,
 frees its slot in the batch at the next decoding step.
 
 Responses and stream chunks carry one field beyond OpenAI's (clients ignore it): `"qwen_tool": {"guided": true}` when
-tool calls were decoded under the offered schemas, else `{"guided": false, "unguided_reason": "..."}`.
+tool calls were decoded under the offered schemas, else `{"guided": false, "unguided_reason": "..."}`. When the parser
+recovered malformed output (docs/codec-parsing.md), the response, or a stream's last chunk, adds `"parse_warnings"`.
 """
 
 from __future__ import annotations
@@ -222,11 +223,18 @@ async def _complete(run: CompletionRun, head: dict[str, Any], request: Request) 
         return error_response(504, str(err), "timeout", code="request_timeout")
     if run.finish_reason == "error":
         return error_response(500, f"generation failed: {run.error}", "server_error")
-    body = {**head, "object": "chat.completion",
+    body = {**_with_warnings(head, run), "object": "chat.completion",
             "choices": [{"index": 0, "message": fold_deltas(deltas), "finish_reason": run.finish_reason,
                          "logprobs": None}],
             "usage": run.usage()}
     return JSONResponse(body)
+
+
+def _with_warnings(head: dict[str, Any], run: CompletionRun) -> dict[str, Any]:
+    """`head` with the run's parse warnings in its `qwen_tool` field, when there are any."""
+    if not run.warnings:
+        return head
+    return {**head, "qwen_tool": {**head["qwen_tool"], "parse_warnings": run.warnings}}
 
 
 def _event(body: dict) -> str:
@@ -248,7 +256,7 @@ async def _sse(run: CompletionRun, head: dict[str, Any], include_usage: bool) ->
         if run.finish_reason == "error":
             yield _event({"error": {"message": f"generation failed: {run.error}", "type": "server_error"}})
             return
-        yield _chunk(head, {}, run.finish_reason)
+        yield _chunk(_with_warnings(head, run), {}, run.finish_reason)
         if include_usage:
             yield _event({**head, "object": "chat.completion.chunk", "choices": [], "usage": run.usage()})
         yield "data: [DONE]\n\n"
