@@ -197,6 +197,9 @@ class ScanState:
     """Put the text of a region that could not be read back into the output, instead of only reporting it."""
     resume: tuple[int, str] | None = None
     """Position and marker of the region the last scan could not yet settle: the next scan starts there directly."""
+    awaiting: tuple[str, ...] | None = None
+    """The close tags that region waits for, when no text without one of them can settle the region (set by
+    `unclosed`): a stream need not scan again before one has arrived."""
 
     def shift(self, offset: int) -> None:
         """The scanned text lost its first `offset` characters (a stream dropped what it has consumed)."""
@@ -479,6 +482,7 @@ class Codec:
                 return end
             idx, marker = found
             out.text(mode, text[pos:glue])
+            state.awaiting = None
             region = self.marker_table(mode)[marker](text, idx, final, state)
             if region is None:
                 state.resume = found
@@ -656,13 +660,26 @@ def waiting(text: str, pos: int, final: bool, what: str) -> Region | None:
     return Region(len(text), error=f"truncated: {what} at char {pos} is incomplete; the call was dropped")
 
 
-def unclosed(text: str, pos: int, final: bool, close_tag: str) -> bool:
-    """While streaming, whether the region at `pos` must wait because its close tag has not arrived yet.
+def unclosed(text: str, pos: int, final: bool, close_tags: str | tuple[str, ...], state: ScanState) -> bool:
+    """While streaming, whether the region at `pos` must wait because none of its close tags has arrived yet; if so,
+    the tags are noted in `state.awaiting`, so the stream does not scan again before one arrives.
 
-    Only for formats whose every streamed region ends at or after that tag: there the answer is the same as reading
-    the region, and much cheaper than re-reading it at every chunk.
+    Only for regions that nothing before such a tag settles, in well-formed output (the handler returns None at once
+    when this is true): there the answer is the same as reading the region, and much cheaper than re-reading it at
+    every chunk. Malformed output may then settle a little later, never differently.
     """
-    return not final and text.find(close_tag, pos) < 0
+    tags = (close_tags,) if isinstance(close_tags, str) else close_tags
+    if final or any(text.find(tag, pos) >= 0 for tag in tags):
+        return False
+    state.awaiting = tags
+    return True
+
+
+def awaiting_anew(state: ScanState, *tags: str) -> None:
+    """Note that the pending region cannot settle before one of `tags` arrives anew, as a JSON object or a call list
+    still open cannot end before its next `}` or `]`: the stream scans again only then. None, the handler's answer
+    while streaming."""
+    state.awaiting = tags
 
 
 def malformed(text: str, pos: int, final: bool, close_tag: str, from_pos: int, what: str) -> Region | None:
@@ -818,6 +835,11 @@ class StreamParser:
         self.arrived: list[str] = []
         """Chunks not yet appended to the buffer (appended only when a scan is due: see `worth_rescanning`)."""
         self.arrived_size = 0
+        self.tail = ""
+        """The end of the text seen, as long as the longest awaited close tag less one character (a tag may span two
+        chunks)."""
+        self.tag_arrived = False
+        """Whether a close tag the pending region awaits has arrived since the last scan."""
 
     def take_arrived(self) -> None:
         """Append the waiting chunks to the buffer (one join, not one copy of the buffer per chunk)."""
@@ -830,16 +852,31 @@ class StreamParser:
             raise CodecError("feed() after finish(); fix: start a new stream for a new output")
         self.arrived.append(delta_text)
         self.arrived_size += len(delta_text)
+        awaited = self.state.awaiting if self.state.resume is not None else None
+        if awaited is not None and not self.tag_arrived:
+            seen = self.tail + delta_text
+            if not any(tag in seen for tag in awaited):
+                self.tail = self._tail_of(seen, awaited)
+                return []  # the pending region cannot settle before a close tag
+            self.tag_arrived = True
         if not worth_rescanning(self.unsettled, self.arrived_size):
             return []
         self.take_arrived()
         self.pos = self.codec.scan(self.buffer, self.pos, False, self.state, self.sink)
+        self.tag_arrived = False
+        self.tail = self._tail_of(self.buffer, self.state.awaiting) if self.state.resume is not None else ""
         self.unsettled = len(self.buffer) - self.pos
         if self.pos > 4096:  # keep the buffer short on long outputs
             self.buffer = self.buffer[self.pos:]
             self.state.shift(self.pos)
             self.pos = 0
         return self.sink.take()
+
+    @staticmethod
+    def _tail_of(text: str, tags: tuple[str, ...] | None) -> str:
+        """The end of `text` one of `tags` may have begun in: as long as the longest tag less one character."""
+        keep = max(map(len, tags)) - 1 if tags else 0
+        return text[max(0, len(text) - keep):] if keep else ""
 
     def finish(self) -> list[dict]:
         """Flush what is left; a truncated call sets `result().error` and is dropped."""

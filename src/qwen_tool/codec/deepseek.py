@@ -25,6 +25,7 @@ from qwen_tool.codec.base import (
     grows_into,
     result_text,
     skip_ws,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
@@ -52,6 +53,8 @@ class DeepSeekCodec(Codec):
 
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "DeepSeek tool call"
+        if unclosed(text, pos, final, CALL_END, state):
+            return None
         start = pos + len(CALL_BEGIN)
         sep = text.find(SEP, start)
         if sep < 0:

@@ -151,8 +151,8 @@ class DeepSeekDsmlCodec(Codec):
 
     def _opening_tag(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         if text.startswith(INVOKE_OPENERS, pos):
-            if not final and text.find("invoke>", pos) < 0:
-                return None  # no invoke close tag yet (both end so): the cheapest answer, asked at every chunk
+            if unclosed(text, pos, final, "invoke>", state):
+                return None  # no invoke close tag yet (every dialect's ends so)
             return self._invoke(text, pos, final, state)
         return known_tag(text, pos, final, OPEN_TAG, BLOCK_OPENERS, INVOKE_OPENERS)
 
@@ -166,7 +166,7 @@ class DeepSeekDsmlCodec(Codec):
     def _invoke(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "DSML invoke"
         dialect = next(d for opener, d in BY_INVOKE.items() if text.startswith(opener, pos))
-        if unclosed(text, pos, final, dialect.invoke_close):
+        if unclosed(text, pos, final, dialect.invoke_close, state):
             return None
         header_end = text.find(">", pos)
         if header_end < 0:

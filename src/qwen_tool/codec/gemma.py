@@ -32,6 +32,7 @@ from qwen_tool.codec.base import (
     grows_into,
     result_text,
     skip_ws,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
@@ -255,7 +256,7 @@ class GemmaCodec(Codec):
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         opener = "<|tool_call>" if text.startswith("<|tool_call>", pos) else "<start_function_call>"
         closers = CLOSERS[opener]
-        if not final and all(text.find(closer, pos) < 0 for closer in closers):
+        if unclosed(text, pos, final, closers, state):
             return None  # still streaming: every call read ends at or after its close tag
         q = skip_ws(text, pos + len(opener))
         if text.startswith(":call:", q):  # a stray colon after the tag (seen from Gemma 4)

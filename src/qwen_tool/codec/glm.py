@@ -53,7 +53,7 @@ class GlmCodec(Codec):
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "<tool_call>"
         start = pos + len(OPEN)
-        if unclosed(text, start, final, CLOSE):
+        if unclosed(text, start, final, CLOSE, state):
             return None
         name_end = text.find("<", start)
         if name_end < 0:

@@ -30,6 +30,7 @@ from qwen_tool.codec.base import (
     grows_into,
     result_text,
     skip_ws,
+    unclosed,
     waiting,
 )
 from qwen_tool.codec.types import ToolCall
@@ -147,6 +148,8 @@ class HarmonyCodec(Codec):
         body = message_at + len(MESSAGE)
         if not recipient:
             return Region(body, mode=REASONING if channel == "analysis" else CONTENT)
+        if unclosed(text, body, final, (CALL, END), state):
+            return None
         body = skip_ws(text, body)
         decoded = decode_json(text, body) if body < len(text) else None
         if decoded is None:

@@ -31,12 +31,12 @@ from qwen_tool.codec.types import ToolCall
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
-def read_json_call(text: str, pos: int, final: bool, open_tag: str, close_tag: str,
+def read_json_call(text: str, pos: int, final: bool, state: ScanState, open_tag: str, close_tag: str,
                    args_keys: tuple[str, ...] = ("arguments", "parameters")) -> Region | None:
     """Read `open_tag {json} close_tag` at `pos`; a missing close tag at the very end is forgiven once final, and
     one missing before other text is recovered with a warning when the JSON is a whole call object."""
     body = skip_ws(text, pos + len(open_tag))
-    if unclosed(text, body, final, close_tag):
+    if unclosed(text, body, final, close_tag, state):
         return None
     decoded = decode_json(text, body) if body < len(text) else None
     if decoded is not None:
@@ -76,7 +76,7 @@ class HermesCodec(Codec):
 
     @staticmethod
     def _call(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
-        return read_json_call(text, pos, final, OPEN, CLOSE)
+        return read_json_call(text, pos, final, state, OPEN, CLOSE)
 
     def declarations(self, tools: list[dict]) -> str:
         return "\n".join(dumps({"type": "function", "function": function_of(tool)}) for tool in tools)

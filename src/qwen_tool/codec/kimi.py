@@ -142,6 +142,8 @@ class KimiK2Codec(Codec):
         return Region(pos + len(SECTION_END))
 
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
+        if unclosed(text, pos, final, CALL_END, state):
+            return None
         region = read_k2_call(text, pos, pos + len(CALL_BEGIN), final)
         if region is None or not state.memo.get("kimi_section"):
             return region
@@ -297,8 +299,8 @@ class KimiK3Codec(Codec):
         return {OPEN: self._opening, CLOSE: self._closing, END_OF_MSG: drop(END_OF_MSG)}
 
     def _opening(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
-        if not final and text.startswith(K3_CALL, pos) and text.find(K3_CALL_END, pos) < 0:
-            return None  # a call still streaming: the cheapest answer, asked at every chunk
+        if text.startswith(K3_CALL, pos) and unclosed(text, pos, final, K3_CALL_END, state):
+            return None  # a call still streaming
         if state.mode == REASONING:  # a response or tools section ends the think channel even when its close is
             if text.startswith(opening("response"), pos):  # missing
                 return Region(pos + len(opening("response")), mode=CONTENT)
@@ -364,7 +366,7 @@ class KimiK3Codec(Codec):
     @staticmethod
     def _read_call(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "Kimi K3 call"
-        if unclosed(text, pos, final, K3_CALL_END):
+        if unclosed(text, pos, final, K3_CALL_END, state):
             return None
         header_end = text.find(SEP, pos)
         if header_end < 0:

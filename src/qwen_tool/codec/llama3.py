@@ -13,6 +13,7 @@ from qwen_tool.codec.base import (
     ScanState,
     TextBuilder,
     add_json_object,
+    awaiting_anew,
     call_from_obj,
     decode_json,
     drop,
@@ -50,7 +51,7 @@ class Llama3JsonCodec(Codec):
             decoded = decode_json(text, q) if q < len(text) else None
             if decoded is None:
                 if not final:
-                    return None
+                    return awaiting_anew(state, "}") if text.startswith("{", q) else None
                 if calls:
                     return Region(len(text), calls=calls, error=f"truncated: JSON call at char {q} is incomplete",
                                   unread_from=q)

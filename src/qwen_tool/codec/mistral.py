@@ -19,6 +19,7 @@ from qwen_tool.codec.base import (
     ScanState,
     TextBuilder,
     add_json_object,
+    awaiting_anew,
     call_from_obj,
     call_region,
     decode_json,
@@ -78,7 +79,7 @@ class MistralCodec(Codec):
         if text[q] == "[" and not text.startswith(CALL_ID, q) and not grows_into(text, q, CALL_ID, ARGS):
             decoded = decode_json(text, q)
             if decoded is None:
-                return waiting(text, pos, final, TOOL_CALLS)
+                return waiting(text, pos, final, TOOL_CALLS) if final else awaiting_anew(state, "]")
             items, end = decoded
             calls = [call_from_obj(item) for item in items] if isinstance(items, list) else [call_from_obj(items)]
             refused = next((call for call in calls if isinstance(call, Refused)), None)
@@ -105,6 +106,8 @@ class MistralCodec(Codec):
         body = skip_ws(text, bracket + len(ARGS))
         decoded = decode_json(text, body) if body < len(text) else None
         if decoded is None:
+            if not final and text.startswith("{", body):
+                return awaiting_anew(state, "}")
             return waiting(text, pos, final, TOOL_CALLS)
         arguments, end = decoded
         call = call_from_obj({"name": name, "arguments": arguments})

@@ -20,6 +20,7 @@ from qwen_tool.codec.base import (
     ScanState,
     Span,
     TextBuilder,
+    awaiting_anew,
     drop,
     dumps,
     function_of,
@@ -177,7 +178,7 @@ class PythonicCodec(Codec):
     def _calls(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         found = matching_bracket(text, pos)
         if found is None:
-            return waiting(text, pos, final, "call list")
+            return waiting(text, pos, final, "call list") if final else awaiting_anew(state, "]")
         end, deepest = found
         if deepest > MAX_DEPTH + 2:  # the list and the call's parentheses hold the arguments
             return Region(end + 1, error=Refused(TOO_DEEP).error("call list", pos))

@@ -110,7 +110,7 @@ class Qwen3XmlCodec(Codec):
 
     def _call(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         what = "<tool_call>"
-        if unclosed(text, pos + len(OPEN), final, CLOSE):
+        if unclosed(text, pos + len(OPEN), final, CLOSE, state):
             return None
         q = skip_ws(text, pos + len(OPEN))
         if not text.startswith(FUNC, q):
@@ -133,7 +133,7 @@ class Qwen3XmlCodec(Codec):
         """`<function=NAME>…</function>` written without the `<tool_call>` opener: a call when the whole block is
         well formed and names an offered tool (any name when none were given); a following `</tool_call>` is taken
         with it. Otherwise the text stays content."""
-        if unclosed(text, pos, final, FUNC_END):
+        if unclosed(text, pos, final, FUNC_END, state):
             return None
         read = self._function(text, pos, pos, final, state)
         if read is None:
