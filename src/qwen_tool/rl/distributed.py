@@ -42,14 +42,19 @@ def sum_over_processes(value: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def token_normalizer(mask_BT: torch.Tensor) -> torch.Tensor:
-    """The divisor n of a token-mean loss S_r / n that makes averaged gradients equal one process's over all tokens.
+def normalizer_over_processes(count: torch.Tensor) -> torch.Tensor:
+    """The divisor n of a loss S_r / n that makes averaged gradients equal one process's over every process's items,
+    given this process's count N_r (its action tokens, its episodes, its episodes × L).
 
     The gradient wrapper averages over the W processes: (1/W) Σ_r ∇(S_r / n) = ∇(Σ_r S_r) / (W·n), which is the
-    gradient of the token mean over every process's tokens, Σ_r S_r / N with N = Σ_r N_r, when n = N / W. One process:
-    n = N, its own count.
+    gradient of Σ_r S_r / N with N = Σ_r N_r when n = N / W. One process: n = N, its own count.
     """
-    return sum_over_processes(mask_BT.sum().to(torch.float32)) / world_size()
+    return sum_over_processes(count.to(torch.float32)) / world_size()
+
+
+def token_normalizer(mask_BT: torch.Tensor) -> torch.Tensor:
+    """`normalizer_over_processes` of the action tokens in `mask_BT`: a token mean over every process's tokens."""
+    return normalizer_over_processes(mask_BT.sum())
 
 
 def mean_and_std_over_processes(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
