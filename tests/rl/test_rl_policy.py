@@ -62,3 +62,20 @@ def test_prompt_runs_once_per_distinct_prompt() -> None:
     hook.remove()
     # two distinct prompts: each runs once (1 row), then its completions (3 rows, 1 row)
     assert sorted(seen) == sorted([(1, 6), (3, 5), (1, 4), (1, 5)])
+
+
+def test_without_sharing_the_model_runs_once_on_the_whole_batch_with_the_same_values() -> None:
+    # several processes need the same number of model calls whatever their prompts (issue 29)
+    model = tiny_model()
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kwargs: seen.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    batch = _batch()
+    with torch.no_grad():
+        whole = completion_forward(model, *batch, temperature=0.7, share_prompts=False)
+        calls_without_sharing = list(seen)
+        shared = completion_forward(model, *batch, temperature=0.7)
+    hook.remove()
+    assert calls_without_sharing == [(4, 6 + 5)]  # one call: 4 rows of the padded prompt and the completion
+    mask = batch[3].bool()
+    torch.testing.assert_close(whole.logprobs_BC[mask], shared.logprobs_BC[mask], rtol=1e-5, atol=1e-5)

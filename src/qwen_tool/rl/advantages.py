@@ -1,4 +1,4 @@
-"""Advantages as pure tensor functions: GRPO's group-relative ones, and PPO's token rewards, GAE and whitening.
+"""Advantages as pure tensor functions: GRPO's group-relative ones, and PPO's token rewards and GAE.
 
 Shapes are in the names: B sequences (episodes), T token positions, G groups of N samples. A `mask_BT` is the action
 mask (1 at sampled tokens only; environment-inserted tokens are skipped, not steps).
@@ -72,11 +72,3 @@ def gae(rewards_BT: torch.Tensor, values_BT: torch.Tensor, mask_BT: torch.Tensor
         next_value_B = torch.where(m_B.bool(), values_BT[:, t], next_value_B)
     return advantages_BT, (advantages_BT + values_BT) * mask_BT
 
-
-def whitening(advantages: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) of the advantages at every action token of a step given in parts (its micro-batches), for
-    Â' = (Â − mean) / std: mean and unbiased std over all those tokens, std floored at 1e-8 (1 for a single token)."""
-    flat = torch.cat([a[m.bool()] for a, m in zip(advantages, masks, strict=True)])
-    mean = flat.mean()
-    std = flat.std().clamp(min=1e-8) if flat.numel() > 1 else torch.ones((), dtype=flat.dtype)
-    return mean, std

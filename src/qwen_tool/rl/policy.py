@@ -47,7 +47,7 @@ def positions(mask_BT: torch.Tensor) -> torch.Tensor:
 def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: torch.Tensor,
                        completion_ids_BC: torch.Tensor, completion_mask_BC: torch.Tensor, *,
                        temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
-                       with_hidden: bool = False) -> ForwardOut:
+                       with_hidden: bool = False, share_prompts: bool = True) -> ForwardOut:
     """log π(c_t | prompt, c_<t) / τ-tempered, for every completion column (padding columns hold junk; mask them).
 
     with_entropy: also H_t of the same tempered distribution; entropy_grad: keep its gradient (an entropy bonus
@@ -55,12 +55,14 @@ def completion_forward(model: Any, prompt_ids_BP: torch.Tensor, prompt_mask_BP: 
 
     Rows that share a prompt (a GRPO group) run that prompt once: its KV cache, gradient graph included, is copied to
     each row and only the completions are computed per row. Causal attention makes this exact, and with ~350-token
-    tool prompts and ~64-token completions a group of 4 costs ~2.7x fewer token-forwards.
+    tool prompts and ~64-token completions a group of 4 costs ~2.7x fewer token-forwards. That calls the model twice
+    per distinct prompt, a number the batch decides; `share_prompts=False` calls it exactly once, as a multi-process
+    run must (each call of a DDP/FSDP/DeepSpeed-wrapped model is a collective every process has to reach).
     """
     distinct: dict[tuple[int, ...], list[int]] = {}
     for b in range(prompt_ids_BP.shape[0]):
         distinct.setdefault(tuple(prompt_ids_BP[b][prompt_mask_BP[b].bool()].tolist()), []).append(b)
-    if len(distinct) < prompt_ids_BP.shape[0]:
+    if share_prompts and len(distinct) < prompt_ids_BP.shape[0]:
         parts = [_shared_prompt_forward(model, torch.tensor(prompt, dtype=torch.long, device=prompt_ids_BP.device),
                                         completion_ids_BC[rows], completion_mask_BC[rows], with_hidden)
                  for prompt, rows in distinct.items()]

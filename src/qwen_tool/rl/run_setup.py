@@ -1,8 +1,9 @@
-"""What an RL run is set up with before its first step: the models and their optimisers, the rollouts' decoder, and
-the supervised term's gold rollouts."""
+"""What an RL run is set up with before its first step: the checks of a multi-process launch, the models and their
+optimisers, the rollouts' decoder, and the supervised term's gold rollouts."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,26 @@ from qwen_tool.log import logger
 from qwen_tool.rl.policy import SeparateCritic, ValueHead
 from qwen_tool.rl.rollout import Rollout, gold_rollout
 from qwen_tool.rl.updates import RLModels, unwrap
+
+
+def check_multi_process(cfg: RLTrainingConfig, accelerator: Any) -> None:
+    """Refuse what a multi-process run cannot do; quiet the info log of every process but the main one."""
+    from accelerate.utils import DistributedType
+
+    sharded = {DistributedType.DEEPSPEED: "DeepSpeed", DistributedType.FSDP: "FSDP"}.get(accelerator.distributed_type)
+    if sharded:  # the update itself is FSDP2-safe (tests/distributed); rollouts and the weight sync are not yet
+        raise QwenToolError(f"train rl does not run under {sharded} yet: rollouts decode with the policy, each process "
+                            "in a different number of forwards that would each gather weights from every process, and "
+                            "vLLM's weight sync needs whole weights; fix: launch with "
+                            "configs/accelerate/multi-gpu.yaml (the DeepSpeed and FSDP configs serve train sft)")
+    if accelerator.num_processes == 1:
+        return
+    if cfg.algo == "grpo" and cfg.grpo.drop_uniform_groups:
+        raise QwenToolError(f"grpo.drop_uniform_groups gives each of the {accelerator.num_processes} processes a "
+                            "different number of forward passes, so they would wait on each other forever; fix: set "
+                            "grpo.drop_uniform_groups=false for a multi-process run")
+    if not accelerator.is_main_process:
+        logger.setLevel(max(logger.level, logging.WARNING))
 
 
 def build_models(cfg: RLTrainingConfig, accelerator: Any, policy: Any | None = None,

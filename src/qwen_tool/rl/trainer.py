@@ -1,9 +1,9 @@
 """The RL loop on accelerate: draw tasks → roll out episodes → one GRPO or PPO update → log → checkpoint.
 
-One process by default; `accelerate launch --config_file configs/accelerate/<zero2|zero3|fsdp>.yaml` runs the same code
-on several GPUs (each process rolls out its own episodes; gradients are averaged). `train_rl` reads top to bottom; a
-step is `play_step` (rollout.py), then `grpo_update` or `ppo_update` (updates.py), which call `grpo_loss` or
-`ppo_loss` (losses.py).
+One process by default; `accelerate launch --config_file configs/accelerate/multi-gpu.yaml` (or `torchrun`) runs the
+same code in several processes (each rolls out its own episodes; `rl.distributed` says what they must agree on, and
+every call into it runs on every process, in the same order). `train_rl` reads top to bottom; a step is `play_step`
+(rollout.py), then `grpo_update` or `ppo_update` (updates.py), which call `grpo_loss` or `ppo_loss` (losses.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from qwen_tool.hardware import mixed_precision
 from qwen_tool.log import logger
 from qwen_tool.rl.batch import collate
 from qwen_tool.rl.checkpoints import LoopState, resume_from_last, save_checkpoint
+from qwen_tool.rl.distributed import flatten, gather_objects
 from qwen_tool.rl.rollout import Rollout, rollout_stats, run_episodes
-from qwen_tool.rl.run_setup import build_decoder, build_models, gold_rollouts
+from qwen_tool.rl.run_setup import build_decoder, build_models, check_multi_process, gold_rollouts
 from qwen_tool.rl.step_log import StepLogger
 from qwen_tool.rl.task_pool import STAGE_NAMES, TaskPool, env_tasks
 from qwen_tool.rl.updates import RLModels, draw_gold_batch, fit_critic, grpo_update, ppo_update, unwrap
@@ -48,6 +49,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.precision, "RL"))
+    check_multi_process(cfg, accelerator)
     set_seed(cfg.seed + accelerator.process_index)
     rng = random.Random(f"{cfg.seed}:{accelerator.process_index}")
     fmt = cfg.tool_format or resolve(cfg.model).tool_format
@@ -72,7 +74,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
             value_loss = fit_critic(models, collate(rollouts, pad_id).to(accelerator.device), cfg, accelerator)
             state.value_pretrain_done += 1
             logger.info("value pre-training %d/%d: value loss %.4f, reward %.3f", state.value_pretrain_done,
-                        cfg.ppo.value_pretrain_steps, value_loss, rollout_stats(rollouts)["reward"])
+                        cfg.ppo.value_pretrain_steps, value_loss, every_process_stats(rollouts)["reward"])
 
     while state.step < cfg.steps:
         started = time.perf_counter()
@@ -85,7 +87,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
             update = ppo_update(models, batch, cfg, accelerator, gold=gold_batch)
         decoder.update_weights(unwrap(models.policy))  # the next rollouts sample the updated policy
         state.step += 1
-        stats = rollout_stats(rollouts)
+        stats = every_process_stats(rollouts)  # so the logs and the curriculum are the same on every process
         stage = pool.curriculum.stage
         if pool.curriculum.update(stats["success_rate"]):
             logger.info("curriculum: stage %d (%s) → %d (%s)", stage, STAGE_NAMES[stage], pool.curriculum.stage,
@@ -112,6 +114,11 @@ def play_step(pool: TaskPool, decoder: Decoder, tokenizer: Any, codec: Codec, cf
                         turn_return=cfg.turn_return, greedy=greedy, progress="rollouts")
 
 
+def every_process_stats(rollouts: list[Rollout]) -> dict[str, float]:
+    """`rollout_stats` over the episodes of every process."""
+    return rollout_stats(flatten(gather_objects(rollouts)))
+
+
 def save_final_model(cfg: RLTrainingConfig, accelerator: Any, models: RLModels, tokenizer: Any, fmt: str,
                      codec: Codec, final: Path) -> Path:
     """The trained policy (LoRA merged), its tokenizer and the tool format it was trained with, written by the main
@@ -119,11 +126,13 @@ def save_final_model(cfg: RLTrainingConfig, accelerator: Any, models: RLModels, 
     from qwen_tool.models import TRAINED_META
 
     accelerator.wait_for_everyone()
+    # every process takes part: FSDP and ZeRO-3 gather the sharded weights here
+    state_dict = None if cfg.lora.enabled else accelerator.get_state_dict(models.policy)
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(models.policy)
         if cfg.lora.enabled:
             trained = trained.merge_and_unload()
-        trained.save_pretrained(final)
+        trained.save_pretrained(final, state_dict=state_dict)
         tokenizer.save_pretrained(final)
         write_json(final / TRAINED_META, {"tool_format": fmt, "tool_rendering": codec.tool_rendering,
                                           "base_model": cfg.model, "rl": to_dict(cfg)})

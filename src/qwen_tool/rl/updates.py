@@ -5,6 +5,9 @@ Each splits the step's episodes into micro-batches of `episodes_per_forward`, ru
 (log-probs, entropy and, with a value head, hidden states from that one forward), and calls the pure loss of
 `qwen_tool.rl.losses` with the whole step's denominator, so the accumulated gradient equals one big batch's; then it
 clips and steps, `epochs_per_step` times.
+
+In a multi-process run (`rl.distributed`) each process updates on its own episodes: the denominators, the whitening
+and the returned metrics are taken over every process's episodes, and the policy is called once per micro-batch.
 """
 
 from __future__ import annotations
@@ -12,14 +15,31 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from qwen_tool.config import RLTrainingConfig
-from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards, whitening
+from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards
 from qwen_tool.rl.batch import RolloutBatch, collate, micro_batches
-from qwen_tool.rl.losses import GRPOStats, PPOStats, clipped_value_loss, grpo_loss, kl_estimate, ppo_loss, sft_nll
+from qwen_tool.rl.distributed import (
+    is_distributed,
+    mean_and_std_over_processes,
+    mean_over_processes,
+    normalizer_over_processes,
+    sum_over_processes,
+    token_normalizer,
+)
+from qwen_tool.rl.losses import (
+    GRPOStats,
+    LossStats,
+    PPOStats,
+    clipped_value_loss,
+    grpo_loss,
+    kl_estimate,
+    ppo_loss,
+    sft_nll,
+)
 from qwen_tool.rl.policy import ForwardOut, SeparateCritic, completion_forward
 from qwen_tool.rl.rollout import Rollout
 
@@ -40,7 +60,7 @@ class RLModels:
 
 @dataclass
 class UpdateMetrics:
-    """What one update logs (None: not part of this algorithm's update)."""
+    """What one update logs, over every process's episodes (None: not part of this algorithm's update)."""
 
     clip_fraction: float = 0.0
     kl: float = 0.0
@@ -63,9 +83,30 @@ class UpdateMetrics:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
+Stats = TypeVar("Stats", bound=LossStats)
+
+
+def token_sums_over_processes(stats: Stats, device: torch.device) -> Stats:
+    """`stats` with its token sums (action tokens, clipped tokens, KL, entropy) summed over every process, so the
+    means read from them are over every process's tokens; PPO's loss terms stay this process's."""
+    names = [f.name for f in fields(LossStats)]
+    totals = sum_over_processes(torch.stack([getattr(stats, name).detach().float().to(device) for name in names]))
+    return replace(stats, **dict(zip(names, totals.unbind(), strict=True)))
+
+
+def averaged_over_processes(metrics: UpdateMetrics) -> UpdateMetrics:
+    """Every process's metrics averaged. A process's loss is S_r / n with n = N / W (`normalizer_over_processes`),
+    so their mean is Σ_r S_r / N, the loss over every process's episodes; the token means are already the same on
+    every process (`token_sums_over_processes`), and the processes hold equally many episodes, so per-episode means
+    average to the mean over all of them."""
+    return UpdateMetrics(**mean_over_processes(metrics.as_dict()))
+
+
 def policy_forward(model: Any, mb: RolloutBatch, temperature: float, **kwargs: Any) -> ForwardOut:
+    """`completion_forward` on a micro-batch; with several processes one model call per micro-batch on every process
+    (sharing prompts would make the number of calls, each a collective, depend on the episodes)."""
     return completion_forward(model, mb.prompt_ids_BP, mb.prompt_mask_BP, mb.completion_ids_BC, mb.completion_mask_BC,
-                              temperature=temperature, **kwargs)
+                              temperature=temperature, share_prompts=not is_distributed(), **kwargs)
 
 
 def unwrap(model: Any) -> Any:
@@ -95,7 +136,7 @@ def add_supervised_gradient(models: RLModels, gold: RolloutBatch | None, cfg: RL
     a gold batch)."""
     if gold is None:
         return 0.0
-    total_tokens, nll = gold.action_mask_BC.sum(), 0.0
+    total_tokens, nll = token_normalizer(gold.action_mask_BC), 0.0
     for _, mb in micro_batches(gold, cfg.episodes_per_forward):
         loss = sft_nll(policy_forward(models.policy, mb, 1.0).logprobs_BC, mb.action_mask_BC, normalizer=total_tokens)
         accelerator.backward(cfg.sft_coef * loss)
@@ -109,14 +150,15 @@ def add_supervised_gradient(models: RLModels, gold: RolloutBatch | None, cfg: RL
 def grpo_normalizer(batch: RolloutBatch, step_episodes: int, cfg: RLTrainingConfig) -> torch.Tensor:
     """The step's denominator N for `cfg.grpo.loss_aggregation`: the updated action tokens (token), the updated
     episodes (sequence), or every episode of the step × L (constant, Dr. GRPO; L = `grpo.max_completion_tokens`,
-    default `max_new_tokens`): a constant that neither completion width, tool results nor dropped groups move."""
+    default `max_new_tokens`): a constant that neither completion width, tool results nor dropped groups move.
+    Each count is over every process's episodes, as this process's share (`normalizer_over_processes`)."""
     aggregation = cfg.grpo.loss_aggregation
     if aggregation == "token":
-        return batch.action_mask_BC.sum().float()
+        return token_normalizer(batch.action_mask_BC)
     if aggregation == "sequence":
-        return torch.tensor(float(batch.returns_B.shape[0]))
+        return normalizer_over_processes(batch.returns_B.new_tensor(float(batch.returns_B.shape[0])))
     budget = cfg.grpo.max_completion_tokens or cfg.max_new_tokens
-    return torch.tensor(float(step_episodes * budget))
+    return normalizer_over_processes(batch.returns_B.new_tensor(float(step_episodes * budget)))
 
 
 def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any,
@@ -149,12 +191,11 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
         nll_sum += add_supervised_gradient(models, gold, cfg, accelerator)
         grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         models.optimizer.step()
-    epochs = cfg.epochs_per_step
-    return UpdateMetrics(clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
-                         loss=loss_sum / epochs,
-                         advantage_abs=advantages_B.abs().mean().item() if advantages_B.numel() else 0.0,
-                         updated_share=batch.returns_B.shape[0] / step_episodes,
-                         sft_nll=nll_sum / epochs if gold is not None else None)
+    epochs, stats = cfg.epochs_per_step, token_sums_over_processes(stats, accelerator.device)
+    return averaged_over_processes(UpdateMetrics(
+        clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
+        loss=loss_sum / epochs, advantage_abs=advantages_B.abs().mean().item() if advantages_B.numel() else 0.0,
+        updated_share=batch.returns_B.shape[0] / step_episodes, sft_nll=nll_sum / epochs if gold is not None else None))
 
 
 # ---------------------------------------------------------------- PPO
@@ -185,7 +226,7 @@ def critic_values(models: RLModels, mb: RolloutBatch, hidden_BCH: torch.Tensor |
 def ppo_targets(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig) -> list[PPOTargets]:
     """Per micro-batch, without gradients: old values, reference log-probs (with β ≠ 0), token rewards (turn scores at
     turn ends, −β·KL per token with `ppo.kl_in_reward`), GAE advantages and returns; advantages whitened over the
-    whole step's action tokens with `ppo.whiten_advantages`."""
+    whole step's action tokens (every process's) with `ppo.whiten_advantages`."""
     settings, targets = cfg.ppo, []
     with torch.no_grad():
         for rows, mb in micro_batches(batch, cfg.episodes_per_forward):
@@ -201,7 +242,9 @@ def ppo_targets(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig) ->
             targets.append(PPOTargets(rows, mb, values_BC, returns_BC, advantages_BC, ref_BC,
                                       (kl_BC * mb.action_mask_BC).sum()))
     if settings.whiten_advantages and targets:
-        mean, std = whitening([t.advantages_BC for t in targets], [t.batch.action_mask_BC for t in targets])
+        # Â' = (Â − mean) / std, mean and unbiased std over every action token of the step
+        mean, std = mean_and_std_over_processes(torch.cat([t.advantages_BC[t.batch.action_mask_BC.bool()]
+                                                           for t in targets]))
         for t in targets:
             t.advantages_BC = (t.advantages_BC - mean) / std * t.batch.action_mask_BC
     return targets
@@ -213,7 +256,7 @@ def ppo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, acc
     trajectories when given)."""
     assert models.critic is not None and models.critic_optimizer is not None
     targets = ppo_targets(models, batch, cfg)
-    normalizer = batch.action_mask_BC.sum().float()
+    normalizer = token_normalizer(batch.action_mask_BC)
     kl_in_loss = 0.0 if cfg.ppo.kl_in_reward else cfg.kl_coef
     stats, nll_sum, grad_norm = PPOStats.zero(), 0.0, 0.0
     for _ in range(cfg.epochs_per_step):
@@ -237,18 +280,19 @@ def ppo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, acc
         nll_sum += add_supervised_gradient(models, gold, cfg, accelerator)
         grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), cfg.max_grad_norm))
         models.optimizer.step()
-    epochs = cfg.epochs_per_step
-    return UpdateMetrics(clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
-                         policy_loss=float(stats.policy_loss) / epochs, value_loss=float(stats.value_loss) / epochs,
-                         sft_nll=nll_sum / epochs if gold is not None else None)
+    epochs, stats = cfg.epochs_per_step, token_sums_over_processes(stats, accelerator.device)
+    return averaged_over_processes(UpdateMetrics(
+        clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
+        policy_loss=float(stats.policy_loss) / epochs, value_loss=float(stats.value_loss) / epochs,
+        sft_nll=nll_sum / epochs if gold is not None else None))
 
 
 def fit_critic(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any) -> float:
     """Value pre-training: `epochs_per_step` passes of the clipped value loss alone (the policy is not updated);
-    returns the value loss, averaged over the epochs."""
+    returns the value loss, averaged over the epochs (and the processes)."""
     assert models.critic is not None and models.critic_optimizer is not None
     targets = ppo_targets(models, batch, cfg)
-    normalizer = batch.action_mask_BC.sum().float()
+    normalizer = token_normalizer(batch.action_mask_BC)
     value_sum = 0.0
     for _ in range(cfg.epochs_per_step):
         models.critic_optimizer.zero_grad()
@@ -263,4 +307,4 @@ def fit_critic(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, acc
             value_sum += value_loss.item()
         accelerator.clip_grad_norm_(models.critic.parameters(), cfg.max_grad_norm)
         models.critic_optimizer.step()
-    return value_sum / cfg.epochs_per_step
+    return mean_over_processes({"value_loss": value_sum / cfg.epochs_per_step})["value_loss"]

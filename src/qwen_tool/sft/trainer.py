@@ -243,6 +243,8 @@ def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepO
     trained = trainer.model
     if cfg.lora.enabled:
         trained = trained.merge_and_unload()
+    if not trainer.is_world_process_zero():  # several processes (torchrun, accelerate launch): the main one writes
+        return final
     trained.save_pretrained(final)
     tokenizer.save_pretrained(final)
     write_json(final / TRAINED_META, {"tool_format": codec.name, "tool_rendering": codec.tool_rendering,
