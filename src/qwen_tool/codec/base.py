@@ -835,11 +835,12 @@ class StreamParser:
         self.arrived: list[str] = []
         """Chunks not yet appended to the buffer (appended only when a scan is due: see `worth_rescanning`)."""
         self.arrived_size = 0
+        self.awaited: tuple[str, ...] | None = None
+        """The close tags the pending region awaits (None: scan as usual), until one has arrived."""
+        self.kept = 0
+        """The length of `tail`: the longest awaited tag less one character (a tag may span two chunks)."""
         self.tail = ""
-        """The end of the text seen, as long as the longest awaited close tag less one character (a tag may span two
-        chunks)."""
-        self.tag_arrived = False
-        """Whether a close tag the pending region awaits has arrived since the last scan."""
+        """The end of the text seen, where an awaited tag may have begun."""
 
     def take_arrived(self) -> None:
         """Append the waiting chunks to the buffer (one join, not one copy of the buffer per chunk)."""
@@ -852,19 +853,20 @@ class StreamParser:
             raise CodecError("feed() after finish(); fix: start a new stream for a new output")
         self.arrived.append(delta_text)
         self.arrived_size += len(delta_text)
-        awaited = self.state.awaiting if self.state.resume is not None else None
-        if awaited is not None and not self.tag_arrived:
+        if self.awaited is not None:
             seen = self.tail + delta_text
-            if not any(tag in seen for tag in awaited):
-                self.tail = self._tail_of(seen, awaited)
+            for tag in self.awaited:
+                if tag in seen:
+                    self.awaited = None  # arrived: scan as usual until the next scan says otherwise
+                    break
+            else:
+                self.tail = seen[-self.kept:] if self.kept else ""
                 return []  # the pending region cannot settle before a close tag
-            self.tag_arrived = True
         if not worth_rescanning(self.unsettled, self.arrived_size):
             return []
         self.take_arrived()
         self.pos = self.codec.scan(self.buffer, self.pos, False, self.state, self.sink)
-        self.tag_arrived = False
-        self.tail = self._tail_of(self.buffer, self.state.awaiting) if self.state.resume is not None else ""
+        self.await_tags(self.state.awaiting if self.state.resume is not None else None)
         self.unsettled = len(self.buffer) - self.pos
         if self.pos > 4096:  # keep the buffer short on long outputs
             self.buffer = self.buffer[self.pos:]
@@ -872,11 +874,11 @@ class StreamParser:
             self.pos = 0
         return self.sink.take()
 
-    @staticmethod
-    def _tail_of(text: str, tags: tuple[str, ...] | None) -> str:
-        """The end of `text` one of `tags` may have begun in: as long as the longest tag less one character."""
-        keep = max(map(len, tags)) - 1 if tags else 0
-        return text[max(0, len(text) - keep):] if keep else ""
+    def await_tags(self, tags: tuple[str, ...] | None) -> None:
+        """Hold scans back until one of `tags` arrives (None: do not)."""
+        self.awaited = tags
+        self.kept = max(map(len, tags)) - 1 if tags else 0
+        self.tail = self.buffer[-self.kept:] if self.kept else ""
 
     def finish(self) -> list[dict]:
         """Flush what is left; a truncated call sets `result().error` and is dropped."""

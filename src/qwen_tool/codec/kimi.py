@@ -35,6 +35,7 @@ from qwen_tool.codec.base import (
     TextBuilder,
     add_json_object,
     argument_schema,
+    awaiting_anew,
     call_from_obj,
     call_region,
     decode_json,
@@ -361,7 +362,9 @@ class KimiK3Codec(Codec):
         if region is None or not state.memo.get("kimi_section"):
             return region
         rest = self._rest(text, region.end, final)
-        return None if rest is None else rest.region(region)
+        if rest is None:  # what follows the call settles it; in well-formed output, the next call or the close
+            return awaiting_anew(state, K3_CALL, closing("tools"))
+        return rest.region(region)
 
     @staticmethod
     def _read_call(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
