@@ -346,8 +346,8 @@ class KimiK3Codec(Codec):
     def _section(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         state.memo["kimi_section"] = True
         rest = self._rest(text, pos + len(opening("tools")), final)
-        if rest is None:
-            return None
+        if rest is None:  # settled by what follows; in well-formed output, the first call or the close
+            return awaiting_anew(state, K3_CALL, closing("tools"))
         region = rest.region()
         region.mode = CONTENT
         return region
