@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qwen_tool.codec import ToolCall, get_codec
-from qwen_tool.codec.schema_typing import UNSAID, Allowed, allowed, read_value, same_value
+from qwen_tool.codec.schema_typing import UNSAID, Allowed, allowed, marked_value, read_value, same_value
 from qwen_tool.codec.values import MAX_DEPTH, Refused
 from qwen_tool.eval.bfcl_single_turn import functions_to_tools, load_category
 
@@ -278,3 +278,17 @@ def test_bfcl_gold_calls_come_back_with_their_types_from_raw_text(fmt: str, vari
         parsed = codec.parse(codec.render_calls([call]).text, tools)
         assert len(parsed.tool_calls) == 1, (call, parsed)
         assert same(parsed.tool_calls[0].arguments, call.arguments), (call, parsed.tool_calls[0].arguments)
+
+
+@pytest.mark.parametrize(("raw", "is_string", "schema", "expected"), [
+    ("42", True, {"type": "integer"}, "42"),  # marked a string: the text, whatever the schema says
+    ("42", False, {"type": "string"}, 42),  # marked JSON: decoded, whatever the schema says
+    ("[1, 2]", False, None, [1, 2]),
+    ("not json", False, {"type": "integer"}, "not json"),  # marked JSON but is not: the schema, which keeps the text
+    ("not json", False, None, "not json"),
+    ("42", None, {"type": "integer"}, 42),  # unmarked: the schema decides
+    ("42", None, {"type": "string"}, "42"),
+])
+def test_marked_values_follow_their_markup_then_the_schema(raw: str, is_string: bool | None, schema: dict | None,
+                                                           expected: object) -> None:
+    assert same_value(marked_value(raw, is_string, schema), expected)

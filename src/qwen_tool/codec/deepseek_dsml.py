@@ -41,9 +41,8 @@ from qwen_tool.codec.base import (
     unclosed,
     waiting,
 )
-from qwen_tool.codec.schema_typing import type_value
+from qwen_tool.codec.schema_typing import marked_value
 from qwen_tool.codec.types import ToolCall
-from qwen_tool.codec.values import loads
 
 TOKEN = "｜DSML｜"
 EOS = "<｜end▁of▁sentence｜>"
@@ -103,22 +102,6 @@ def known_tag(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...
 def attributes(header: str) -> dict[str, str]:
     """`name="x" string="true"` → {"name": "x", "string": "true"}."""
     return dict(ATTRIBUTE.findall(header))
-
-
-def typed_value(raw: str, is_string: str | None, schema: dict | None) -> object:
-    """A parameter's value: raw text when marked a string; JSON when marked not; from the schema when unmarked.
-
-    A value marked JSON that does not decode is typed from the schema instead (as raw text if the schema says
-    nothing), so the text is kept rather than a value invented.
-    """
-    if is_string == "true":
-        return type_value(raw, {"type": "string"})
-    if is_string == "false":
-        try:
-            return loads(raw)
-        except ValueError:
-            pass
-    return type_value(raw, schema)
 
 
 class DeepSeekDsmlCodec(Codec):
@@ -195,7 +178,8 @@ class DeepSeekDsmlCodec(Codec):
             if value_end is None:
                 return waiting(text, pos, final, what)
             raw = text[key_end + 1:value_end]
-            arguments[key] = typed_value(raw, attrs.get("string"), argument_schema(state, name, key))
+            arguments[key] = marked_value(raw, {"true": True, "false": False}.get(attrs.get("string", "")),
+                                          argument_schema(state, name, key))
             q = skip_ws(text, value_end + len(dialect.param_close))
         call = refused_value(arguments) or ToolCall(name, arguments)
         return self._closed(text, pos, final, dialect, q, call, what)

@@ -49,7 +49,7 @@ from qwen_tool.codec.base import (
     unclosed,
     waiting,
 )
-from qwen_tool.codec.schema_typing import type_value
+from qwen_tool.codec.schema_typing import marked_value
 from qwen_tool.codec.types import ToolCall
 from qwen_tool.codec.values import Refused, loads
 
@@ -266,19 +266,6 @@ def k3_type(value: object) -> str:
     return {str: "string", dict: "object"}.get(type(value), "array")
 
 
-def k3_value(raw: str, declared: str | None, schema: dict | None) -> object:
-    """An argument's raw text, typed by its `type` attribute (from the schema when it has none); text that its
-    declared type cannot decode is typed from the schema instead, so nothing is invented."""
-    if declared == "string":
-        return type_value(raw, {"type": "string"})
-    if declared:
-        try:
-            return loads(raw)
-        except ValueError:
-            pass
-    return type_value(raw, schema)
-
-
 class KimiK3Codec(Codec):
     name = "kimi_k3"
     call_markers = (K3_CALL,)
@@ -405,7 +392,8 @@ class KimiK3Codec(Codec):
                 key = attrs.get("key")
                 if key is None:
                     return malformed(text, pos, final, K3_CALL_END, q, what)
-                arguments[key] = k3_value(raw, attrs.get("type"), argument_schema(state, name, key))
+                arguments[key] = marked_value(raw, attrs["type"] == "string" if attrs.get("type") else None,
+                                               argument_schema(state, name, key))
             else:
                 try:
                     whole = loads(raw) if raw.strip() else {}

@@ -289,3 +289,17 @@ def argument_allowed(parameters: Any, key: str) -> Allowed:
     if not isinstance(properties, dict) or key not in properties:
         return UNSAID
     return allowed(properties[key], parameters)
+
+
+def marked_value(raw: str, is_string: bool | None, schema: Allowed | dict | None) -> Any:
+    """An argument whose markup says whether it is a string (DSML's `string="true|false"`, Kimi K3's `type`): the
+    text when it is; JSON when it is not; from the schema when the markup says nothing. Text marked JSON that does not
+    decode is typed from the schema instead (as text if the schema says nothing): kept, never invented."""
+    if is_string:
+        return type_value(raw, {"type": "string"})
+    if is_string is False:
+        try:
+            return loads(raw)
+        except ValueError:
+            pass
+    return type_value(raw, schema)
