@@ -234,6 +234,12 @@ def test_qwen3_coder_function_block_without_opener_is_a_call() -> None:
     assert len(parsed.warnings) == 1 and "no <tool_call> opener" in parsed.warnings[0]
 
 
+def test_auto_reads_a_function_block_without_opener_as_qwen3_xml() -> None:
+    parsed = parse("auto", BARE_FUNCTION, GLOB)
+    assert calls_of(parsed) == [("Glob", {"pattern": "*.md"})] and len(parsed.warnings) == 1
+    assert parsed.content == "I'll use the Glob tool to list all markdown files in the current directory.\n"
+
+
 def test_function_block_without_opener_stays_content_unless_whole_and_offered() -> None:
     for text, tools in ((BARE_FUNCTION, WEATHER), ("Write <function=Glob> to call it.", GLOB),
                         ("<function=Glob>\n<parameter=pattern>\n*.md", GLOB)):

@@ -31,7 +31,7 @@ DISTINCT = [
     ("[TOOL_CALLS]", "mistral"),
     ("<|python_tag|>", "llama3_json"), ('{"name"', "llama3_json"),
     ("✿FUNCTION✿", "react"), ("Action:", "react"),
-    ("<tool_call>", "?"),
+    ("<tool_call>", "?"), ("<function=", "qwen3_xml"),  # a Qwen3-Coder call whose <tool_call> opener was dropped
 ]
 PYTHONIC = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
 LONGEST = max(len(marker) for marker, _ in DISTINCT) + 12
