@@ -237,11 +237,12 @@ BACKSLASH_ESCAPE = re.compile(r"\\(.)")
 K3_ATTRIBUTE = re.compile(r'([\w-]+)="((?:[^"\\]|\\.)*)"')
 
 
-def literal(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...], mode: str) -> Region | None:
-    """While streaming, wait for text that may still grow into one of `tags`; else `token` is text of `mode`'s
-    channel, as written (a tag this codec does not know)."""
+def literal(text: str, pos: int, final: bool, token: str, tags: tuple[str, ...], mode: str, state: ScanState
+            ) -> Region | None:
+    """While streaming, wait for text that may still grow into one of `tags` (in well-formed output, until it has);
+    else `token` is text of `mode`'s channel, as written (a tag this codec does not know)."""
     if not final and grows_into(text, pos, *tags):
-        return None
+        return awaiting_anew(state, *tags)
     return Region(pos + len(token), content=token) if mode == CONTENT else Region(pos + len(token), reasoning=token)
 
 
@@ -294,7 +295,7 @@ class KimiK3Codec(Codec):
                 return Region(pos + len(opening("response")), mode=CONTENT)
             if text.startswith(opening("tools"), pos):
                 return self._section(text, pos, final, state)
-            return literal(text, pos, final, OPEN, (opening("response"), opening("tools")), REASONING)
+            return literal(text, pos, final, OPEN, (opening("response"), opening("tools")), REASONING, state)
         if text.startswith(K3_CALL, pos):
             return self._call(text, pos, final, state)
         if text.startswith(opening("tools"), pos):
@@ -305,19 +306,19 @@ class KimiK3Codec(Codec):
             return Region(pos + len(opening("response")))
         if text.startswith(OPEN + "message", pos):
             return self._message_header(text, pos, final, state)
-        return literal(text, pos, final, OPEN, K3_OPENINGS, CONTENT)
+        return literal(text, pos, final, OPEN, K3_OPENINGS, CONTENT, state)
 
     def _closing(self, text: str, pos: int, final: bool, state: ScanState) -> Region | None:
         if state.mode == REASONING:
             if text.startswith(closing("think"), pos):
                 return Region(pos + len(closing("think")), mode=CONTENT)
-            return literal(text, pos, final, CLOSE, (closing("think"),), REASONING)
+            return literal(text, pos, final, CLOSE, (closing("think"),), REASONING, state)
         if text.startswith(closing("tools"), pos):
             return self._section_end(text, pos, final, state)
         for tag in K3_DROPPED_CLOSINGS:
             if text.startswith(tag, pos):
                 return Region(pos + len(tag))
-        return literal(text, pos, final, CLOSE, (closing("tools"), *K3_DROPPED_CLOSINGS), CONTENT)
+        return literal(text, pos, final, CLOSE, (closing("tools"), *K3_DROPPED_CLOSINGS), CONTENT, state)
 
     @staticmethod
     def _message_header(text: str, pos: int, final: bool, state: ScanState) -> Region | None:
