@@ -586,10 +586,12 @@ class Codec:
         if content:
             builder.add(content)
         if tool_calls:
-            if content:
-                builder.add("\n")
-            builder.add_rendered(self.render_calls(tool_calls))
+            builder.add(self.before_calls(content)).add_rendered(self.render_calls(tool_calls))
         return builder.build()
+
+    def before_calls(self, content: str | None) -> str:
+        """What the template writes between a turn's content and its calls: a newline after content, else nothing."""
+        return "\n" if content else ""
 
     def render_tool_result(self, result: dict) -> str:
         """One tool message (`{"content", "name", "tool_call_id"}`) as the text the model reads back."""
@@ -866,7 +868,7 @@ class StreamParser:
             return []
         self.take_arrived()
         self.pos = self.codec.scan(self.buffer, self.pos, False, self.state, self.sink)
-        self.await_tags(self.state.awaiting if self.state.resume is not None else None)
+        self._await_tags(self.state.awaiting if self.state.resume is not None else None)
         self.unsettled = len(self.buffer) - self.pos
         if self.pos > 4096:  # keep the buffer short on long outputs
             self.buffer = self.buffer[self.pos:]
@@ -874,7 +876,7 @@ class StreamParser:
             self.pos = 0
         return self.sink.take()
 
-    def await_tags(self, tags: tuple[str, ...] | None) -> None:
+    def _await_tags(self, tags: tuple[str, ...] | None) -> None:
         """Hold scans back until one of `tags` arrives (None: do not)."""
         self.awaited = tags
         self.kept = max(map(len, tags)) - 1 if tags else 0

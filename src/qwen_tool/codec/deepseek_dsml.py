@@ -242,17 +242,9 @@ class DeepSeekDsmlCodec(Codec):
                 f"### Available Tool Schemas\n\n{declarations}\n\n"
                 "Use exactly the tool names and parameter schemas defined above.\n")
 
-    def render_assistant(self, content: str | None, tool_calls: list[ToolCall] | None = None,
-                         reasoning: str | None = None) -> Rendered:
-        """Reasoning, content, then the calls block after a blank line, as DeepSeek's encoder writes a turn."""
-        builder = TextBuilder()
-        if reasoning:
-            builder.add(self.render_reasoning(reasoning))
-        if content:
-            builder.add(content)
-        if tool_calls:
-            builder.add("\n\n").add_rendered(self.render_calls(tool_calls))
-        return builder.build()
+    def before_calls(self, content: str | None) -> str:
+        """DeepSeek's encoder opens the calls block after a blank line, content or not."""
+        return "\n\n"
 
     def render_calls(self, calls: list[ToolCall]) -> Rendered:
         d = self.dialect
