@@ -149,6 +149,11 @@ def plan_cells(cfg: PipelineConfig, cells: Sequence[str], seeds: Sequence[int], 
     """Every cell at every seed, seed by seed (the first seed's table is complete first), each with its recipe.
     Cells whose settings make no sense for `cfg` are rejected here, before anything runs."""
     chosen = [CELLS[name] for name in cells]
+    if len(cfg.eval.decoding) > 1 or cfg.eval.name:
+        raise QwenToolError(
+            f"an ablation evaluates every cell once, under one decoding, and eval.decoding is {cfg.eval.decoding} "
+            f"with eval.name {cfg.eval.name!r}; fix: set eval.decoding to one of them and leave eval.name out"
+        )
     if any(c.pkt for c in chosen) and cfg.sft.w_max <= 1:
         raise QwenToolError(
             f"sft.w_max is {cfg.sft.w_max}, so PKT weighs every token 1 and the PKT cells would train "
@@ -367,6 +372,7 @@ class Ablation:
                         dict(cfg.eval.limits),
                         self.data["internal_eval"],
                         internal_tasks=self.data.get("internal_tasks"),
+                        guided=cfg.eval.decoding == ["guided"],
                     ),
                 )
 
@@ -413,7 +419,7 @@ def prepare_ablation(
     runs = plan_cells(cfg, cells, seeds, out)
     root = Run(out)
     write_json(out / "recipe.json", to_dict(cfg))
-    data = root.stage("data", lambda: synthesize_data(cfg, root), stage_settings(cfg)["data"])
+    data = root.stage("data", lambda: synthesize_data(cfg, root), stage_settings(cfg)["held_out"])  # both sets
     check_mae_data(runs, data["train"])
     done: dict[str, float] = {}
     pending: dict[str, str] = {}

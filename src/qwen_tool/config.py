@@ -87,9 +87,18 @@ def _moved_into_section(cls: type, loc: tuple[Any, ...]) -> str | None:
     return None
 
 
+REPLACED_KEYS = {
+    "eval.guided": "eval.guided was replaced by eval.decoding; fix: write decoding: [guided] for guided: true, "
+                   "[free] for false, or [guided, free] for both side by side",
+}
+"""Dotted key → the one-line fix, for keys that recipes written before a change still hold."""
+
+
 def _describe(err: dict[str, Any], cls: type) -> str:
     loc = tuple(p for p in err["loc"] if p != "__post_init__")
     key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") and key in REPLACED_KEYS:
+        return REPLACED_KEYS[key]
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _fields_at(cls, loc[:-1])
         moved = _moved_into_section(cls, loc)
@@ -180,7 +189,7 @@ def _known(kind: str, name: str, names: list[str] | tuple[str, ...]) -> None:
 
 def _check_data_stage(cfg: DataStageConfig) -> None:
     """Sizes, shares and mix categories of the data stage (the synthesizer would otherwise fail, or make odd data)."""
-    _at_least(cfg, 1, "n_train", "n_eval", "n_eval_tasks")
+    _at_least(cfg, 1, "n_train", "n_eval", "n_eval_decisions", "n_eval_tasks")
     if not 0 < cfg.held_out_fraction < 1:
         raise ValueError(f"held_out_fraction must be between 0 and 1, got {cfg.held_out_fraction}; fix: e.g. 0.2")
     if not 0 <= cfg.suite_share <= 1:
@@ -204,7 +213,12 @@ def _check_eval_stage(cfg: EvalStageConfig) -> None:
     loads (or after training)."""
     from qwen_tool.eval.bfcl_single_turn import CATEGORIES
 
-    _at_least(cfg, 1, "batch_size", "max_new_tokens", "baseline_limit")
+    _at_least(cfg, 1, "batch_size", "max_new_tokens", "parallel_max_new_tokens", "baseline_limit")
+    if not cfg.decoding or len(set(cfg.decoding)) != len(cfg.decoding):
+        raise ValueError(f"decoding is {cfg.decoding}; fix: list guided, free or both, each once, e.g. [guided, free]")
+    if cfg.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", cfg.name):
+        raise ValueError(f"name {cfg.name!r} is not a folder name; fix: use letters, digits, '_', '-' or '.', "
+                         "e.g. report")
     if not cfg.categories:
         raise ValueError(f"categories is empty; fix: list BFCL categories, e.g. {', '.join(CATEGORIES[:3])}")
     for category in [*cfg.categories, *cfg.limits]:
@@ -347,6 +361,10 @@ class DataStageConfig:
     """Training trajectories (about 460 tokens each with the built-in model's prompt)."""
     n_eval: int = 150
     """Held-out single-turn evaluation trajectories (tools never seen in training)."""
+    n_eval_decisions: int | None = None
+    """At least this many decisions (assistant turns scored) in the held-out single-turn set: more than n_eval
+    trajectories are synthesized when n_eval holds fewer (about 1.2 decisions per trajectory at the main recipe's
+    eval_mix); None: n_eval decides alone."""
     n_eval_tasks: int = 40
     """Held-out multi-turn tasks run through ToolEnv (suites never seen in training)."""
     seed: int = 0
@@ -386,9 +404,18 @@ class EvalStageConfig:
     prefill_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Prompt prefill dtype of the transformers backend; bfloat16 is ~1.7x faster on CPUs with native bf16
     (AVX512-BF16, AMX); decoding stays in the model's dtype. auto: bfloat16 where bf16 is native, else float32."""
-    guided: bool = False
-    """Decode tool calls under the offered tools' schemas (BFCL single-turn and the internal suite); the report
-    labels the run as guided."""
+    decoding: list[Literal["guided", "free"]] = field(default_factory=lambda: ["free"])
+    """How answers are decoded, each a run of its own: guided (tool calls under the offered tools' schemas, BFCL
+    single-turn and the internal suite) or free; [guided, free] evaluates every model both ways and the report shows
+    them side by side, each with its own outcomes (`eval/<stage>/<decoding>/`, for `qwen-tool eval compare`).
+    Multi-turn tasks decode freely: they are played once, in the free run (else the first)."""
+    parallel_max_new_tokens: int = 384
+    """Cap on generated tokens for the parallel BFCL categories, whose answers hold several calls."""
+    name: str = ""
+    """Names a second evaluation of a run: "" is the main job's (held-out data in `data/`, `eval/`, report.md at the
+    run's root); another name synthesizes its own held-out sets and keeps its stages, evaluations and report under
+    `evaluations/<name>/`, reusing the run's training data and SFT model, so a larger measurement of a finished run
+    sits beside the first (configs/report-smollm2-cpu.yaml)."""
 
     def __post_init__(self) -> None:
         _check_eval_stage(self)

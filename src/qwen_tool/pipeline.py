@@ -59,6 +59,20 @@ def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+RETIRED_SETTINGS = ("data.n_eval", "data.n_eval_tasks", "data.eval_mix")
+"""Settings that markers written by earlier versions recorded for stages that no longer depend on them (the held-out
+sizes, recorded by the data and SFT stages until the held-out sets got a stage of their own): ignored where the
+stage's current settings leave them out, so a finished run's training data and SFT model stay usable."""
+
+
+def _retired(key: str, current: dict[str, Any]) -> bool:
+    """Whether recorded setting `key` (dotted) is a retired one that the current settings no longer hold."""
+    for retired in RETIRED_SETTINGS:
+        if key == retired or key.startswith(retired + "."):
+            return not any(k == retired or k.startswith(retired + ".") for k in current)
+    return False
+
+
 class Run:
     """A run directory with completed-stage markers, each recording the settings its stage was computed with."""
 
@@ -113,6 +127,7 @@ class Run:
 
     def _check_settings(self, name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
         before, now = _flatten(recorded), _flatten(current)
+        before = {k: v for k, v in before.items() if not _retired(k, now)}
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
             shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
@@ -123,51 +138,80 @@ class Run:
         return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((self.root / "stages").glob("*.json"))}
 
 
-def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
-    """Training trajectories, a held-out single-turn set and held-out multi-turn tasks (tools and suites never seen in
-    training)."""
+HELD_OUT_SETTINGS = ("n_eval", "n_eval_decisions", "n_eval_tasks", "eval_mix")
+"""Data settings only the held-out sets read: the training data, and so a finished SFT stage, do not depend on them."""
+
+
+def synthesize_training(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
+    """Training trajectories in `data/train.jsonl` (tools and suites of the held-out split left out)."""
     from qwen_tool.data.prepare import synthesize_training_data
     from qwen_tool.data.schema import write_jsonl
-    from qwen_tool.data.suite_synth import synthesize_eval_tasks
     from qwen_tool.data.synth import held_out_split, mix_of
 
     held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
-    train, train_filters = synthesize_training_data(cfg.data.n_train, seed=cfg.data.seed, mix=cfg.data.mix,
-                                                    held_out=held_out, split="train", suite_share=cfg.data.suite_share)
-    held, held_filters = synthesize_training_data(cfg.data.n_eval, seed=cfg.data.seed + 1, mix=cfg.data.eval_mix,
-                                                  held_out=held_out, split="eval", suite_share=cfg.data.suite_share)
-    logger.info("Training data %s; held-out data %s", train_filters.summary(), held_filters.summary())
+    train, filters = synthesize_training_data(cfg.data.n_train, seed=cfg.data.seed, mix=cfg.data.mix,
+                                              held_out=held_out, split="train", suite_share=cfg.data.suite_share)
+    logger.info("Training data %s", filters.summary())
+    path = run.root / "data" / "train.jsonl"
+    write_jsonl(train, path)
+    return {"train": str(path), "n_train": len(train), "mix": mix_of(train), "filters": {"train": filters.summary()}}
+
+
+def synthesize_held_out(cfg: PipelineConfig, root: Path) -> dict[str, Any]:
+    """A held-out single-turn set (`data/internal_eval.jsonl`, at least n_eval_decisions decisions when set) and
+    held-out multi-turn tasks (`data/internal_tasks.jsonl`) under `root`, on tools and suites never seen in training.
+    Seeds seed+1 and seed+2 keep them apart from the training data's seed."""
+    from qwen_tool.data.prepare import decision_count, synthesize_held_out_data
+    from qwen_tool.data.schema import write_jsonl
+    from qwen_tool.data.suite_synth import synthesize_eval_tasks
+    from qwen_tool.data.synth import held_out_split
+
+    held_out = held_out_split(cfg.data.held_out_fraction, cfg.data.seed)
+    held, filters = synthesize_held_out_data(cfg.data.n_eval, min_decisions=cfg.data.n_eval_decisions,
+                                             seed=cfg.data.seed + 1, mix=cfg.data.eval_mix, held_out=held_out,
+                                             suite_share=cfg.data.suite_share)
+    decisions = sum(decision_count(record) for record in held)
     tasks = synthesize_eval_tasks(cfg.data.n_eval_tasks, seed=cfg.data.seed + 2, held_out=held_out)
-    data_dir = run.root / "data"
-    write_jsonl(train, data_dir / "train.jsonl")
+    logger.info("Held-out data: %d records with %d decisions (%s), %d multi-turn tasks", len(held), decisions,
+                filters.summary(), len(tasks))
+    data_dir = root / "data"
     write_jsonl(held, data_dir / "internal_eval.jsonl")
     tasks_path = data_dir / "internal_tasks.jsonl"
     write_lines(tasks_path, (json.dumps(task, ensure_ascii=False) for task in tasks))
-    return {"train": str(data_dir / "train.jsonl"), "internal_eval": str(data_dir / "internal_eval.jsonl"),
-            "internal_tasks": str(tasks_path), "n_train": len(train), "n_eval": len(held), "n_tasks": len(tasks),
-            "mix": mix_of(train),
-            "filters": {"train": train_filters.summary(), "internal_eval": held_filters.summary()}}
+    return {"internal_eval": str(data_dir / "internal_eval.jsonl"), "internal_tasks": str(tasks_path),
+            "n_eval": len(held), "decisions": decisions, "n_tasks": len(tasks),
+            "filters": {"internal_eval": filters.summary()}}
+
+
+def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
+    """Training trajectories, a held-out single-turn set and held-out multi-turn tasks (tools and suites never seen in
+    training), all in the run's `data/`: one stage for callers that need both (the ablation)."""
+    training, held = synthesize_training(cfg, run), synthesize_held_out(cfg, run.root)
+    return {**training, **held, "filters": {**training["filters"], **held["filters"]}}
 
 
 def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
              internal_eval: str | None, internal_limit: int | None = None,
-             internal_tasks: str | None = None) -> dict[str, Any]:
+             internal_tasks: str | None = None, *, guided: bool = False,
+             cache_dir: Path | None = None) -> dict[str, Any]:
     """BFCL categories (each with its own limit), the internal held-out suite and its multi-turn tasks, in one
-    metrics dict."""
+    metrics dict. `guided` decodes tool calls under the offered schemas (BFCL single-turn and the internal suite;
+    multi-turn tasks decode freely). Generations are cached in `cache_dir` (default: beside `out_dir`)."""
+    from qwen_tool.eval.bfcl_single_turn import CATEGORIES
     from qwen_tool.eval.generation import load_backend
     from qwen_tool.eval.runner import run_bfcl
 
     backend = load_backend(model, prefill_dtype=cfg.eval.prefill_dtype)
-    cache = out_dir.parent / ".generation-cache"
+    cache = cache_dir if cache_dir is not None else out_dir.parent / ".generation-cache"
+    caps = {c: cfg.eval.parallel_max_new_tokens if "parallel" in c else cfg.eval.max_new_tokens for c in CATEGORIES}
     merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
-                      batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cache,
-                      guided=cfg.eval.guided)
+                      batch_size=cfg.eval.batch_size, max_new_tokens=caps, cache_dir=cache, guided=guided)
     if internal_eval and cfg.eval.internal:
         from qwen_tool.eval.runner import run_internal
 
         merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                                          limit=internal_limit, cache_dir=cache, guided=cfg.eval.guided)
+                                          limit=internal_limit, cache_dir=cache, guided=guided)
     if internal_tasks and cfg.eval.internal_tasks:
         from qwen_tool.eval.runner import run_internal_tasks
 
@@ -176,6 +220,29 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
             max_new_tokens=cfg.eval.max_new_tokens, limit=internal_limit, cache_dir=cache)
     write_json(out_dir / "metrics.json", merged)
     return merged
+
+
+def evaluate_decodings(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
+                       held: dict[str, Any], internal_limit: int | None = None,
+                       cache_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """`evaluate` once per decoding of `cfg.eval.decoding`: {decoding: metrics}. One decoding writes into `out_dir`,
+    several each into `out_dir/<decoding>` (a run of its own, so `qwen-tool eval compare` pairs their items). The
+    multi-turn tasks decode freely, so they are played in one of them only: the free one, else the first."""
+    decodings = cfg.eval.decoding
+    plays_tasks = "free" if "free" in decodings else decodings[0]
+    return {decoding: evaluate(model, out_dir if len(decodings) == 1 else out_dir / decoding, cfg, limits,
+                               held["internal_eval"], internal_limit,
+                               held["internal_tasks"] if decoding == plays_tasks else None,
+                               guided=decoding == "guided", cache_dir=cache_dir)
+            for decoding in decodings}
+
+
+def report_columns(label: str, by_decoding: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Report columns of one evaluated model: `label` alone for one decoding, `label, <decoding>` for each of
+    several."""
+    if len(by_decoding) == 1:
+        return {label: next(iter(by_decoding.values()))}
+    return {f"{label}, {decoding}": metrics for decoding, metrics in by_decoding.items()}
 
 
 def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, codec: Codec, limits: dict[str, int | None],
@@ -221,10 +288,12 @@ TRAINED_ANSWER_QUANTILE = 0.9
 answer, so the evaluation projection takes this quantile of the targets' lengths."""
 
 
-def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProjection:
+def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any],
+                done: dict[str, float] | None = None) -> JobProjection:
     """Probe this machine on the job's model (about 20 s on the dev box) and project every stage still to run from
-    the work it holds: prompt tokens and answer lengths for evaluations, tokens and optimiser steps for SFT (token
-    counts from a spread sample of the items)."""
+    the work it holds: prompt tokens and answer lengths for evaluations (once per decoding), tokens and optimiser
+    steps for SFT (token counts from a spread sample of the items). `done`: seconds of the stages already complete
+    (default: `run`'s)."""
     from dataclasses import replace
 
     from qwen_tool.data.schema import read_any
@@ -251,6 +320,8 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
                                             data["internal_eval"], cfg.eval.baseline_limit)
     trained_prompts = _eval_prompt_lengths(cfg, tokenizer, trained_codec, dict(cfg.eval.limits), data["internal_eval"],
                                            None)
+    baseline_prompts, trained_prompts = (prompts * len(cfg.eval.decoding)
+                                         for prompts in (baseline_prompts, trained_prompts))
     # The untrained model answers in prose until the cap; the trained one about as long as its training targets.
     projected = {
         "baseline_eval": generation_seconds(baseline_prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens, rates),
@@ -262,7 +333,7 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any]) -> JobProje
     logger.info("Probed this machine in %.1f s: prefill %.0f tokens/s, a decode step of %d rows %.0f ms, training "
                 "%.0f tokens/s, an optimiser step %.2f s", time.perf_counter() - started, rates.prefill_tokens_per_s,
                 rates.decode_batch, 1000 * rates.decode_step_s, rates.train_tokens_per_s, rates.optimizer_step_s)
-    done = run.seconds()
+    done = run.seconds() if done is None else done
     projection = JobProjection({k: v for k, v in projected.items() if k not in done}, done, rates)
     write_json(run.root / "projection.json", projection.as_dict())
     return projection
@@ -299,18 +370,28 @@ def training_suites(cfg: PipelineConfig) -> list[str]:
 
 
 def stage_settings(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
-    """What each stage's output depends on: its own config section plus everything upstream of it. Evaluation's
-    batch size is left out (greedy answers do not depend on it), so it can be changed when a run is resumed."""
+    """What each stage's output depends on: its own config section plus everything upstream of it. The training data
+    (and so SFT and RL) leave out the held-out sizes (`HELD_OUT_SETTINGS`), which only the held-out sets and the
+    evaluations read. Evaluation's batch size is left out (greedy answers do not depend on it), so it can be changed
+    when a run is resumed."""
     evaluation = {k: v for k, v in to_dict(cfg.eval).items() if k != "batch_size"}
-    data = {"model": cfg.model, "data": to_dict(cfg.data)}
+    every_data_setting = to_dict(cfg.data)
+    training = {k: v for k, v in every_data_setting.items() if k not in HELD_OUT_SETTINGS}
+    data = {"model": cfg.model, "data": training}
+    held_out = {"model": cfg.model, "data": every_data_setting}
     sft = {**data, "sft": to_dict(cfg.sft)}
     rl = {**sft, "rl": to_dict(cfg.rl)}
-    return {"data": data, "baseline_eval": {**data, "eval": evaluation}, "sft": sft,
-            "trained_eval": {**sft, "eval": evaluation}, "rl": rl, "rl_eval": {**rl, "eval": evaluation}}
+    return {"data": data, "held_out": held_out, "baseline_eval": {**held_out, "eval": evaluation}, "sft": sft,
+            "trained_eval": {**sft, **held_out, "eval": evaluation}, "rl": rl,
+            "rl_eval": {**rl, **held_out, "eval": evaluation}}
 
 
 def run_pipeline(cfg: PipelineConfig) -> Path:
-    """The main job; returns the report path."""
+    """The main job; returns the report path.
+
+    A named evaluation (`eval.name`) keeps its held-out data, evaluation stages and report in its own run directory,
+    `<run_dir>/evaluations/<name>/`, and takes the training data and SFT (and RL) stages from `run_dir`: pointed at a
+    finished job with the same data and SFT settings, it only synthesizes its held-out sets and evaluates."""
     from dataclasses import replace
 
     from qwen_tool.eval.report import write_report
@@ -318,26 +399,31 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     from qwen_tool.sft.trainer import train_sft
 
     run = Run(cfg.run_dir)
-    write_json(run.root / "config.json", to_dict(cfg))
+    evaluation = Run(run.root / "evaluations" / cfg.eval.name) if cfg.eval.name else run
+    write_json(evaluation.root / "config.json", to_dict(cfg))
     made = stage_settings(cfg)
-    data = run.stage("data", lambda: synthesize_data(cfg, run), made["data"])
-    if not {"baseline_eval", "sft", "trained_eval"} <= set(run.seconds()):
-        run.projection = project_job(cfg, run, data)
+    cache = run.root / "eval" / ".generation-cache"  # shared by every evaluation of the run: same prompt, same answer
+
+    def seconds() -> dict[str, float]:
+        return {**run.seconds(), **evaluation.seconds()}
+
+    data = run.stage("data", lambda: synthesize_training(cfg, run), made["data"])
+    held = evaluation.stage("held_out", lambda: synthesize_held_out(cfg, evaluation.root), made["held_out"])
+    if not {"baseline_eval", "sft", "trained_eval"} <= set(seconds()):
+        run.projection = evaluation.projection = project_job(cfg, evaluation, {**data, **held}, seconds())
     baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
-    baseline = run.stage("baseline_eval", lambda: evaluate(cfg.model, run.root / "eval" / "baseline", cfg,
-                                                           baseline_limits, data["internal_eval"],
-                                                           cfg.eval.baseline_limit, data.get("internal_tasks")),
-                         made["baseline_eval"])
+    baseline = evaluation.stage("baseline_eval", lambda: evaluate_decodings(
+        cfg.model, evaluation.root / "eval" / "baseline", cfg, baseline_limits, held, cfg.eval.baseline_limit, cache),
+        made["baseline_eval"])
     sft_cfg = replace(cfg.sft, model=cfg.model, data=data["train"], output_dir=str(run.root / "sft"))
     observer = sft_reprojector(run.projection) if run.projection is not None else None
     sft = run.stage("sft", lambda: {"model": str(train_sft(sft_cfg, resume=True, step_observer=observer)),
                                     "precision": resolve_precision(sft_cfg.precision, "SFT").describe()},
                     made["sft"])
-    trained = run.stage("trained_eval", lambda: evaluate(sft["model"], run.root / "eval" / "trained", cfg,
-                                                         dict(cfg.eval.limits), data["internal_eval"],
-                                                         internal_tasks=data.get("internal_tasks")),
-                        made["trained_eval"])
-    results = {"baseline": baseline, "trained (SFT)": trained}
+    trained = evaluation.stage("trained_eval", lambda: evaluate_decodings(
+        sft["model"], evaluation.root / "eval" / "trained", cfg, dict(cfg.eval.limits), held, cache_dir=cache),
+        made["trained_eval"])
+    results = {**report_columns("baseline", baseline), **report_columns("trained (SFT)", trained)}
     if cfg.rl_enabled:
         from qwen_tool.data.schema import read_any
         from qwen_tool.rl.trainer import train_rl
@@ -346,14 +432,13 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
                          suites=training_suites(cfg))
         rl = run.stage("rl", lambda: {"model": str(train_rl(rl_cfg, read_any(rl_cfg.data)[0], resume=True))},
                        made["rl"])
-        results["trained (SFT+RL)"] = run.stage(
-            "rl_eval", lambda: evaluate(rl["model"], run.root / "eval" / "rl", cfg, dict(cfg.eval.limits),
-                                        data["internal_eval"], internal_tasks=data.get("internal_tasks")),
-            made["rl_eval"])
+        results.update(report_columns("trained (SFT+RL)", evaluation.stage("rl_eval", lambda: evaluate_decodings(
+            rl["model"], evaluation.root / "eval" / "rl", cfg, dict(cfg.eval.limits), held, cache_dir=cache),
+            made["rl_eval"])))
     machine = {"CPU capability": cpu_capability(), "SFT precision": sft.get("precision", "not recorded"),
                "evaluation prefill": cfg.eval.prefill_dtype}
     projected = run.projection.first_projection if run.projection is not None else None
-    report = write_report(run.root, results, stage_seconds=run.seconds(), stage_projection=projected,
+    report = write_report(evaluation.root, results, stage_seconds=seconds(), stage_projection=projected,
                           machine=machine)
     logger.info("Report: %s", report)
     return Path(report)

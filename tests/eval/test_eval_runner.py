@@ -254,3 +254,56 @@ def test_output_is_parsed_from_the_think_block_the_prompt_opened(tmp_path, token
 
     result = _run(tmp_path, ScriptedBackend(answer), thinking, categories=["simple_python"])
     assert result["categories"]["simple_python"]["accuracy"] == 1.0
+
+
+def test_the_report_recipes_bfcl_sets_load_whole() -> None:
+    """Issue 30: full sets, no subsets (the sizes of the bfcl-eval wheel's v4 files)."""
+    sizes = {c: len(bfcl_single_turn.load_category(c))
+             for c in ("simple_python", "multiple", "parallel", "irrelevance", "live_simple")}
+    assert sizes == {"simple_python": 400, "multiple": 200, "parallel": 200, "irrelevance": 240, "live_simple": 258}
+
+
+class _CapRecorder(ScriptedBackend):
+    """A scripted backend that also records the answer cap each prompt was decoded under."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(answer)
+        self.caps: dict[str, int] = {}
+
+    def generate(self, prompts, settings, guides=None, on_done=None, progress=None):
+        self.caps.update({prompt: settings.max_new_tokens for prompt in prompts})
+        return super().generate(prompts, settings, guides=guides, on_done=on_done, progress=progress)
+
+
+def test_parallel_calls_match_in_any_order_and_live_simple_scores_through_the_runner(tmp_path, tokenizer,
+                                                                                      monkeypatch) -> None:
+    """Real entries of parallel and live_simple, spread over each set: the gold calls in reverse order pass (BFCL
+    matches parallel calls without order), one call short fails; each category decodes under its own cap."""
+    codec = get_codec("hermes")
+    load = bfcl_single_turn.load_category
+    examples = {c: load(c)[::40] for c in ("parallel", "live_simple")}
+    assert all(len(example.gold) >= 2 for example in examples["parallel"])  # several calls each: order matters
+    monkeypatch.setattr(bfcl_single_turn, "load_category",
+                        lambda category, limit=None: [e for e in load(category, limit) if e in examples[category]])
+
+    def calls(example) -> list[ToolCall]:
+        return [ToolCall(name, {k: _first_accepted(v) for k, v in accepted.items() if any(x != "" for x in v)})
+                for gold_call in example.gold for name, accepted in gold_call.items()]
+
+    def backend(drop_last: bool) -> _CapRecorder:
+        answers = {e.messages[-1]["content"]: list(reversed(calls(e)))[: -1 if drop_last else None]
+                   for chosen in examples.values() for e in chosen}
+        return _CapRecorder(lambda prompt: codec.render_calls(
+            next(a for question, a in answers.items() if question in prompt)).text)
+
+    def run(name: str, scripted: _CapRecorder) -> dict:
+        result = run_bfcl("scripted", list(examples), None, tmp_path / name, backend=scripted, tokenizer=tokenizer,
+                          tool_format="hermes", max_new_tokens={"parallel": 384, "live_simple": 128},
+                          cache_dir=tmp_path / name / "cache", progress=False)
+        return {c: (r["accuracy"], r["n"]) for c, r in result["categories"].items()}
+
+    reversed_order = backend(drop_last=False)
+    assert run("reversed", reversed_order) == {c: (1.0, len(chosen)) for c, chosen in examples.items()}
+    assert run("short", backend(drop_last=True)) == {c: (0.0, len(chosen)) for c, chosen in examples.items()}
+    caps = {cap: sum(1 for c in reversed_order.caps.values() if c == cap) for cap in (128, 384)}
+    assert caps == {128: len(examples["live_simple"]), 384: len(examples["parallel"])}

@@ -118,8 +118,17 @@ def test_field_docs_come_from_attribute_docstrings():
     (["sft.tool_rendering=compakt"], r"key 'sft.tool_rendering' has value 'compakt'; fix: did you mean 'compact'\? "
                                      r"use 'json' or 'compact'$"),
     (["rl.tool_rendering=JSON"], r"key 'rl.tool_rendering' has value 'JSON'; fix: use 'json' or 'compact'$"),
+    (["eval.guided=true"], r"^config \+ overrides: eval.guided was replaced by eval.decoding; fix: write decoding: "
+                           r"\[guided\] for guided: true, \[free\] for false, or \[guided, free\] for both"),
+    (["eval.decoding=[guided, guided]"], r"key 'eval': decoding is \['guided', 'guided'\]; fix: list guided, free"),
+    (["eval.decoding=[]"], r"key 'eval': decoding is \[\]; fix:"),
+    (["eval.decoding=[greedy]"], r"key 'eval.decoding.0' has value 'greedy'; fix: .*use 'guided' or 'free'"),
+    (["eval.name=../elsewhere"], r"key 'eval': name '../elsewhere' is not a folder name; fix:"),
+    (["data.n_eval_decisions=0"], r"key 'data': n_eval_decisions must be at least 1, got 0"),
+    (["eval.parallel_max_new_tokens=0"], r"key 'eval': parallel_max_new_tokens must be at least 1, got 0"),
 ], ids=["n_train", "mix", "categories", "limits", "batch_size", "max_examples", "suites", "tool_rendering",
-        "rl_tool_rendering"])
+        "rl_tool_rendering", "old_guided_key", "repeated_decoding", "no_decoding", "unknown_decoding", "eval_name",
+        "decisions", "parallel_cap"])
 def test_recipe_values_are_checked_at_load(overrides, expected):
     """Issue 26: these were accepted at load and failed later, after the model had loaded (or never)."""
     from qwen_tool.config import PipelineConfig

@@ -49,13 +49,17 @@ def tiny_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+def _overrides(model, run_dir):
+    """The tiny job's settings, shared by the main job and its named evaluation."""
+    return [f"model={model}", f"run_dir={run_dir}", "data.n_train=6",
+            "sft.examples_per_device=2", "sft.gradient_accumulation=1", "sft.save_steps=1", "sft.logging_steps=1",
+            "eval.baseline_limit=2", "eval.max_new_tokens=8", "eval.parallel_max_new_tokens=8", "eval.batch_size=4"]
+
+
 def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     cfg = load_config(PipelineConfig, None, [
-        f"model={tiny_dir}", f"run_dir={tmp_path / 'run'}",
-        "data.n_train=6", "data.n_eval=4", "data.n_eval_tasks=2",
-        "sft.examples_per_device=2", "sft.gradient_accumulation=1", "sft.save_steps=1", "sft.logging_steps=1",
-        "eval.baseline_limit=2", "eval.limits={simple_python: 2, multiple: 2, irrelevance: 2}",
-        "eval.max_new_tokens=8", "eval.batch_size=4",
+        *_overrides(tiny_dir, tmp_path / "run"), "data.n_eval=4", "data.n_eval_tasks=2",
+        "eval.limits={simple_python: 2, multiple: 2, irrelevance: 2}",
     ])
     report = run_pipeline(cfg)
     root = tmp_path / "run"
@@ -63,8 +67,8 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     text = report.read_text()
     assert "baseline" in text and "trained" in text
     stages = sorted(p.stem for p in (root / "stages").glob("*.json"))
-    assert stages == ["baseline_eval", "data", "sft", "trained_eval"]
-    trained = json.loads((root / "stages" / "trained_eval.json").read_text())["result"]
+    assert stages == ["baseline_eval", "data", "held_out", "sft", "trained_eval"]
+    trained = json.loads((root / "stages" / "trained_eval.json").read_text())["result"]["free"]
     assert set(trained["categories"]) == {"simple_python", "multiple", "irrelevance"}
     assert all(c["n"] == 2 for c in trained["categories"].values())
     assert trained["internal_tasks"]["episodes"] == 2 and "Multi-turn VA" in text
@@ -74,7 +78,7 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     projection = json.loads((root / "projection.json").read_text())
     assert set(projection["projected_at_start"]) == {"baseline_eval", "sft", "trained_eval"}
     assert all(seconds > 0 for seconds in projection["projected_at_start"].values())
-    assert set(projection["took"]) == {"data", "baseline_eval", "sft", "trained_eval"}
+    assert set(projection["took"]) == {"data", "held_out", "baseline_eval", "sft", "trained_eval"}
     assert projection["rates"]["train_tokens_per_s"] > 0
     assert "projected at the job's start" in text and "Machine and precision" in text
     assert "fp32 (pinned to fp32 by the test suite)" in text
@@ -83,6 +87,39 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     marker_times = {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
     run_pipeline(cfg)
     assert marker_times == {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
+
+    # A named evaluation with larger held-out sets, a parallel category and both decodings reuses the job's data
+    # and SFT model (its markers untouched), and keeps its own stages, outcomes and report beside the job's.
+    main_report = report.read_text()
+    named = load_config(PipelineConfig, None, [
+        *_overrides(tiny_dir, root), "data.n_eval=4", "data.n_eval_decisions=9", "data.n_eval_tasks=3",
+        "eval.name=report", "eval.decoding=[guided, free]", "eval.categories=[simple_python, parallel]",
+        "eval.limits={simple_python: 2, parallel: 2}",
+    ])
+    named_report = run_pipeline(named)
+    assert marker_times == {p.name: p.stat().st_mtime for p in (root / "stages").glob("*.json")}
+    assert report.read_text() == main_report
+    own = root / "evaluations" / "report"
+    assert named_report == own / "report.md"
+    assert sorted(p.stem for p in (own / "stages").glob("*.json")) == ["baseline_eval", "held_out", "trained_eval"]
+    held = json.loads((own / "stages" / "held_out.json").read_text())["result"]
+    assert held["decisions"] >= 9 and held["n_eval"] >= 4 and held["n_tasks"] == 3
+    by_decoding = json.loads((own / "stages" / "trained_eval.json").read_text())["result"]
+    assert set(by_decoding) == {"guided", "free"}
+    assert by_decoding["guided"]["generation"]["guided"] and not by_decoding["free"]["generation"]["guided"]
+    assert "internal_tasks" in by_decoding["free"] and "internal_tasks" not in by_decoding["guided"]
+    text = named_report.read_text()
+    assert "| trained (SFT), guided | " in text and "| trained (SFT), free | " in text
+    assert "| parallel | 2 |" in text
+    metrics = json.loads((own / "metrics.json").read_text())["runs"]
+    assert set(metrics) == {"baseline, guided", "baseline, free", "trained (SFT), guided", "trained (SFT), free"}
+    from qwen_tool.eval.compare import compare_runs
+
+    paired = compare_runs([own / "eval" / "trained" / "free"], [own / "eval" / "trained" / "guided"],
+                          tmp_path / "paired", resamples=200)
+    compared = {(m.section, m.metric) for m in paired.metrics}
+    assert ("bfcl", "parallel accuracy") in compared and ("internal", "CF") in compared
+    assert all(m.items == held["decisions"] for m in paired.metrics if m.section == "internal" and m.metric == "CF")
 
 
 def test_rl_never_trains_on_the_suites_held_out_for_evaluation():

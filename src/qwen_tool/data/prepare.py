@@ -5,10 +5,11 @@ Data read from a file comes in through `qwen_tool.data.schema.read_any`, which v
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qwen_tool.data.filters import FilterReport, filter_records
-from qwen_tool.data.synth import DEFAULT_SUITE_SHARE, synthesize
+from qwen_tool.data.synth import DEFAULT_SUITE_SHARE, SynthError, synthesize
 
 
 def synthesize_training_data(n: int, *, seed: int = 0, mix: str | dict[str, float] | None = None,
@@ -20,3 +21,32 @@ def synthesize_training_data(n: int, *, seed: int = 0, mix: str | dict[str, floa
     None for no limit."""
     records = synthesize(n, seed=seed, mix=mix, held_out=held_out, split=split, suite_share=suite_share)
     return filter_records(records, max_length=max_length, tokenizer=tokenizer)
+
+
+def decision_count(record: dict[str, Any]) -> int:
+    """Decisions an evaluation scores in a trajectory: its assistant turns not marked `erroneous` (the same rule as
+    `eval.runner.decision_points`)."""
+    return sum(m.get("role") == "assistant" and not m.get("erroneous") for m in record.get("messages") or [])
+
+
+HELD_OUT_GROWTH_ROUNDS = 20
+"""Re-syntheses `synthesize_held_out_data` tries before giving up (one or two suffice at ~1.2 decisions a record)."""
+
+
+def synthesize_held_out_data(n: int, *, min_decisions: int | None = None, seed: int = 0,
+                             mix: str | dict[str, float] | None = None, held_out: set[str] | None = None,
+                             suite_share: float = DEFAULT_SUITE_SHARE) -> tuple[list[dict[str, Any]], FilterReport]:
+    """The held-out single-turn set (split "eval": only `held_out` tools and suites), filtered like training data:
+    `n` records, or, when those hold fewer than `min_decisions` decisions, a set synthesized again with more records
+    (n grown by the shortfall's share, n' = ceil(n · min_decisions / decisions)) until it holds enough. Each size is a
+    fresh seeded set, so the same arguments give the same records."""
+    size = n
+    for _ in range(HELD_OUT_GROWTH_ROUNDS):
+        records, report = synthesize_training_data(size, seed=seed, mix=mix, held_out=held_out, split="eval",
+                                                   suite_share=suite_share)
+        made = sum(decision_count(record) for record in records)
+        if min_decisions is None or made >= min_decisions:
+            return records, report
+        size = max(size + 1, math.ceil(size * min_decisions / max(1, made)))
+    raise SynthError(f"{size} held-out records still hold fewer than {min_decisions} decisions; fix: lower "
+                     "n_eval_decisions or raise n_eval")

@@ -566,7 +566,8 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
 
     Each task holds the opening messages, the offered tool names, `gold_calls` per assistant step, `gold_answer`,
     `follow_ups` (missing_info) and `gold_state` (the suite's state after the gold episode). Load one with
-    `env.Task.from_dict` and step a policy through `ToolEnv`.
+    `env.Task.from_dict` and step a policy through `ToolEnv`. No two tasks are the same episode (tools, user text and
+    gold calls): a repeat is redrawn, so a large set measures `n` distinct items.
     """
     weights = dict(mix or EVAL_MIX)
     unknown = set(weights) - set(EVAL_CATEGORIES)
@@ -575,10 +576,13 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
     suites = suites_for(held_out, "eval")
     env = new_env()
     tasks = []
+    seen: set[Any] = set()
     for category, count in allocate(n, {k: v / sum(weights.values()) for k, v in weights.items()}).items():
         for index in range(count):
-            plan = make_plan(category, index, seed, "eval", suites, env.executor)
-            play(plan, env)  # checks that the plan replays exactly in the env
+            # play checks that a plan replays exactly in the env
+            plan = make_plan(category, index, seed, "eval", suites, env.executor,
+                             accept=lambda plan: dedupe_key(play(plan, env)) not in seen)
+            seen.add(dedupe_key(play(plan, env)))
             task = plan.task(f"eval-{seed}-{category}-{index:05d}")
             run_gold_episode(env, task)
             task.gold_state = env.suite.state()

@@ -206,15 +206,17 @@ def model_codec(model: str, tool_format: str | None = None, tool_rendering: str 
 def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | dict[str, int | None] | None = None,
              out_dir: str | Path = "results/bfcl", *, backend: Backend | None = None, tokenizer: Any = None,
              tool_format: str | None = None, tool_rendering: str | None = None, batch_size: int = 8,
-             max_new_tokens: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
-             guided: bool = False) -> dict[str, Any]:
+             max_new_tokens: int | dict[str, int] | None = None, cache_dir: str | Path | None = None,
+             progress: bool = True, guided: bool = False) -> dict[str, Any]:
     """Evaluate `model` on BFCL single-turn categories and write outcomes.jsonl and metrics.json into `out_dir`.
 
     `guided` decodes tool calls under the offered tools' schemas (`qwen_tool.codec.guided`; single-turn categories).
 
     `limit` keeps the first `limit` entries of each category in id order (a fixed subset); a dict gives each category
-    its own limit (a category absent from it is taken whole). `backend`, `tokenizer`, `tool_format` and
-    `tool_rendering` default to the model's own (from the registry and its qwen_tool.json); tests pass scripted ones.
+    its own limit (a category absent from it is taken whole). `max_new_tokens` caps answers, one cap for every
+    category or one per category (a category absent from it, or None, gets `max_new_tokens_for`). `backend`,
+    `tokenizer`, `tool_format` and `tool_rendering` default to the model's own (from the registry and its
+    qwen_tool.json); tests pass scripted ones.
     Generations are cached in `cache_dir` (default `<out_dir>/../.generation-cache`, shared between runs) keyed by
     model, prompt and settings.
     """
@@ -223,6 +225,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     categories = list(categories or bfcl_single_turn.SINGLE_TURN_CATEGORIES)
     bfcl_single_turn.check_categories(categories)
     limits = limit if isinstance(limit, dict) else {category: limit for category in categories}
+    caps = max_new_tokens if isinstance(max_new_tokens, dict) else {category: max_new_tokens for category in categories}
     if any(value is not None and value < 1 for value in limits.values()):
         raise QwenToolError(f"--limit must be at least 1, got {limit}; fix: pass a positive number or no limit")
     out = Path(out_dir)
@@ -238,7 +241,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
     generation_seconds = 0.0
     for category in categories:
         if category in bfcl_single_turn.MULTI_TURN_CATEGORIES:
-            settings = GenerationSettings(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS["parallel"],
+            settings = GenerationSettings(max_new_tokens=caps.get(category) or DEFAULT_MAX_NEW_TOKENS["parallel"],
                                           batch_size=batch_size)
             tick = time.perf_counter()
             episodes = run_bfcl_multi_turn(category, limits.get(category), backend, tokenizer, codec, settings, cache,
@@ -258,7 +261,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
             except QwenToolError as exc:
                 logger.warning("%s: cannot render the prompt (%s); scored as an error", example.id, exc)
                 prompts.append(None)
-        settings = GenerationSettings(max_new_tokens=max_new_tokens or max_new_tokens_for(category),
+        settings = GenerationSettings(max_new_tokens=caps.get(category) or max_new_tokens_for(category),
                                       batch_size=batch_size, guided=guided)
         tick = time.perf_counter()
         renderable = [p for p in prompts if p is not None]
