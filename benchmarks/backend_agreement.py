@@ -41,7 +41,7 @@ def main() -> None:
                                batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                cache_dir=(args.transformers_cache if backend == "transformers" and
                                           args.transformers_cache else out / "cache"),
-                               guided=cfg.eval.guided, progress=False)
+                               guided=cfg.eval.decoding[0] == "guided", progress=False)  # its first decoding
             seconds[backend] = round(time.perf_counter() - started, 1)
             accuracy[backend] = {c: m["accuracy"] for c, m in metrics["categories"].items()}
             outcomes[backend] = {o["id"]: o for o in map(json.loads, (out / "outcomes.jsonl").read_text().splitlines())}
