@@ -405,7 +405,9 @@ def run_pipeline(cfg: PipelineConfig) -> Path:
     cache = run.root / "eval" / ".generation-cache"  # shared by every evaluation of the run: same prompt, same answer
 
     def seconds() -> dict[str, float]:
-        return {**run.seconds(), **evaluation.seconds()}
+        """Wall times of this job's stages: a named evaluation's own, and those it takes from the run."""
+        taken = {k: v for k, v in run.seconds().items() if evaluation is run or k in ("data", "sft", "rl")}
+        return {**taken, **evaluation.seconds()}
 
     data = run.stage("data", lambda: synthesize_training(cfg, run), made["data"])
     held = evaluation.stage("held_out", lambda: synthesize_held_out(cfg, evaluation.root), made["held_out"])

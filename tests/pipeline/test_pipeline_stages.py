@@ -102,6 +102,9 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     own = root / "evaluations" / "report"
     assert named_report == own / "report.md"
     assert sorted(p.stem for p in (own / "stages").glob("*.json")) == ["baseline_eval", "held_out", "trained_eval"]
+    projection = json.loads((own / "projection.json").read_text())  # its own stages projected, SFT taken as done
+    assert set(projection["projected_at_start"]) == {"baseline_eval", "trained_eval"}
+    assert {"data", "sft", "held_out", "baseline_eval", "trained_eval"} == set(projection["took"])
     held = json.loads((own / "stages" / "held_out.json").read_text())["result"]
     assert held["decisions"] >= 9 and held["n_eval"] >= 4 and held["n_tasks"] == 3
     by_decoding = json.loads((own / "stages" / "trained_eval.json").read_text())["result"]
