@@ -44,3 +44,12 @@ def test_lead_tables_come_first(tmp_path) -> None:
     table = "## Paired differences\n\n| metric | Δ |\n|---|---|\n| simple_python accuracy | +25.0 [+5.0, +45.0] |"
     assert table in text
     assert text.index("## Paired differences") < text.index("## Runs")
+
+
+def test_the_runs_table_says_which_sets_were_capped(tmp_path) -> None:
+    full = {**_metrics(0.5, 0.5), "limit": {}}
+    capped = {**_metrics(0.5, 0.5), "limit": {"simple_python": None, "parallel": 100}}
+    text = write_report(tmp_path, {"full": full, "capped": capped, "whole": {**_metrics(0.5, 0.5), "limit": None}}
+                        ).read_text()
+    assert "| full | m | 20 | none | greedy |" in text and "| whole | m | 20 | none | greedy |" in text
+    assert "| capped | m | 20 | parallel: 100 | greedy |" in text

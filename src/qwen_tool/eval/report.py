@@ -97,6 +97,15 @@ def robustness_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
         plt.close(fig)
 
 
+def _limit(limit: Any) -> str:
+    """A run's cap on examples as the Runs table shows it: "none" (full sets), one number, or `category: n` for each
+    capped category (the others are full)."""
+    if isinstance(limit, dict):
+        capped = {category: n for category, n in limit.items() if n is not None}
+        return ", ".join(f"{category}: {n}" for category, n in capped.items()) if capped else "none"
+    return "none" if limit is None else str(limit)
+
+
 def _categories(results: dict[str, dict[str, Any]]) -> list[str]:
     seen: list[str] = []
     for metrics in results.values():
@@ -147,7 +156,7 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
                 top = list(counts.items())[:3]
                 errors.append([label, category, ", ".join(f"{name} ({count})" for name, count in top)])
     runs_header = ["run", "model", "examples", "limit", "decoding", "wall time (s)", "new tokens"]
-    runs = [[label, str(m.get("model", "")), str(m.get("summary", {}).get("examples", "")), str(m.get("limit")),
+    runs = [[label, str(m.get("model", "")), str(m.get("summary", {}).get("examples", "")), _limit(m.get("limit")),
              "greedy, tool calls guided by schema" if m.get("generation", {}).get("guided") else "greedy",
              str(m.get("wall_seconds", "")), str(m.get("generation", {}).get("new_tokens", ""))]
             for label, m in results.items()]
