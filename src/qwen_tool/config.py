@@ -226,6 +226,13 @@ def _check_eval_stage(cfg: EvalStageConfig) -> None:
     for category, limit in cfg.limits.items():
         if limit < 1:
             raise ValueError(f"limits.{category} must be at least 1, got {limit}; fix: set 1 or more, or remove it")
+    scored = [*cfg.categories, *(["internal"] if cfg.internal else [])]
+    for key, cap in cfg.max_new_tokens_by_category.items():
+        if key not in scored:
+            raise ValueError(f"max_new_tokens_by_category.{key} caps a set this evaluation does not score; fix: use "
+                             f"one of {', '.join(scored)}, or remove it")
+        if cap < 1:
+            raise ValueError(f"max_new_tokens_by_category.{key} must be at least 1, got {cap}; fix: set 1 or more")
 
 
 def _check_rl_suites(cfg: RLTrainingConfig) -> None:
@@ -411,6 +418,10 @@ class EvalStageConfig:
     Multi-turn tasks decode freely: they are played once, in the free run (else the first)."""
     parallel_max_new_tokens: int = 384
     """Cap on generated tokens for the parallel BFCL categories, whose answers hold several calls."""
+    max_new_tokens_by_category: dict[str, int] = field(default_factory=dict)
+    """Caps that replace the two above for some of `categories`, or for the internal suite (key `internal`), where
+    gold answers run longer: in the built-in model's format the longest live_simple answer is 321 tokens (5 of 258
+    over 128), the longest parallel one 440, and 11 of the report recipe's 317 internal calls pass 128."""
     name: str = ""
     """Names a second evaluation of a run: "" is the main job's (held-out data in `data/`, `eval/`, report.md at the
     run's root); another name synthesizes its own held-out sets and keeps its stages, evaluations and report under

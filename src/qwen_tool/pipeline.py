@@ -203,14 +203,17 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
 
     backend = load_backend(model, prefill_dtype=cfg.eval.prefill_dtype)
     cache = cache_dir if cache_dir is not None else out_dir.parent / ".generation-cache"
-    caps = {c: cfg.eval.parallel_max_new_tokens if "parallel" in c else cfg.eval.max_new_tokens for c in CATEGORIES}
+    by_category = cfg.eval.max_new_tokens_by_category
+    caps = {c: by_category.get(c, cfg.eval.parallel_max_new_tokens if "parallel" in c else cfg.eval.max_new_tokens)
+            for c in CATEGORIES}
     merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
                       batch_size=cfg.eval.batch_size, max_new_tokens=caps, cache_dir=cache, guided=guided)
     if internal_eval and cfg.eval.internal:
         from qwen_tool.eval.runner import run_internal
 
         merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
-                                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
+                                          batch_size=cfg.eval.batch_size,
+                                          max_new_tokens=by_category.get("internal", cfg.eval.max_new_tokens),
                                           limit=internal_limit, cache_dir=cache, guided=guided)
     if internal_tasks and cfg.eval.internal_tasks:
         from qwen_tool.eval.runner import run_internal_tasks

@@ -126,9 +126,15 @@ def test_field_docs_come_from_attribute_docstrings():
     (["eval.name=../elsewhere"], r"key 'eval': name '../elsewhere' is not a folder name; fix:"),
     (["data.n_eval_decisions=0"], r"key 'data': n_eval_decisions must be at least 1, got 0"),
     (["eval.parallel_max_new_tokens=0"], r"key 'eval': parallel_max_new_tokens must be at least 1, got 0"),
+    (["eval.max_new_tokens_by_category={live_simple: 384}"],
+     r"max_new_tokens_by_category.live_simple caps a set this evaluation does not score; fix: use one of "
+     r"simple_python, multiple, irrelevance, internal, or remove it"),
+    (["eval.internal=false", "eval.max_new_tokens_by_category={internal: 256}"],
+     r"max_new_tokens_by_category.internal caps a set .*one of simple_python, multiple, irrelevance, or remove it"),
+    (["eval.max_new_tokens_by_category={multiple: 0}"], r"max_new_tokens_by_category.multiple must be at least 1"),
 ], ids=["n_train", "mix", "categories", "limits", "batch_size", "max_examples", "suites", "tool_rendering",
         "rl_tool_rendering", "old_guided_key", "repeated_decoding", "no_decoding", "unknown_decoding", "eval_name",
-        "decisions", "parallel_cap"])
+        "decisions", "parallel_cap", "cap_unscored", "cap_internal_off", "cap_zero"])
 def test_recipe_values_are_checked_at_load(overrides, expected):
     """Issue 26: these were accepted at load and failed later, after the model had loaded (or never)."""
     from qwen_tool.config import PipelineConfig
