@@ -190,6 +190,14 @@ def synthesize_data(cfg: PipelineConfig, run: Run) -> dict[str, Any]:
     return {**training, **held, "filters": {**training["filters"], **held["filters"]}}
 
 
+def answer_cap(cfg: PipelineConfig, scored: str) -> int:
+    """Cap on generated tokens for a BFCL category or the internal suite (`internal`): its entry in
+    eval.max_new_tokens_by_category, else eval.parallel_max_new_tokens for a parallel category, else
+    eval.max_new_tokens."""
+    default = cfg.eval.parallel_max_new_tokens if "parallel" in scored else cfg.eval.max_new_tokens
+    return cfg.eval.max_new_tokens_by_category.get(scored, default)
+
+
 def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, int | None],
              internal_eval: str | None, internal_limit: int | None = None,
              internal_tasks: str | None = None, *, guided: bool = False,
@@ -203,9 +211,7 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
 
     backend = load_backend(model, prefill_dtype=cfg.eval.prefill_dtype)
     cache = cache_dir if cache_dir is not None else out_dir.parent / ".generation-cache"
-    by_category = cfg.eval.max_new_tokens_by_category
-    caps = {c: by_category.get(c, cfg.eval.parallel_max_new_tokens if "parallel" in c else cfg.eval.max_new_tokens)
-            for c in CATEGORIES}
+    caps = {category: answer_cap(cfg, category) for category in CATEGORIES}
     merged = run_bfcl(model, cfg.eval.categories, dict(limits), out_dir / "bfcl", backend=backend,
                       batch_size=cfg.eval.batch_size, max_new_tokens=caps, cache_dir=cache, guided=guided)
     if internal_eval and cfg.eval.internal:
@@ -213,7 +219,7 @@ def evaluate(model: str, out_dir: Path, cfg: PipelineConfig, limits: dict[str, i
 
         merged["internal"] = run_internal(model, internal_eval, out_dir / "internal", backend=backend,
                                           batch_size=cfg.eval.batch_size,
-                                          max_new_tokens=by_category.get("internal", cfg.eval.max_new_tokens),
+                                          max_new_tokens=answer_cap(cfg, "internal"),
                                           limit=internal_limit, cache_dir=cache, guided=guided)
     if internal_tasks and cfg.eval.internal_tasks:
         from qwen_tool.eval.runner import run_internal_tasks

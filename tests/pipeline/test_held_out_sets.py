@@ -135,3 +135,45 @@ def test_n_eval_alone_sizes_the_set_and_a_decision_floor_grows_it(report_recipe)
         10, min_decisions=few + 30, seed=1, mix=report_recipe.data.eval_mix, held_out=held_out
     )
     assert sum(decision_count(r) for r in grown) >= few + 30 and len(grown) > 10
+
+
+def _first_accepted(accepted: list):
+    value = next(v for v in accepted if v != "")
+    if isinstance(value, dict):
+        return {k: _first_accepted(vals) for k, vals in value.items() if any(v != "" for v in vals)}
+    return value
+
+
+def test_the_report_recipes_caps_cut_no_gold_answer(made, report_recipe) -> None:
+    """Each gold answer, written in the built-in model's format and ended by its end-of-turn token, fits the cap its
+    set is decoded under; under max_new_tokens alone some would be cut (so the caps are needed)."""
+    from qwen_tool.codec import ToolCall
+    from qwen_tool.eval import bfcl_single_turn
+    from qwen_tool.eval.runner import model_codec
+    from qwen_tool.pipeline import answer_cap
+    from qwen_tool.testing import tiny_tokenizer
+
+    codec, tokenizer = model_codec(report_recipe.model), tiny_tokenizer()
+
+    def tokens(calls: list[ToolCall]) -> int:
+        return len(tokenizer(codec.render_calls(calls).text, add_special_tokens=False)["input_ids"]) + 1
+
+    longest = {}
+    for category in report_recipe.eval.categories:
+        golds = [
+            [
+                ToolCall(name, {k: _first_accepted(v) for k, v in accepted.items() if any(x != "" for x in v)})
+                for call in example.gold or []
+                for name, accepted in call.items()
+            ]
+            for example in bfcl_single_turn.load_category(category)
+        ]
+        longest[category] = max((tokens(calls) for calls in golds if calls), default=0)  # irrelevance: none
+    longest["internal"] = max(
+        tokens(gold)
+        for record in _lines(made["report"] / "data" / "internal_eval.jsonl")
+        for _, gold in decision_points(record)
+        if gold
+    )
+    assert all(length <= answer_cap(report_recipe, scored) for scored, length in longest.items()), longest
+    assert any(length > report_recipe.eval.max_new_tokens for length in longest.values()), longest
