@@ -145,3 +145,23 @@ def test_eval_tasks_replay_to_their_gold_state_on_held_out_suites() -> None:
     assert lazy_misses >= 3
     with pytest.raises(SuiteSynthError, match="error_recovery"):
         synthesize_eval_tasks(2, held_out=held, mix={"error_recovery": 1.0})
+
+
+def test_a_repeated_eval_task_is_redrawn(monkeypatch) -> None:
+    """Every other draw of a single-call task is forced to one fixed plan: without the redraw the first draw of every
+    task would be that plan, so all six tasks would be one episode."""
+    import random
+
+    from qwen_tool.data import suite_synth
+
+    real, draws = suite_synth.BUILDERS["single"], iter(range(10_000))
+
+    def every_other_draw_the_same(planner):
+        if next(draws) % 2 == 0:  # the planner drawn again from one fixed seed
+            planner.__init__(random.Random("one plan"), ["weather"], planner.executor)
+        return real(planner)
+
+    monkeypatch.setitem(suite_synth.BUILDERS, "single", every_other_draw_the_same)
+    tasks = synthesize_eval_tasks(6, seed=0, held_out={"weather"}, mix={"single": 1.0})
+    episodes = {json.dumps([t["messages"], t["tools"], t["gold_calls"]], sort_keys=True) for t in tasks}
+    assert len(tasks) == 6 and len(episodes) == 6
