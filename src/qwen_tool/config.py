@@ -480,6 +480,11 @@ class RewardWeights:
     """−1 for a call where none was due, or none where one was."""
     execution: float = 0.0
     """(ok − model errors) / executed calls; tool instability excluded."""
+    recovery: float = 0.0
+    """Error recovery: paid once when a turn makes a call that succeeds and differs from the model-error calls made
+    before it in the episode (its prompt included) that no call has yet recovered; repeating a failing call earns
+    nothing. Keep it below what a failing call costs (IRM, coherence's error_penalty), or a deliberate slip followed by
+    its fix pays."""
     coherence: float = 1.0
     """Multi-turn episodes: 1[end state reached] − error_penalty · model-error calls."""
     efficiency: float = 0.0

@@ -9,12 +9,13 @@ from qwen_tool.rewards.shaping import (
     efficiency_reward,
     execution_reward,
     format_reward,
+    recovery_reward,
 )
 from qwen_tool.rewards.types import Call, RewardError, RewardResult, as_call, as_calls
 
 __all__ = [
     "EPISODE_REWARDS", "IRM_VALUES", "TURN_REWARDS", "Call", "RewardError", "RewardResult", "Turn", "as_call",
     "as_calls", "call_timing_reward", "coherence_reward", "efficiency_reward", "episode_reward", "execution_reward",
-    "format_reward", "irm_case", "irm_reward", "match_calls", "multiset_jaccard", "tool_n1_reward", "toolrl_reward",
-    "turn_reward",
+    "format_reward", "irm_case", "irm_reward", "match_calls", "multiset_jaccard", "recovery_reward", "tool_n1_reward",
+    "toolrl_reward", "turn_reward",
 ]

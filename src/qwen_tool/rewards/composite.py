@@ -18,10 +18,11 @@ from qwen_tool.rewards.shaping import (
     efficiency_reward,
     execution_reward,
     format_reward,
+    recovery_reward,
 )
 from qwen_tool.rewards.types import RewardError, RewardResult
 
-TURN_REWARDS = ("irm", "toolrl", "tool_n1", "format", "timing", "execution")
+TURN_REWARDS = ("irm", "toolrl", "tool_n1", "format", "timing", "execution", "recovery")
 EPISODE_REWARDS = ("coherence", "efficiency")
 
 
@@ -36,6 +37,11 @@ class Turn:
     truncated: bool = False
     categories: Sequence[str] = field(default_factory=list)
     """Feedback categories of the executed calls (empty when nothing was executed)."""
+    failed_before: Sequence[Any] = ()
+    """Calls earlier in the episode (its prompt included) that failed by the model's fault and no later call has
+    recovered (the recovery reward's trigger)."""
+    succeeded: Sequence[Any] = ()
+    """This turn's calls that succeeded: executed ok, or, in a replay, matched the gold call."""
 
 
 def _check(weights: Mapping[str, float]) -> None:
@@ -57,6 +63,7 @@ def turn_reward(turn: Turn, weights: Mapping[str, float]) -> RewardResult:
         "format": lambda: format_reward(parse_error=turn.parse_error, truncated=turn.truncated),
         "timing": lambda: call_timing_reward(called=bool(turn.predicted), call_due=bool(turn.gold)),
         "execution": lambda: execution_reward(turn.categories),
+        "recovery": lambda: recovery_reward(failed_before=turn.failed_before, succeeded=turn.succeeded),
     }
     return _weighted({name: terms[name] for name in TURN_REWARDS}, weights)
 

@@ -1,13 +1,14 @@
 """Shaping rewards of the Qwen-Tool design (docs/references.md, Qwen-Tool design brief): format, call timing,
-execution, multi-step coherence, efficiency. Feedback categories are the tools room's taxonomy; a call that failed
-through tool instability (the environment's fault) never lowers a reward.
+execution, error recovery, multi-step coherence, efficiency. Feedback categories are the tools room's taxonomy; a call
+that failed through tool instability (the environment's fault) never lowers a reward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from qwen_tool.rewards.types import RewardResult
+from qwen_tool.rewards.types import RewardResult, as_calls, canonical
 from qwen_tool.tools import FeedbackCategory
 
 
@@ -37,6 +38,17 @@ def execution_reward(categories: Sequence[str]) -> RewardResult:
     errors = sum(is_model_error(c) for c in categories)
     value = (ok - errors) / (ok + errors) if ok + errors else 0.0
     return RewardResult(value, {"execution": value})
+
+
+def recovery_reward(*, failed_before: Iterable[Any], succeeded: Iterable[Any]) -> RewardResult:
+    """R = 1 when an earlier call of the episode failed by the model's fault and is not yet recovered (`failed_before`,
+    non-empty) and this turn holds a call that succeeded (`succeeded`: executed ok, or in a replay matched the gold
+    call) and differs from every one of those failed calls (name and canonical arguments); else 0. A repeat of a
+    failing call earns nothing, however it fares. The seed's "error recovery (self-correction and retry)"."""
+    failed = {(c.name, canonical(c.arguments)) for c in as_calls(failed_before)}
+    corrected = any((c.name, canonical(c.arguments)) not in failed for c in as_calls(succeeded))
+    value = 1.0 if failed and corrected else 0.0
+    return RewardResult(value, {"recovery": value})
 
 
 def coherence_reward(*, end_state_reached: bool, step_categories: Iterable[Sequence[str]],

@@ -19,8 +19,16 @@ from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
-from qwen_tool.rewards import RewardResult, Turn, as_calls, episode_reward, tool_n1_reward, turn_reward
-from qwen_tool.tools import Executor, Tool
+from qwen_tool.rewards import (
+    RewardResult,
+    Turn,
+    as_calls,
+    episode_reward,
+    recovery_reward,
+    tool_n1_reward,
+    turn_reward,
+)
+from qwen_tool.tools import Executor, FeedbackCategory, Tool
 
 
 @dataclass
@@ -46,6 +54,20 @@ class Episode(Protocol):
     def succeeded(self) -> bool:
         """Whether the episode did what the gold asks (for the curriculum's success rate)."""
         ...
+
+
+@dataclass
+class FailedCalls:
+    """The model-error calls of an episode that no later call has recovered (what the recovery reward pays for
+    correcting): a turn with a call that succeeded and repeats none of them clears them; its own failing calls are
+    added after."""
+
+    pending: list[Any] = field(default_factory=list)
+
+    def update(self, succeeded: list[Any], failed: list[Any]) -> None:
+        if recovery_reward(failed_before=self.pending, succeeded=succeeded).total:
+            self.pending = []
+        self.pending = self.pending + failed
 
 
 class SingleTurnEpisode:
@@ -102,23 +124,27 @@ class ToolEnvEpisode:
         self.error_penalty, self.extra_call_penalty = error_penalty, extra_call_penalty
         self.step_categories: list[list[str]] = []
         self.ok_calls: Counter[tuple[str, str]] = Counter()
+        self.failures = FailedCalls()
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         observation = self.env.reset(self.task)
-        self.step_categories, self.ok_calls = [], Counter()
+        self.step_categories, self.ok_calls, self.failures = [], Counter(), FailedCalls()
         return copy.deepcopy(observation.messages), observation.tools
 
     def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport:
         gold = self.env.present_gold(self.env.step_index).tool_calls
         before = len(self.env.messages)
         result = self.env.step(parsed)
-        categories = [o.category.value for o in result.feedback if o.call is not None]
+        executed = [o for o in result.feedback if o.call is not None]
+        categories = [o.category.value for o in executed]
         self.step_categories.append(categories)
-        for outcome in result.feedback:
-            if outcome.call is not None and outcome.category.value == "ok":
-                self.ok_calls[_key(outcome.call)] += 1
+        succeeded = [o.call for o in executed if o.category == FeedbackCategory.OK]
+        for call in succeeded:
+            self.ok_calls[_key(call)] += 1
         turn = Turn(parsed.tool_calls, gold, self.env.tool_schemas(), parse_error=parsed.error is not None,
-                    truncated=truncated, categories=categories)
+                    truncated=truncated, categories=categories, failed_before=self.failures.pending,
+                    succeeded=succeeded)
+        self.failures.update(succeeded, [o.call for o in executed if o.category.is_model_error])
         new = copy.deepcopy(self.env.messages[before + 1:])  # after the assistant message the env appended
         return StepReport(new, turn_reward(turn, self.weights), result.done, categories, len(parsed.tool_calls))
 
