@@ -603,6 +603,11 @@ class RLTrainingConfig:
     """Built-in ToolEnv suites whose tasks are the multi-turn (stage 3) episodes; [] for none."""
     multi_turn_share: float = 0.25
     """Share of each step's prompts drawn from multi-turn tasks once the curriculum reaches them."""
+    multi_turn_trajectories: bool = False
+    """Also play the multi-step trajectories of `data` (calls in several assistant turns: multi_step, conditional,
+    error_recovery) as multi-turn tasks, replayed against their recording (`qwen_tool.rl.replay`): each turn is scored
+    against that step's gold calls and shown the recorded tool results when it matches them; a turn that does not ends
+    the episode. They leave the single-turn pool. With `suites: []` they are the only multi-turn tasks."""
     output_dir: str = "runs/rl"
     """Checkpoints, logs and the final model (`<output_dir>/final`)."""
     tool_format: str | None = None
@@ -699,6 +704,10 @@ class RLTrainingConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.multi_turn_share <= 1:
             raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
+        if self.multi_turn_trajectories and self.multi_turn_share == 0:
+            raise ValueError("multi_turn_trajectories adds multi-turn tasks and multi_turn_share is 0, so none would "
+                             "be drawn; fix: set multi_turn_share above 0 (e.g. 0.25), or multi_turn_trajectories: "
+                             "false")
         _check_algorithm_sections(self)
         if self.algo == "grpo" and self.grpo.greedy_member and self.samples_per_prompt < 2:
             raise ValueError("grpo.greedy_member decodes one episode of each GRPO group greedily; fix: use it with "

@@ -18,6 +18,7 @@ from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
 from qwen_tool.rl.episodes import Episode, SingleTurnEpisode, ToolEnvEpisode
+from qwen_tool.rl.replay import ReplayEpisode, ReplayTask
 
 SINGLE_CALL, PARALLEL_OR_CHOICE, MULTI_STEP = 0, 1, 2
 STAGE_NAMES = ("single call", "parallel/choice", "multi-step")
@@ -108,21 +109,41 @@ def env_tasks(suites: Sequence[str]) -> list[Task]:
 
 
 class TaskPool:
-    """The episodes a step can draw: single-turn tasks (from trajectories) and multi-turn ToolEnv tasks."""
+    """The episodes a step can draw: single-turn tasks (from trajectories) and multi-turn tasks: ToolEnv tasks and,
+    with `multi_turn_trajectories`, replays of the trajectories' multi-step recordings (which then leave the
+    single-turn pool: they are played whole)."""
 
     def __init__(self, cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
         self.cfg = cfg
         self.trajectories = [t for t in trajectories if any(m["role"] == "assistant" for m in t["messages"])]
         self.tasks = list(tasks)
+        self.replays: list[ReplayTask] = []
+        replayed: set[int] = set()
+        if cfg.multi_turn_trajectories:
+            for index, record in enumerate(self.trajectories):
+                replay = ReplayTask.from_trajectory(record)
+                if replay is not None:
+                    self.replays.append(replay)
+                    replayed.add(index)
+            if not self.replays:
+                raise QwenToolError("multi_turn_trajectories is on but no trajectory in data= has calls in several "
+                                    "assistant turns; fix: give data with multi_step, conditional or error_recovery "
+                                    "examples, or set multi_turn_trajectories: false")
         if not self.trajectories and not self.tasks:
             raise QwenToolError("no RL tasks: give data=PATH (trajectories) and/or suites=[...] (built-in suites)")
         stages: list[list[int]] = [[], [], []]
         for index, record in enumerate(self.trajectories):
-            stages[stage_of_trajectory(record)].append(index)
+            if index not in replayed:
+                stages[stage_of_trajectory(record)].append(index)
+        self.single_turn_count = sum(len(stage) for stage in stages)
         settings = cfg.curriculum
-        self.curriculum = Curriculum(stages, list(range(len(self.tasks))), settings.promotion,
+        self.curriculum = Curriculum(stages, list(range(self.multi_turn_count)), settings.promotion,
                                      settings.success_threshold, settings.window, settings.steps_per_stage,
                                      settings.enabled)
+
+    @property
+    def multi_turn_count(self) -> int:
+        return len(self.tasks) + len(self.replays)
 
     def episodes(self, rng: random.Random) -> list[Episode]:
         """`prompts_per_step` tasks, each repeated `samples_per_prompt` times (consecutive: one GRPO group)."""
@@ -130,11 +151,15 @@ class TaskPool:
         out: list[Episode] = []
         for kind, index in self.curriculum.draw(self.cfg.prompts_per_step, self.cfg.multi_turn_share, rng):
             for _ in range(self.cfg.samples_per_prompt):
-                if kind == "single":
-                    out.append(SingleTurnEpisode.from_trajectory(self.trajectories[index], weights))
-                else:
-                    env = ToolEnv(noise=self.cfg.env_noise, instability_rate=self.cfg.instability_rate,
-                                  max_turns=self.cfg.max_turns)
-                    out.append(ToolEnvEpisode(self.tasks[index], weights, env, self.cfg.error_penalty,
-                                              self.cfg.extra_call_penalty))
+                out.append(self._episode(kind, index, weights))
         return out
+
+    def _episode(self, kind: str, index: int, weights: dict[str, float]) -> Episode:
+        if kind == "single":
+            return SingleTurnEpisode.from_trajectory(self.trajectories[index], weights)
+        if index >= len(self.tasks):
+            return ReplayEpisode(self.replays[index - len(self.tasks)], weights, self.cfg.error_penalty,
+                                 self.cfg.extra_call_penalty)
+        env = ToolEnv(noise=self.cfg.env_noise, instability_rate=self.cfg.instability_rate,
+                      max_turns=self.cfg.max_turns)
+        return ToolEnvEpisode(self.tasks[index], weights, env, self.cfg.error_penalty, self.cfg.extra_call_penalty)

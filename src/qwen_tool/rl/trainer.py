@@ -65,7 +65,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
         decoder.update_weights(unwrap(models.policy))
     step_logger = StepLogger(output_dir, accelerator.is_main_process)
     logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s (tools as "
-                "%s)", cfg.algo, len(pool.trajectories), len(pool.tasks), cfg.steps, cfg.prompts_per_step,
+                "%s)", cfg.algo, pool.single_turn_count, pool.multi_turn_count, cfg.steps, cfg.prompts_per_step,
                 cfg.samples_per_prompt, fmt, codec.tool_rendering)
 
     if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
