@@ -526,6 +526,11 @@ class GRPOSettings:
     greedy_member: bool = False
     """Decode the first episode of every group greedily, the answer a greedy evaluation scores, so it competes with
     its sampled siblings (a self-critical baseline inside the group). Needs samples_per_prompt ≥ 2."""
+    credit: Literal["episode", "turn"] = "episode"
+    """episode: one advantage per episode, from its return (every token of the episode shares it). turn: one per
+    assistant turn, from that turn's own reward (scored against the task's gold step for that turn) normalised
+    against the group's episodes at the same turn index, plus the group-normalised episode-level reward
+    (`qwen_tool.rl.advantages.turn_advantages`). Single-turn episodes get the same advantage either way."""
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "max_completion_tokens")
@@ -709,6 +714,10 @@ class RLTrainingConfig:
                              "be drawn; fix: set multi_turn_share above 0 (e.g. 0.25), or multi_turn_trajectories: "
                              "false")
         _check_algorithm_sections(self)
+        if self.algo == "grpo" and self.grpo.credit == "turn" and self.turn_return == "mean":
+            raise ValueError("grpo.credit turn takes each turn's own reward, so turn_return (how turn rewards add up "
+                             "to an episode's return) is ignored; fix: remove turn_return: mean, or set grpo.credit: "
+                             "episode")
         if self.algo == "grpo" and self.grpo.greedy_member and self.samples_per_prompt < 2:
             raise ValueError("grpo.greedy_member decodes one episode of each GRPO group greedily; fix: use it with "
                              "samples_per_prompt of at least 2, or set it false")

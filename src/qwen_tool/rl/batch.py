@@ -26,6 +26,14 @@ class RolloutBatch:
     """Each turn's reward (times the rollout's turn weight) at its last sampled id, the episode reward added at the
     final one (PPO's sparse reward); a row sums to its return."""
     returns_B: torch.Tensor
+    turn_rewards_BK: torch.Tensor
+    """Each episode's turn rewards by turn index k (as scored, before any turn weight), 0 past its last turn."""
+    turn_mask_BK: torch.Tensor
+    """1 at the turns an episode played."""
+    turn_index_BC: torch.Tensor
+    """The turn each completion id belongs to: its sampled ids, and the environment's reply before them."""
+    episode_rewards_B: torch.Tensor
+    """The episode-level reward (coherence, efficiency) of each episode."""
 
     def to(self, device: torch.device | str) -> RolloutBatch:
         return RolloutBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
@@ -38,7 +46,8 @@ class RolloutBatch:
         keep_C = parts["completion_mask_BC"].sum(0) > 0
         for key in ("prompt_ids_BP", "prompt_mask_BP"):
             parts[key] = parts[key][:, keep_P]
-        for key in ("completion_ids_BC", "completion_mask_BC", "action_mask_BC", "old_logprobs_BC", "scores_BC"):
+        for key in ("completion_ids_BC", "completion_mask_BC", "action_mask_BC", "old_logprobs_BC", "scores_BC",
+                    "turn_index_BC"):
             parts[key] = parts[key][:, keep_C]
         return RolloutBatch(**parts)
 
@@ -55,7 +64,13 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
     action_mask = torch.zeros((B, C), dtype=torch.long)
     old_logprobs = torch.zeros((B, C))
     scores = torch.zeros((B, C))
+    K = max(1, max(r.turns for r in rollouts))
+    turn_rewards = torch.zeros((B, K))
+    turn_mask = torch.zeros((B, K), dtype=torch.long)
+    turn_index = torch.zeros((B, C), dtype=torch.long)
     for b, r in enumerate(rollouts):
+        turn_rewards[b, :r.turns] = torch.tensor(r.turn_rewards, dtype=torch.float32)
+        turn_mask[b, :r.turns] = 1
         prompt_ids[b, P - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
         prompt_mask[b, P - len(r.prompt_ids):] = 1
         n = len(r.completion_ids)
@@ -67,9 +82,12 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
             for end, reward in zip(r.turn_ends, r.turn_rewards, strict=True):
                 scores[b, end] += r.turn_weight * reward
             scores[b, r.turn_ends[-1]] += r.episode_reward
+            # position j belongs to the first turn whose last sampled id is at or after it
+            turn_index[b, :n] = torch.searchsorted(torch.tensor(r.turn_ends), torch.arange(n)).clamp(max=K - 1)
     returns = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+    episode_rewards = torch.tensor([r.episode_reward for r in rollouts], dtype=torch.float32)
     return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, action_mask, old_logprobs, scores,
-                        returns)
+                        returns, turn_rewards, turn_mask, turn_index, episode_rewards)
 
 
 def micro_batches(batch: RolloutBatch, per_forward: int) -> list[tuple[list[int], RolloutBatch]]:

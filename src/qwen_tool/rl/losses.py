@@ -172,7 +172,7 @@ def grpo_loss(logprobs_BT: torch.Tensor, old_logprobs_BT: torch.Tensor, advantag
               kl_importance_weighted: bool = True, entropy_BT: torch.Tensor | None = None,
               entropy_coef: float = 0.0) -> tuple[torch.Tensor, GRPOStats]:
     """GRPO: L = agg_m[ −min(ρ Â, clip(ρ) Â) + β · ρ · k3(π ‖ π_ref) − c_H · H ], the KL as a loss term (TRL's
-    formulation), Â one advantage per sequence.
+    formulation), Â one advantage per sequence (B,), or per token (B, T) with per-turn credit.
 
     The KL term is weighted by the importance ratio ρ (DeepSeek-V3.2's correction, TRL's default), which makes its
     gradient the unbiased reverse-KL gradient even off-policy; `kl_importance_weighted=False` drops ρ there.

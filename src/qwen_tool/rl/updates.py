@@ -20,7 +20,14 @@ from typing import Any, TypeVar
 import torch
 
 from qwen_tool.config import RLTrainingConfig
-from qwen_tool.rl.advantages import gae, group_advantages, informative_rows, kl_shaped_rewards
+from qwen_tool.rl.advantages import (
+    gae,
+    group_advantages,
+    informative_rows,
+    kl_shaped_rewards,
+    turn_advantages,
+    varied_turn_rows,
+)
 from qwen_tool.rl.batch import RolloutBatch, collate, micro_batches
 from qwen_tool.rl.distributed import (
     is_distributed,
@@ -163,13 +170,21 @@ def grpo_normalizer(batch: RolloutBatch, step_episodes: int, cfg: RLTrainingConf
 
 def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, accelerator: Any,
                 gold: RolloutBatch | None = None) -> UpdateMetrics:
-    """Group-normalised advantages, then `epochs_per_step` passes of `grpo_loss` (+ γ·NLL of the `gold` trajectories
-    when given). With `grpo.drop_uniform_groups`, groups whose episodes all scored alike are left out first; if all
-    are, only the supervised term (if any) moves the policy."""
+    """Group-normalised advantages (`grpo.credit` episode: one per episode, from its return; turn: one per turn,
+    `turn_advantages`, spread over that turn's sampled tokens), then `epochs_per_step` passes of `grpo_loss` (+ γ·NLL
+    of the `gold` trajectories when given). With `grpo.drop_uniform_groups`, groups whose episodes all scored alike
+    are left out first; if all are, only the supervised term (if any) moves the policy."""
     step_episodes = batch.returns_B.shape[0]
-    advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.grpo.advantage_scale)
+    per_turn = cfg.grpo.credit == "turn"
+    if per_turn:  # (B, K): one advantage per turn
+        advantages_B = turn_advantages(batch.turn_rewards_BK, batch.turn_mask_BK, batch.episode_rewards_B,
+                                       cfg.samples_per_prompt, cfg.grpo.advantage_scale)
+    else:
+        advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.grpo.advantage_scale)
     if cfg.grpo.drop_uniform_groups:
-        rows_B = informative_rows(batch.returns_B, cfg.samples_per_prompt)
+        rows_B = (varied_turn_rows(batch.turn_rewards_BK, batch.turn_mask_BK, batch.episode_rewards_B,
+                                   cfg.samples_per_prompt) if per_turn
+                  else informative_rows(batch.returns_B, cfg.samples_per_prompt))
         batch, advantages_B = batch.select(rows_B), advantages_B[rows_B]
     normalizer = grpo_normalizer(batch, step_episodes, cfg)
     micro = micro_batches(batch, cfg.episodes_per_forward)
@@ -180,7 +195,8 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
         for (rows, mb), ref_BC in zip(micro, references, strict=True):
             out = policy_forward(models.policy, mb, cfg.temperature, with_entropy=True,
                                  entropy_grad=cfg.entropy_coef != 0.0)
-            loss, mb_stats = grpo_loss(out.logprobs_BC, mb.old_logprobs_BC, advantages_B[rows], mb.action_mask_BC,
+            mb_advantages = advantages_B[rows].gather(1, mb.turn_index_BC) if per_turn else advantages_B[rows]
+            loss, mb_stats = grpo_loss(out.logprobs_BC, mb.old_logprobs_BC, mb_advantages, mb.action_mask_BC,
                                        ref_logprobs_BT=ref_BC, kl_coef=cfg.kl_coef, clip_low=cfg.clip_low,
                                        clip_high=cfg.clip_high, aggregation=cfg.grpo.loss_aggregation,
                                        normalizer=normalizer, entropy_BT=out.entropy_BC,
@@ -194,8 +210,18 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
     epochs, stats = cfg.epochs_per_step, token_sums_over_processes(stats, accelerator.device)
     return averaged_over_processes(UpdateMetrics(
         clip_fraction=stats.clip_fraction, kl=stats.kl, entropy=stats.entropy, grad_norm=grad_norm,
-        loss=loss_sum / epochs, advantage_abs=advantages_B.abs().mean().item() if advantages_B.numel() else 0.0,
+        loss=loss_sum / epochs, advantage_abs=mean_abs_advantage(advantages_B, batch, per_turn),
         updated_share=batch.returns_B.shape[0] / step_episodes, sft_nll=nll_sum / epochs if gold is not None else None))
+
+
+def mean_abs_advantage(advantages: torch.Tensor, batch: RolloutBatch, per_turn: bool) -> float:
+    """Mean |Â| over the updated episodes, or (per-turn credit) over the turns they played."""
+    if not advantages.numel():
+        return 0.0
+    if per_turn:
+        mask_BK = batch.turn_mask_BK.to(advantages.dtype)
+        return float((advantages.abs() * mask_BK).sum() / mask_BK.sum().clamp(min=1))
+    return advantages.abs().mean().item()
 
 
 # ---------------------------------------------------------------- PPO
