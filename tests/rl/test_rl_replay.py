@@ -196,3 +196,42 @@ def test_trajectory_tasks_need_multi_step_data_and_a_share(records):
         TaskPool(_config("multi_turn_trajectories=true"), [records[2]], [])
     with pytest.raises(ConfigError, match="multi_turn_share is 0"):
         _config("multi_turn_trajectories=true", "multi_turn_share=0")
+
+
+class GoldDecoder:
+    """A `Decoder` that writes the scripted turns in order (the turn by how many assistant turns the prompt holds)."""
+
+    backend = "scripted"
+
+    def __init__(self, tokenizer, turns: list[str]) -> None:
+        self.tokenizer, self.turns = tokenizer, turns
+        self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def generate(self, requests, *, on_done=None, progress=None):
+        from qwen_tool.decode import Completion
+
+        out = []
+        for request in requests:
+            turn = self.tokenizer.decode(request.prompt_ids).count("<|im_start|>assistant") - 2  # the slip's turn too
+            ids = self.tokenizer(self.turns[turn], add_special_tokens=False)["input_ids"] + [self.stop_id]
+            out.append(Completion(ids, "stop", [-0.5] * len(ids), prompt_tokens=len(request.prompt_ids)))
+        return out
+
+
+def test_a_replay_rollout_inserts_the_recorded_result_as_masked_tokens(records):
+    import torch
+
+    from qwen_tool.rl.rollout import run_episodes
+    from qwen_tool.testing import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    fixed = '<tool_call>\n{"name": "get_rate", "arguments": {"base": "EUR", "quote": "USD"}}\n</tool_call>'
+    episode = ReplayEpisode(ReplayTask.from_trajectory(records[1]), {"irm": 1.0, "recovery": 0.5, "coherence": 1.0})
+    (rollout,) = run_episodes(GoldDecoder(tokenizer, [fixed, "It is 1.1."]), tokenizer, "hermes", [episode])
+    ids, mask = torch.tensor(rollout.completion_ids), torch.tensor(rollout.action_mask).bool()
+    assert tokenizer.decode(ids[mask]) == fixed + "<|im_end|>" + "It is 1.1.<|im_end|>"
+    inserted = tokenizer.decode(ids[~mask])
+    assert '{"rate": 1.1}' in inserted and "Error" not in inserted  # the recorded result; the slip is in the prompt
+    assert "unknown parameter 'from'" in tokenizer.decode(rollout.prompt_ids)
+    # turn 1: IRM exact +1 and the recovery 0.5; turn 2: the answer, IRM +1; episode: coherence 1 (every step matched)
+    assert rollout.turn_rewards == [1.5, 1.0] and rollout.episode_reward == 1.0 and rollout.success
