@@ -1,9 +1,10 @@
 """Episodes: what the policy plays. Each resets to a prompt and its tools, scores every assistant turn it is shown
 (`step`), and scores the whole episode at its end (`finish`).
 
-Two kinds: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn, from a synthesised
+Two kinds here: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn, from a synthesised
 trajectory; nothing is executed, calls are only validated against the schemas) and `ToolEnvEpisode` (a multi-turn
-`ToolEnv` task whose calls run).
+`ToolEnv` task whose calls run). A third, `ReplayEpisode` (`qwen_tool.rl.replay`), plays a multi-step trajectory
+against its recording.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class UpdateMetrics:
     value_loss: float | None = None
     """PPO: the value term before its coefficient, averaged over the epochs."""
     advantage_abs: float | None = None
-    """GRPO: mean |Â| of the updated episodes."""
+    """GRPO: mean |Â| of the updated episodes (with per-turn credit: of the turns they played)."""
     updated_share: float | None = None
     """GRPO: share of the step's episodes left in the update (below 1 with `grpo.drop_uniform_groups`)."""
     sft_nll: float | None = None
