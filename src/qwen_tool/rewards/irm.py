@@ -1,8 +1,10 @@
 """IRM: TL-Training's reward by error category (docs/references.md, TL-Training), from the reference code's table
 for one call.
 
-Several calls (parallel turns) are matched to the gold calls first by name, then leftovers in order; the reward is
-the mean over the pairs and unmatched calls. With one predicted and one gold call this is exactly the table.
+Several calls (parallel turns) are paired with the gold calls first by name, same-name calls in the pairing with the
+highest summed reward (parallel calls are unordered: a correct turn scores +1 in any call order), then the leftovers;
+the reward is the mean over the pairs and unmatched calls. With one predicted and one gold call this is exactly the
+table.
 The no-call cases are our extension, written the way the reference treats an empty action: a missing call, or a
 call where none was due, counts as a wrong tool (−1.5); staying silent when no call was due is exact (+1).
 """
@@ -13,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from qwen_tool.rewards.matching import best_same_name_pairs
 from qwen_tool.rewards.types import Call, RewardResult, as_calls, tool_parameters
 
 IRM_VALUES: dict[str, float] = {
@@ -61,19 +64,17 @@ def irm_case(predicted: Call | None, gold: Call | None, parameters: Mapping[str,
     return "exact"
 
 
-def match_calls(predicted: list[Call], gold: list[Call]) -> list[tuple[Call | None, Call | None]]:
-    """Pairs: same-name calls first (in order), then the leftovers position by position, then the unmatched rest."""
-    unused = list(range(len(predicted)))
-    pairs: list[tuple[Call | None, Call | None]] = []
-    left_gold: list[Call] = []
-    for g in gold:
-        match = next((i for i in unused if predicted[i].name == g.name), None)
-        if match is None:
-            left_gold.append(g)
-        else:
-            unused.remove(match)
-            pairs.append((predicted[match], g))
-    left_pred = [predicted[i] for i in unused]
+def match_calls(predicted: list[Call], gold: list[Call], parameters: Mapping[str, set[str]]
+                ) -> list[tuple[Call | None, Call | None]]:
+    """Pairs: same-name calls first, in the pairing with the highest Σ IRM value whatever order either side lists them
+    in (`best_same_name_pairs`), then the leftovers position by position, then the unmatched rest. Every leftover pair
+    and unmatched call scores by its predicted tool alone (wrong tool or tool hallucination), so their order does not
+    matter either."""
+    same_name = best_same_name_pairs(predicted, gold, lambda p, g: IRM_VALUES[irm_case(p, g, parameters)])
+    pairs: list[tuple[Call | None, Call | None]] = [(predicted[i], gold[j]) for i, j in same_name]
+    paired_pred, paired_gold = {i for i, _ in same_name}, {j for _, j in same_name}
+    left_pred = [p for i, p in enumerate(predicted) if i not in paired_pred]
+    left_gold = [g for j, g in enumerate(gold) if j not in paired_gold]
     for k in range(max(len(left_pred), len(left_gold))):
         pairs.append((left_pred[k] if k < len(left_pred) else None, left_gold[k] if k < len(left_gold) else None))
     return pairs
@@ -89,7 +90,7 @@ def irm_reward(predicted: Iterable[Any] | None, gold: Iterable[Any] | None, tool
     if unparsable and not pred_calls:
         return RewardResult(IRM_VALUES["unparsable"], {"irm": IRM_VALUES["unparsable"], "irm_unparsable": 1.0})
     parameters = tool_parameters(tools)
-    pairs = match_calls(pred_calls, gold_calls) or [(None, None)]
+    pairs = match_calls(pred_calls, gold_calls, parameters) or [(None, None)]
     cases = Counter(irm_case(p, g, parameters) for p, g in pairs)
     total = sum(IRM_VALUES[case] * n for case, n in cases.items()) / len(pairs)
     return RewardResult(total, {"irm": total, **{f"irm_{case}": n / len(pairs) for case, n in cases.items()}})
