@@ -602,7 +602,8 @@ class RLTrainingConfig:
     reference_model: str | None = None
     """KL reference (the SFT model); default: `model`."""
     data: str = ""
-    """Trajectories (JSONL) for single-turn tasks: prompt = messages before the first assistant turn."""
+    """Trajectories (JSONL) for single-turn tasks: prompt = messages before the first assistant turn not marked
+    erroneous (an error_recovery example's wrong call and its error stay in the prompt), gold = that turn's calls."""
     suites: list[str] = field(default_factory=lambda: ["weather", "finance", "calendar", "messaging", "filesystem",
                                                        "math_units", "shopping", "travel"])
     """Built-in ToolEnv suites whose tasks are the multi-turn (stage 3) episodes; [] for none."""

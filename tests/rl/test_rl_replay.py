@@ -183,7 +183,7 @@ def test_the_pool_plays_multi_step_trajectories_whole_when_asked(records):
     import random
 
     plain = TaskPool(_config(), records, [])
-    assert (plain.single_turn_count, plain.multi_turn_count) == (3, 0)  # unchanged: first turns as single-turn tasks
+    assert (plain.single_turn_count, plain.multi_turn_count) == (3, 0)  # unchanged: each one a single-turn task
     pool = TaskPool(_config("multi_turn_trajectories=true", "multi_turn_share=0.5"), records, [])
     assert (pool.single_turn_count, pool.multi_turn_count) == (1, 2)
     assert [r.id for r in pool.replays] == ["chain", "recovery"]

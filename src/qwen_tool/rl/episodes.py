@@ -1,10 +1,10 @@
 """Episodes: what the policy plays. Each resets to a prompt and its tools, scores every assistant turn it is shown
 (`step`), and scores the whole episode at its end (`finish`).
 
-Two kinds here: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn, from a synthesised
-trajectory; nothing is executed, calls are only validated against the schemas) and `ToolEnvEpisode` (a multi-turn
-`ToolEnv` task whose calls run). A third, `ReplayEpisode` (`qwen_tool.rl.replay`), plays a multi-step trajectory
-against its recording.
+Two kinds here: `SingleTurnEpisode` (a prompt and the gold calls of its first assistant turn not marked erroneous,
+from a synthesised trajectory; nothing is executed, calls are only validated against the schemas) and
+`ToolEnvEpisode` (a multi-turn `ToolEnv` task whose calls run). A third, `ReplayEpisode` (`qwen_tool.rl.replay`),
+plays a multi-step trajectory against its recording.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,9 +71,15 @@ class FailedCalls:
         self.pending = self.pending + failed
 
 
+def gold_turn_index(messages: Sequence[Mapping[str, Any]]) -> int | None:
+    """Index of the first assistant turn not marked `erroneous` (the turn a single-turn task asks for); None when
+    there is none."""
+    return next((i for i, m in enumerate(messages) if m["role"] == "assistant" and not m.get("erroneous")), None)
+
+
 class SingleTurnEpisode:
-    """One assistant turn against the gold calls of a trajectory's first assistant turn; calls are validated against
-    the tools' schemas (structural feedback categories) but never executed."""
+    """One assistant turn against the gold calls of a trajectory's first assistant turn not marked erroneous; calls
+    are validated against the tools' schemas (structural feedback categories) but never executed."""
 
     def __init__(self, prompt: list[dict[str, Any]], tools: list[dict[str, Any]], gold: list[dict[str, Any]],
                  weights: Mapping[str, float], task_id: str = "") -> None:
@@ -83,14 +89,21 @@ class SingleTurnEpisode:
 
     @classmethod
     def from_trajectory(cls, record: Mapping[str, Any], weights: Mapping[str, float]) -> SingleTurnEpisode:
-        """Prompt = the messages before the first assistant turn; gold = that turn's calls (none: an answer)."""
+        """Prompt = the messages before the first assistant turn not marked `erroneous`; gold = that turn's calls
+        (none: an answer).
+
+        An erroneous turn (an error_recovery trajectory's deliberate wrong call) is never a gold target: it stays in
+        the prompt with the error it got, and the corrective turn after it is the target. That keeps the recovery the
+        trajectory was written to teach, and asks for the turn SFT trains in the same context (MAE gives the wrong call
+        no loss; `gold_rollout` starts at this turn too); skipping such trajectories would drop that skill from RL.
+        """
         messages = record["messages"]
-        first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
-        if first is None:
-            raise QwenToolError(f"trajectory {record.get('meta', {}).get('id', '?')} has no assistant turn; "
-                                "fix: filter such records out of the RL data")
-        gold = [{"name": c.name, "arguments": c.arguments} for c in as_calls(messages[first].get("tool_calls"))]
-        return cls(copy.deepcopy(messages[:first]), record.get("tools") or [], gold, weights,
+        target = gold_turn_index(messages)
+        if target is None:
+            raise QwenToolError(f"trajectory {record.get('meta', {}).get('id', '?')} has no assistant turn that is "
+                                "not marked erroneous; fix: filter such records out of the RL data")
+        gold = [{"name": c.name, "arguments": c.arguments} for c in as_calls(messages[target].get("tool_calls"))]
+        return cls(copy.deepcopy(messages[:target]), record.get("tools") or [], gold, weights,
                    str(record.get("meta", {}).get("id", "")))
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

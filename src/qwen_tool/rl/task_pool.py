@@ -17,7 +17,7 @@ from qwen_tool import QwenToolError
 from qwen_tool.config import RLTrainingConfig, to_dict
 from qwen_tool.env import ToolEnv
 from qwen_tool.env.task import Task
-from qwen_tool.rl.episodes import Episode, SingleTurnEpisode, ToolEnvEpisode
+from qwen_tool.rl.episodes import Episode, SingleTurnEpisode, ToolEnvEpisode, gold_turn_index
 from qwen_tool.rl.replay import ReplayEpisode, ReplayTask
 
 SINGLE_CALL, PARALLEL_OR_CHOICE, MULTI_STEP = 0, 1, 2
@@ -115,7 +115,7 @@ class TaskPool:
 
     def __init__(self, cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> None:
         self.cfg = cfg
-        self.trajectories = [t for t in trajectories if any(m["role"] == "assistant" for m in t["messages"])]
+        self.trajectories = [t for t in trajectories if gold_turn_index(t["messages"]) is not None]
         self.tasks = list(tasks)
         self.replays: list[ReplayTask] = []
         replayed: set[int] = set()
