@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,21 @@ MARKER_TEXT = {
     "functiongemma": "<end_function_call><start_function_call>call:x{a:1}<tool_call|>",
     "harmony": "<|call|><|end|><|channel|>final<|message|>",
 }
+
+
+def chunkings(text: str, seeds: tuple[int, ...] = (0, 1, 2), largest: int = 9, whole: bool = True
+              ) -> list[list[str]]:
+    """Ways to stream `text`: one character at a time, the whole text (if `whole`), and for each seed random pieces
+    of 1 to `largest` characters."""
+    out = [list(text), [text]] if whole else [list(text)]
+    for seed in seeds:
+        rng, pieces, i = random.Random(seed), [], 0
+        while i < len(text):
+            size = rng.randint(1, largest)
+            pieces.append(text[i:i + size])
+            i += size
+        out.append(pieces)
+    return out
 
 
 def call(name: str, **arguments: Any) -> dict:

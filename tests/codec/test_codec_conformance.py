@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
-from codec_cases import CODECS, MARKER_TEXT, RAW_TEXT_VALUES, fixture_dir
+from codec_cases import CODECS, MARKER_TEXT, RAW_TEXT_VALUES, chunkings, fixture_dir
 
 from qwen_tool.codec import get_codec
 
@@ -20,17 +19,6 @@ def load(fmt: str, variant: str | None, name: str) -> tuple[str, dict]:
     return text, json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def chunkings(text: str) -> list[list[str]]:
-    """One character at a time, random splits with fixed seeds, and the whole text."""
-    out = [list(text), [text]]
-    for seed in (0, 1, 2):
-        rng, pieces, i = random.Random(seed), [], 0
-        while i < len(text):
-            size = rng.randint(1, 12)
-            pieces.append(text[i:i + size])
-            i += size
-        out.append(pieces)
-    return out
 
 
 def assemble(deltas: list[dict]) -> dict:
@@ -73,7 +61,7 @@ def test_parse_and_stream(fmt: str, variant: str | None, name: str) -> None:
     if expected["error"]:  # truncated: no marker of the format leaks into content
         for marker in codec.call_markers + ("</", "<|", "[ARGS]", "{"):
             assert marker not in parsed.content
-    for pieces in chunkings(text):
+    for pieces in chunkings(text, largest=12):
         stream = codec.stream(expected["tools"])
         deltas = [d for piece in pieces for d in stream.feed(piece)] + stream.finish()
         got = assemble(deltas)

@@ -7,10 +7,9 @@ Every case is also streamed under several chunkings and must equal the whole-tex
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
-from codec_cases import CODECS, THINK_DELIMITED
+from codec_cases import CODECS, THINK_DELIMITED, chunkings
 from test_codec_cli import one_line, run_main
 
 from qwen_tool.codec import CodecError, ParsedOutput, ToolCall, get_codec
@@ -20,17 +19,6 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters"
     "type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}}}}}]
 
 
-def chunkings(text: str) -> list[list[str]]:
-    """One character at a time, random splits with fixed seeds, and the whole text."""
-    out = [list(text), [text]]
-    for seed in (0, 1, 2):
-        rng, pieces, i = random.Random(seed), [], 0
-        while i < len(text):
-            size = rng.randint(1, 9)
-            pieces.append(text[i:i + size])
-            i += size
-        out.append(pieces)
-    return out
 
 
 def parse(fmt: str, text: str, tools: list[dict] | None = None, start: StartState | None = None,

@@ -4,10 +4,8 @@ emits; nothing may come later."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from codec_cases import CODECS, fixture_dir
+from codec_cases import CODECS, chunkings, fixture_dir
 
 from qwen_tool.codec import get_codec
 from qwen_tool.codec.base import ScanState
@@ -30,16 +28,6 @@ GATED = {"hermes", "qwen3_xml", "glm", "deepseek", "deepseek_dsml", "kimi_k2", "
 """Formats whose call regions note what they await (`unclosed`, `awaiting_anew`)."""
 
 
-def chunkings(text: str) -> list[list[str]]:
-    out = [list(text)]
-    for seed in (0, 1):
-        rng, pieces, i = random.Random(seed), [], 0
-        while i < len(text):
-            size = rng.randint(1, 9)
-            pieces.append(text[i:i + size])
-            i += size
-        out.append(pieces)
-    return out
 
 
 def emissions(fmt: str, variant: str | None, pieces: list[str], gated: bool) -> tuple[list, int]:
@@ -76,7 +64,7 @@ def test_the_gate_delays_no_emission_and_saves_scans(fmt: str, variant: str | No
     saved = total = 0
     for path in sorted(fixture_dir(fmt, variant).glob("*.txt")):
         text = path.read_text(encoding="utf-8")
-        for pieces in chunkings(text):
+        for pieces in chunkings(text, seeds=(0, 1), whole=False):
             gated, gated_scans = emissions(fmt, variant, pieces, gated=True)
             ungated, ungated_scans = emissions(fmt, variant, pieces, gated=False)
             assert [deltas for _, deltas in gated] == [deltas for _, deltas in ungated], (path.name, pieces)
