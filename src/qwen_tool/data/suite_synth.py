@@ -543,6 +543,13 @@ def make_plan(category: str, index: int, seed: int, split: str, suites: list[str
 def build_suite_record(category: str, index: int, seed: int, split: str, suites: list[str], env: ToolEnv,
                        seen: set[Any] | None = None) -> dict[str, Any]:
     """One trajectory played in `env`; `seen` holds de-duplication keys of earlier records (a repeat is redrawn)."""
+    return unseen_plan(category, index, seed, split, suites, env, seen)[1]
+
+
+def unseen_plan(category: str, index: int, seed: int, split: str, suites: list[str], env: ToolEnv,
+                seen: set[Any] | None) -> tuple[Plan, dict[str, Any]]:
+    """A plan and the trajectory it plays in `env` (play checks that it replays exactly), redrawn while the trajectory
+    repeats one whose de-duplication key is in `seen` (None: no check); the key joins `seen`."""
     record: dict[str, Any] = {}
 
     def fresh(plan: Plan) -> bool:
@@ -550,10 +557,10 @@ def build_suite_record(category: str, index: int, seed: int, split: str, suites:
         record = play(plan, env)
         return seen is None or dedupe_key(record) not in seen
 
-    make_plan(category, index, seed, split, suites, env.executor, accept=fresh)
+    plan = make_plan(category, index, seed, split, suites, env.executor, accept=fresh)
     if seen is not None:
         seen.add(dedupe_key(record))
-    return record
+    return plan, record
 
 
 def new_env() -> ToolEnv:
@@ -579,10 +586,7 @@ def synthesize_eval_tasks(n: int, seed: int = 0, held_out: set[str] | None = Non
     seen: set[Any] = set()
     for category, count in allocate(n, {k: v / sum(weights.values()) for k, v in weights.items()}).items():
         for index in range(count):
-            # play checks that a plan replays exactly in the env
-            plan = make_plan(category, index, seed, "eval", suites, env.executor,
-                             accept=lambda plan: dedupe_key(play(plan, env)) not in seen)
-            seen.add(dedupe_key(play(plan, env)))
+            plan, _ = unseen_plan(category, index, seed, "eval", suites, env, seen)
             task = plan.task(f"eval-{seed}-{category}-{index:05d}")
             run_gold_episode(env, task)
             task.gold_state = env.suite.state()
