@@ -305,18 +305,17 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any],
     (default: `run`'s)."""
     from dataclasses import replace
 
-    from qwen_tool.data.schema import read_any
     from qwen_tool.eval.runner import model_codec
     from qwen_tool.hardware import prefill_dtype, resolve_precision
     from qwen_tool.sft.tokenize import IGNORE_INDEX
-    from qwen_tool.sft.trainer import encode_dataset, sft_codec
+    from qwen_tool.sft.trainer import encode_dataset, sft_codec, training_trajectories
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(cfg.model)
     train_precision = resolve_precision(cfg.sft.precision, "SFT").precision
     rates = measure_rates(load_model(cfg.model), train_precision, prefill_dtype(cfg.eval.prefill_dtype),
                           cfg.eval.batch_size, train_rows=cfg.sft.examples_per_device)
-    trajectories, _ = read_any(data["train"], skip_invalid=True)
+    trajectories = training_trajectories(replace(cfg.sft, model=cfg.model, data=data["train"]))
     trained_codec = sft_codec(replace(cfg.sft, model=cfg.model))  # the trained model is prompted as it was taught
     sample = encode_dataset(_spread_sample(trajectories), tokenizer, trained_codec, cfg.sft)
     tokens = sum(len(e["input_ids"]) for e in sample) * len(trajectories) / max(1, len(sample))

@@ -213,3 +213,22 @@ def test_decision_weight_sets_the_first_token_of_each_trained_turn(tokenizer):
     assert "<tool_call>".startswith(firsts[0]) and "AAPL".startswith(firsts[1]) and all(firsts)
     assert all(decided.labels[i - 1] == IGNORE_INDEX for i in changed)  # each opens its turn
     assert encode_trajectory(TRAJECTORY, tokenizer, "hermes", decision_weight=1.0).loss_weights == plain.loss_weights
+
+
+def test_training_trajectories_are_shuffled_by_seed_then_cut_to_max_examples(tmp_path):
+    from qwen_tool.sft.trainer import training_trajectories
+
+    records = [{**TRAJECTORY, "messages": [{"role": "user", "content": f"question {i}"}, *TRAJECTORY["messages"][1:]]}
+               for i in range(10)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def firsts(**settings) -> list[str]:
+        cfg = SFTTrainingConfig(model="tiny", data=str(path), **settings)
+        return [t["messages"][0]["content"] for t in training_trajectories(cfg)]
+
+    everything = firsts(seed=3)
+    assert sorted(everything) == sorted(f"question {i}" for i in range(10))
+    assert everything != [f"question {i}" for i in range(10)]  # shuffled
+    assert firsts(seed=3, max_examples=4) == everything[:4]  # the same examples SFT trains on, in its order
+    assert firsts(seed=3) == everything  # the shuffle depends on the seed alone

@@ -207,22 +207,29 @@ class _ObserveSteps(TrainerCallback):
                                        int(state.num_input_tokens_seen), self.total_tokens))
 
 
+def training_trajectories(cfg: SFTTrainingConfig) -> list[dict]:
+    """The trajectories SFT trains on, in its order: `cfg.data` read (invalid lines skipped with a warning when
+    `cfg.skip_invalid`, else refused), shuffled by `cfg.seed`, the first `cfg.max_examples` kept. Projections count
+    the same examples the run will train on."""
+    from qwen_tool.data.schema import read_any
+
+    trajectories, report = read_any(cfg.data, skip_invalid=cfg.skip_invalid)
+    if report.skipped:
+        logger.warning("Skipped %d invalid lines of %s (first: %s)", report.skipped, cfg.data, report.errors[0])
+    random.Random(cfg.seed).shuffle(trajectories)
+    return trajectories if cfg.max_examples is None else trajectories[: cfg.max_examples]
+
+
 def train_sft(cfg: SFTTrainingConfig, resume: bool = False, step_observer: StepObserver | None = None) -> Path:
     """Train, save `<output_dir>/final` (LoRA merged) with its tokenizer, tool format and tool rendering (in
     qwen_tool.json, so evaluation, RL and serving prompt the model as it was taught), and return that path.
     `step_observer` sees where training stands after every optimiser step."""
-    from qwen_tool.data.schema import read_any
     from qwen_tool.models import TRAINED_META, load_model, load_tokenizer
 
     if not cfg.data:
         raise QwenToolError("no training data given; fix: set data=PATH (e.g. from `qwen-tool data synth`)")
     codec = sft_codec(cfg)
-    trajectories, report = read_any(cfg.data, skip_invalid=cfg.skip_invalid)
-    if report.skipped:
-        logger.warning("Skipped %d invalid lines of %s (first: %s)", report.skipped, cfg.data, report.errors[0])
-    random.Random(cfg.seed).shuffle(trajectories)
-    if cfg.max_examples is not None:
-        trajectories = trajectories[: cfg.max_examples]
+    trajectories = training_trajectories(cfg)
     tokenizer = load_tokenizer(cfg.model)
     examples = encode_dataset(trajectories, tokenizer, codec, cfg)
     tokens = sum(len(e["input_ids"]) for e in examples)
