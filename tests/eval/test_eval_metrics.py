@@ -84,6 +84,27 @@ def test_parameter_accuracy_pairs_calls_by_name() -> None:
     assert m.matched_arguments([call("f", a=1)], [call("f", a=1), call("f", a=1)]) == (1, 2)
 
 
+def test_same_name_parallel_calls_in_swapped_order_are_exact() -> None:
+    # gold f(a=1, b=2), f(a=3, b=4); predicted the same two calls, swapped → 4 of 4 arguments, no error category.
+    # (First-come pairing took f(a=3, b=4) for f(a=1, b=2) and the reverse: 0 of 4.)
+    first, second = call("f", a=1, b=2), call("f", a=3, b=4)
+    assert m.matched_arguments([second, first], [first, second]) == (4, 4)
+    assert m.parameter_accuracy([([second, first], [first, second])]) == 1.0
+    assert m.decision_error([second, first], [first, second]) is None
+
+
+def test_calls_are_paired_for_the_most_reproduced_arguments() -> None:
+    # gold g0 = f(a=1, b=2), g1 = f(a=3, c=4); predicted p0 = f(a=3, c=5), p1 = f(a=1, b=7); no call is exact.
+    # Reproduced: p0·g0 = 0, p1·g1 = 0 (first-come: 0 of 4); p0·g1 = 1 (a), p1·g0 = 1 (a) → best 2 of 4, either order.
+    # Best pairs g0↔p1 (b: 7 vs 2), g1↔p0 (c: 5 vs 4): keys agree, first differing value in gold order is a number.
+    # (First-come paired g0↔p0, where b is missing: missing_argument.)
+    g0, g1 = call("f", a=1, b=2), call("f", a=3, c=4)
+    p0, p1 = call("f", a=3, c=5), call("f", a=1, b=7)
+    for predicted in ([p0, p1], [p1, p0]):
+        assert m.matched_arguments(predicted, [g0, g1]) == (2, 4)
+        assert m.decision_error(predicted, [g0, g1]) == "value_number"
+
+
 def test_accuracy_by_category_and_mean() -> None:
     # simple: 1 of 2 = 0.5; parallel: 3 of 3 = 1.0; unweighted mean = 0.75 (micro would be 4/5)
     verdicts = [("simple", True), ("simple", False), ("parallel", True), ("parallel", True), ("parallel", True)]

@@ -7,8 +7,7 @@ from itertools import permutations
 
 import pytest
 
-from qwen_tool.rewards import Call, Turn, irm_reward, toolrl_reward, turn_reward
-from qwen_tool.rewards.matching import best_same_name_pairs
+from qwen_tool.rewards import Turn, irm_reward, toolrl_reward, turn_reward
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}}}}]
@@ -66,15 +65,3 @@ def test_the_composite_turn_reward_ignores_call_order():
     for predicted in ([PARIS, ROME], [ROME, PARIS]):
         turn = Turn(predicted, [PARIS, ROME], TOOLS, categories=["ok", "ok"])
         assert turn_reward(turn, weights).total == pytest.approx(7.0)
-
-
-def test_best_same_name_pairs():
-    def agree(p: Call, g: Call) -> float:
-        return float(p.arguments == g.arguments)
-
-    f1, f2, g = Call("f", {"x": 1}), Call("f", {"x": 2}), Call("g", {})
-    # Same name only, the equal arguments together, in gold order.
-    assert best_same_name_pairs([f2, g, f1], [f1, f2], agree) == [(2, 0), (0, 1)]
-    # As many pairs as the names allow, even when every pair scores below zero.
-    assert best_same_name_pairs([f1], [f2], lambda p, q: -5.0) == [(0, 0)]
-    assert best_same_name_pairs([g], [f1, f2], agree) == []

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from qwen_tool.tools.call_pairing import best_same_name_pairs
 from qwen_tool.tools.feedback import FeedbackCategory
 
 
@@ -72,9 +73,12 @@ def decision_error(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> s
     """What kind of miss one decision is; None when its calls equal the gold calls as a multiset (values by ==).
 
     The first test that holds names the miss: missed_call (a call was due, none came); unneeded_call (calls where none
-    was due); call_count; wrong_tool (the names differ as multisets). Otherwise the calls that are not exact are paired
-    with the unused calls of the same name, in order, and the pairs give: missing_argument (a gold key absent), then
-    extra_argument (a key gold lacks), then the first differing value in gold key order (see `value_error`).
+    was due); call_count; wrong_tool (the names differ as multisets). Otherwise the calls with an exact twin on the
+    other side are set aside (a multiset difference, so order-free), and the rest are paired order-free with the
+    same-name pairing that reproduces the most gold arguments (`reproduced_arguments`, `best_same_name_pairs`); the
+    pairs give: missing_argument (a gold key absent), then extra_argument (a key gold lacks), then the first differing
+    value in gold key order (see `value_error`). Setting exact twins aside first loses no reproduced argument: some
+    best pairing keeps every exact pair.
     """
     if not gold:
         return "unneeded_call" if predicted else None
@@ -93,11 +97,9 @@ def decision_error(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> s
             inexact.append(gold_call)
         else:
             unused.remove(exact)
-    pairs = []
-    for gold_call in inexact:
-        match = next(i for i in unused if predicted[i].name == gold_call.name)
-        unused.remove(match)
-        pairs.append((predicted[match].arguments, gold_call.arguments))
+    rest = [predicted[i] for i in unused]
+    pairs = [(rest[i].arguments, inexact[j].arguments)
+             for i, j in best_same_name_pairs(rest, inexact, reproduced_arguments)]
     if not pairs:
         return None
     if any(set(gold_args) - set(args) for args, gold_args in pairs):
@@ -170,23 +172,22 @@ def call_timing(called: Sequence[bool], gold_calls: Sequence[bool]) -> dict[str,
     }
 
 
-def matched_arguments(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> tuple[int, int]:
-    """(#gold arguments reproduced exactly, #gold arguments) for one example.
+def reproduced_arguments(predicted: CallLike, gold: CallLike) -> int:
+    """#{k ∈ keys(gold): k ∈ keys(predicted) and predicted.arguments[k] == gold.arguments[k]}."""
+    args = predicted.arguments
+    return sum(key in args and args[key] == value for key, value in gold.arguments.items())
 
-    Each gold call is paired with the first unused predicted call of the same name (calls of a parallel step are
-    unordered); a gold argument counts when the paired call has the key with an equal value.
+
+def matched_arguments(predicted: Sequence[CallLike], gold: Sequence[CallLike]) -> tuple[int, int]:
+    """(Σ_paired reproduced_arguments(p, g), Σ_g |keys(g)|) for one example.
+
+    Gold calls are paired with predicted calls of the same name order-free (calls of a parallel step are unordered):
+    as many pairs as the names allow, the pairing with the most reproduced arguments (`best_same_name_pairs`). A gold
+    call left unpaired reproduces nothing.
     """
-    used: set[int] = set()
-    correct = total = 0
-    for gold_call in gold:
-        total += len(gold_call.arguments)
-        match = next((i for i, p in enumerate(predicted) if i not in used and p.name == gold_call.name), None)
-        if match is None:
-            continue
-        used.add(match)
-        args = predicted[match].arguments
-        correct += sum(key in args and args[key] == value for key, value in gold_call.arguments.items())
-    return correct, total
+    pairs = best_same_name_pairs(predicted, gold, reproduced_arguments)
+    correct = sum(reproduced_arguments(predicted[i], gold[j]) for i, j in pairs)
+    return correct, sum(len(gold_call.arguments) for gold_call in gold)
 
 
 def parameter_accuracy(examples: Iterable[tuple[Sequence[CallLike], Sequence[CallLike]]]) -> float:

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from qwen_tool.rewards.matching import best_same_name_pairs
 from qwen_tool.rewards.types import Call, RewardResult, as_calls, canonical
+from qwen_tool.tools.call_pairing import best_same_name_pairs
 
 
 def multiset_jaccard(a: Sequence[Any], b: Sequence[Any]) -> float:

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qwen_tool.rewards.matching import best_same_name_pairs
 from qwen_tool.rewards.types import Call, RewardResult, as_calls, tool_parameters
+from qwen_tool.tools.call_pairing import best_same_name_pairs
 
 IRM_VALUES: dict[str, float] = {
     "unparsable": -2.0,

@@ -1,4 +1,5 @@
-"""Tools: schema + handler, argument validation, the executor (timeouts, the sandbox) and the feedback taxonomy."""
+"""Tools: schema + handler, argument validation, the executor (timeouts, the sandbox), the feedback taxonomy and the
+order-free pairing of predicted with gold calls (`call_pairing`)."""
 
 from qwen_tool.tools.executor import Executor
 from qwen_tool.tools.feedback import (

@@ -1,19 +1,30 @@
 """Pairing the predicted calls of a turn with its gold calls, whatever order either side lists them in.
 
-Parallel calls are unordered (BFCL's checker and our evaluation match them as a set), so a reward must not change when
-a correct turn lists its calls in another order than the gold does.
+Parallel calls are unordered (BFCL's checker takes them as a set), so neither a reward nor an evaluation metric may
+change when a correct turn lists its calls in another order than the gold does. Rewards and eval both pair calls
+here, so they agree on which predicted call answers which gold call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import networkx as nx
 
-from qwen_tool.rewards.types import Call
+
+class Named(Protocol):
+    """A call as pairing sees it: only its name (the score callback reads whatever else it needs)."""
+
+    @property
+    def name(self) -> str: ...
 
 
-def best_same_name_pairs(predicted: Sequence[Call], gold: Sequence[Call], score: Callable[[Call, Call], float]
+P = TypeVar("P", bound=Named)
+G = TypeVar("G", bound=Named)
+
+
+def best_same_name_pairs(predicted: Sequence[P], gold: Sequence[G], score: Callable[[P, G], float]
                          ) -> list[tuple[int, int]]:
     """Index pairs (i, j), predicted[i].name = gold[j].name, each index used at most once: as many pairs as the names
     allow (Σ_name min(#predicted, #gold)), and among those the pairing with the largest Σ score(predicted[i], gold[j]).
