@@ -404,6 +404,10 @@ def data_synth(
                               ] = 0.0,
     eval_out: Annotated[Path | None, typer.Option(help="Where to write the held-out eval split.")] = None,
     eval_n: Annotated[int, typer.Option(help="Size of the held-out eval split.")] = 200,
+    eval_decisions: Annotated[int | None, typer.Option(
+        help="Grow the held-out eval split past --eval-n records until it holds at least N decisions (scored "
+             "assistant turns), as the main job's data.n_eval_decisions does; needs --held-out-tools and "
+             "--eval-out.")] = None,
     eval_tasks_out: Annotated[Path | None, typer.Option(
         help="Also write multi-turn eval tasks (env.Task JSON lines) on the held-out suites (all suites without "
              "--held-out-tools).")] = None,
@@ -416,14 +420,17 @@ def data_synth(
     """Synthesise trajectories (gold calls executed) in the requested category mix, filtered, with a drop report."""
     from collections import Counter
 
-    from qwen_tool.data.prepare import synthesize_training_data
+    from qwen_tool.data.prepare import decision_count, synthesize_held_out_data, synthesize_training_data
     from qwen_tool.data.schema import write_any
     from qwen_tool.data.suite_synth import synthesize_eval_tasks
     from qwen_tool.data.synth import held_out_split, mix_of
 
-    for option, value, minimum in (("--n", n, 1), ("--eval-n", eval_n, 1), ("--eval-tasks-n", eval_tasks_n, 1),
-                                   ("--max-length", max_length, 0)):
+    for option, value, minimum in (("--n", n, 1), ("--eval-n", eval_n, 1), ("--eval-decisions", eval_decisions, 1),
+                                   ("--eval-tasks-n", eval_tasks_n, 1), ("--max-length", max_length, 0)):
         _at_least(option, value, minimum)
+    if eval_decisions is not None and (held_out_tools <= 0 or eval_out is None):
+        raise QwenToolError("--eval-decisions grows the held-out eval split, and none is written; fix: add "
+                            "--held-out-tools (above 0) and --eval-out, or drop --eval-decisions")
     held = held_out_split(held_out_tools, seed) if held_out_tools > 0 else None
     measure = None
     if tokenizer:
@@ -441,12 +448,13 @@ def data_synth(
     out.print(f"{len(records)} trajectories → {out_path}; sources: {sources}; mix: "
               + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
     if held and eval_out is not None:
-        evals, eval_report = synthesize_training_data(eval_n, seed=seed, mix=mix or None, held_out=held, split="eval",
-                                                      suite_share=suite_share, max_length=max_length or None,
-                                                      tokenizer=measure)
+        evals, eval_report = synthesize_held_out_data(eval_n, min_decisions=eval_decisions, seed=seed, mix=mix or None,
+                                                      held_out=held, suite_share=suite_share,
+                                                      max_length=max_length or None, tokenizer=measure)
         write_any(evals, eval_out)
-        out.print(f"{len(evals)} held-out trajectories ({len(held)} unseen tool concepts and suites) → {eval_out}; "
-                  + eval_report.summary(), highlight=False)
+        decisions = sum(decision_count(record) for record in evals)
+        out.print(f"{len(evals)} held-out trajectories with {decisions} decisions ({len(held)} unseen tool concepts "
+                  f"and suites) → {eval_out}; " + eval_report.summary(), highlight=False)
     if eval_tasks_out is not None:
         tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed, held_out=held)
         write_lines(eval_tasks_out, (json.dumps(t, ensure_ascii=False) for t in tasks))

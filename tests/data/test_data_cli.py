@@ -29,6 +29,25 @@ def test_data_cli_synth_validate_stats(tmp_path: Path) -> None:
     assert result.exit_code == 0 and chart.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_data_cli_synth_grows_the_held_out_split_to_eval_decisions(tmp_path: Path) -> None:
+    """`--eval-decisions N` grows the held-out split past --eval-n records until it holds N decisions (the main job's
+    data.n_eval_decisions, through the same function)."""
+    from qwen_tool.data.prepare import decision_count
+
+    def held_out_decisions(*extra: str) -> tuple[int, int]:
+        held = tmp_path / "eval.jsonl"
+        result = CliRunner().invoke(app, ["data", "synth", "--n", "5", "--held-out-tools", "0.3", "--eval-n", "5",
+                                          "--out", str(tmp_path / "train.jsonl"), "--eval-out", str(held), *extra])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in held.read_text().splitlines()]
+        return len(records), sum(decision_count(record) for record in records)
+
+    plain_records, plain_decisions = held_out_decisions()
+    assert plain_records == 5 and plain_decisions < 20  # 5 records fall short of 20 decisions, so growth must act
+    grown_records, grown_decisions = held_out_decisions("--eval-decisions", "20")
+    assert grown_records > 5 and grown_decisions >= 20
+
+
 def _hallucinated_call() -> dict:
     """A trajectory whose assistant calls `get_wether`, a tool it was not offered, and is not marked erroneous."""
     tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.", "parameters": {

@@ -35,18 +35,22 @@ HELD_OUT_GROWTH_ROUNDS = 20
 
 def synthesize_held_out_data(n: int, *, min_decisions: int | None = None, seed: int = 0,
                              mix: str | dict[str, float] | None = None, held_out: set[str] | None = None,
-                             suite_share: float = DEFAULT_SUITE_SHARE) -> tuple[list[dict[str, Any]], FilterReport]:
-    """The held-out single-turn set (split "eval": only `held_out` tools and suites), filtered like training data:
-    `n` records, or, when those hold fewer than `min_decisions` decisions, a set synthesized again with more records
-    (n grown by the shortfall's share, n' = ceil(n · min_decisions / decisions)) until it holds enough. Each size is a
-    fresh seeded set, so the same arguments give the same records."""
+                             suite_share: float = DEFAULT_SUITE_SHARE, max_length: int | None = None,
+                             tokenizer: Any = None) -> tuple[list[dict[str, Any]], FilterReport]:
+    """The held-out single-turn set (split "eval": only `held_out` tools and suites), filtered like training data
+    (`max_length` and `tokenizer` as in `synthesize_training_data`): `n` records, or, when those hold fewer than
+    `min_decisions` decisions, a set synthesized again with more records (n grown by the shortfall's share,
+    n' = ceil(n · min_decisions / decisions)) until it holds enough. Each size is a fresh seeded set, so the same
+    arguments give the same records. The main job (`data.n_eval_decisions`) and `qwen-tool data synth
+    --eval-decisions` both grow their held-out set here."""
     size = n
     for _ in range(HELD_OUT_GROWTH_ROUNDS):
         records, report = synthesize_training_data(size, seed=seed, mix=mix, held_out=held_out, split="eval",
-                                                   suite_share=suite_share)
+                                                   suite_share=suite_share, max_length=max_length,
+                                                   tokenizer=tokenizer)
         made = sum(decision_count(record) for record in records)
         if min_decisions is None or made >= min_decisions:
             return records, report
         size = max(size + 1, math.ceil(size * min_decisions / max(1, made)))
-    raise SynthError(f"{size} held-out records still hold fewer than {min_decisions} decisions; fix: lower "
-                     "n_eval_decisions or raise n_eval")
+    raise SynthError(f"{size} held-out records still hold fewer than {min_decisions} decisions; fix: ask for fewer "
+                     "decisions (data.n_eval_decisions, --eval-decisions) or more records (data.n_eval, --eval-n)")
