@@ -7,7 +7,9 @@ import pytest
 from qwen_tool import QwenToolError
 from qwen_tool.codec.types import ParsedOutput, ToolCall
 from qwen_tool.env import NOISE_LEVELS, Task, ToolEnv, ToolEnvBatch, UserTurn, run_gold_episode
+from qwen_tool.env.env import next_gold_index
 from qwen_tool.env.suites import SUITES, get_suite
+from qwen_tool.rewards import Turn, turn_reward
 
 WEATHER = get_suite("weather").tasks()[0]
 FINANCE_TRANSFER = get_suite("finance").tasks()[1]
@@ -45,7 +47,8 @@ def test_step_records_openai_messages_and_per_turn_annotations():
     trajectory = env.trajectory()
     assert trajectory["meta"]["annotations"][0]["erroneous"] is True
     assert trajectory["meta"]["annotations"][0]["categories"][1] == "tool_hallucination"
-    assert trajectory["meta"]["annotations"][1] == {"message_index": 6, "step": 1, "categories": [],
+    # Turn 0 erred, so turn 1 (the answer) is still compared with gold step 0.
+    assert trajectory["meta"]["annotations"][1] == {"message_index": 6, "step": 1, "gold_index": 0, "categories": [],
                                                     "erroneous": False}
     with pytest.raises(QwenToolError, match="finished episode"):
         env.step(answer())
@@ -143,6 +146,65 @@ def test_reward_fn_receives_step_and_gold():
     trajectory = run_gold_episode(env, WEATHER)
     assert trajectory["meta"]["rewards"] == [1.0, -1.0]
     assert seen[0][1] == WEATHER.gold_calls[0] and seen[1][3] is True
+
+
+def test_a_turn_after_a_model_error_is_compared_with_the_same_gold_step():
+    """Finance task 1 (gold steps: 0 move_funds ACC-1001 → ACC-1002 50.0 memo rent; 1 check_account_balance ACC-1002;
+    2 the answer). Turn 0 writes `note` for `memo` (parameter_hallucination), turn 1 the gold step 0 call, turn 2 the
+    gold step 1 call, turn 3 the answer. IRM (the recipe's turn reward, weight 1):
+    turn 0 vs step 0: `note` hallucinated and `memo` missing → −1.3; turns 1, 2, 3 vs steps 0, 1, 2: exact → +1 each.
+    (Compared with steps 1, 2, 3 as before, turns 1 and 2 would be wrong tools, −1.5 each.)"""
+    seen = []
+
+    def reward(inp):
+        seen.append((inp.step_index, inp.gold_index, inp.gold_calls))
+        categories = [o.category.value for o in inp.outcomes]
+        turn = Turn(inp.output.tool_calls, inp.gold_calls, inp.tools, categories=categories)
+        return turn_reward(turn, {"irm": 1.0}).total
+
+    env = ToolEnv(reward_fn=reward)
+    env.reset(FINANCE_TRANSFER)
+    transfer = {"from_account": "ACC-1001", "to_account": "ACC-1002", "amount": 50.0}
+    results = [env.step(output) for output in [
+        calls(("move_funds", {**transfer, "note": "rent"})), calls(("move_funds", {**transfer, "memo": "rent"})),
+        calls(("check_account_balance", {"account_id": "ACC-1002"})), answer()]]
+    assert [o.category.value for r in results for o in r.feedback] == ["parameter_hallucination", "ok", "ok"]
+    assert [(step, index) for step, index, _ in seen] == [(0, 0), (1, 0), (2, 1), (3, 2)]
+    assert [gold for _, _, gold in seen] == [FINANCE_TRANSFER.gold_calls[i] for i in (0, 0, 1, 2)]
+    assert env.rewards == pytest.approx([-1.3, 1.0, 1.0, 1.0]) and results[-1].done
+    assert [a["gold_index"] for a in env.trajectory()["meta"]["annotations"]] == [0, 0, 1, 2]
+
+
+def test_a_gold_replay_compares_turn_k_with_gold_step_k():
+    seen = []
+
+    def reward(inp):
+        seen.append((inp.step_index, inp.gold_index))
+        return 0.0
+
+    env = ToolEnv(reward_fn=reward)
+    for task in [t for cls in SUITES.values() for t in cls.tasks()]:
+        seen.clear()
+        trajectory = run_gold_episode(env, task)
+        turns = len(task.gold_calls)  # every task ends on its answer step
+        assert seen == [(k, k) for k in range(turns)], task.id
+        assert [a["gold_index"] for a in trajectory["meta"]["annotations"]] == list(range(turns))
+        assert trajectory["meta"]["termination"] == "final_answer"
+
+
+def test_the_gold_index_stays_within_the_user_turn():
+    """Gold steps [[a], [b], [], [c], []]: two user turns, each closed by an answer step (indices 2 and 4)."""
+    gold = [["a"], ["b"], [], ["c"], []]
+    assert next_gold_index(gold, 0, called=True, erroneous=True) == 0  # a retry is due
+    assert next_gold_index(gold, 0, called=False, erroneous=True) == 0  # unparsable output: the same
+    assert next_gold_index(gold, 0, called=True, erroneous=False) == 1
+    assert next_gold_index(gold, 2, called=True, erroneous=False) == 2  # an extra call: the answer is still due
+    assert next_gold_index(gold, 2, called=False, erroneous=False) == 3  # the answer on time: the next user turn
+    assert next_gold_index(gold, 0, called=False, erroneous=False) == 3  # an early answer ends the user turn too
+    assert next_gold_index(gold, 4, called=False, erroneous=False) == 5
+    assert next_gold_index(gold, 5, called=True, erroneous=False) == 5  # past the gold: no step to move to
+    assert next_gold_index(gold, 5, called=False, erroneous=False) == 6  # ... but an answer still counts a turn
+    assert next_gold_index([["a"]], 0, called=True, erroneous=False) == 1  # no answer step: the end closes
 
 
 def test_end_state_compared_with_gold_state():

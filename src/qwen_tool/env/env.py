@@ -6,7 +6,8 @@ An episode ends on a final answer (an assistant turn without calls, once every f
 `max_turns` assistant steps within one user turn, or on an unrecoverable error (unparsable output).
 
 Reward: `reward_fn(RewardInput) -> float` when given; without one the reward is always 0.0 (the rewards room
-provides the functions; the env only calls them).
+provides the functions; the env only calls them). Each turn is scored against the gold step at `ToolEnv.gold_index`,
+which is not the turn count: a turn the model got wrong is retried against the same gold step (`next_gold_index`).
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ class RewardInput:
 
     task: Task
     step_index: int
+    """The turn's number in the episode (0, 1, ...): counts retries too."""
+    gold_index: int
+    """The gold step this turn is compared with (`task.gold_calls[gold_index]`); behind `step_index` once an earlier
+    turn had to be retried."""
     output: ParsedOutput
     outcomes: list[CallOutcome]
     gold_calls: list[dict[str, Any]] | None
+    """`task.gold_calls[gold_index]`; None past the last gold step."""
     tools: list[dict[str, Any]]
     done: bool
     info: dict[str, Any]
@@ -58,6 +64,25 @@ class StepResult:
     reward: float
     done: bool
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def next_gold_index(gold_calls: Sequence[Sequence[Any]], index: int, *, called: bool, erroneous: bool) -> int:
+    """The gold step the next turn is compared with, after a turn compared with gold step `index`.
+
+        erroneous (a model-error outcome, a parse error included)  → index       (the next turn retries the step)
+        calls, none erroneous                                      → min(index + 1, close(index))
+        no calls (an answer, or a question to the user)            → close(index) + 1
+
+    close(i) = the first j ≥ i with gold_calls[j] == [] (the answer that closes the current user turn), else
+    max(i, len(gold_calls)). Why the clamp and the jump: a user turn's calls can only be scored against that user
+    turn's gold steps. Extra calls stay scored against its closing answer (an answer was due), and an answer, early or
+    on time, ends the user turn, so the follow-up's first turn is scored against the follow-up's first gold step. On a
+    gold replay every step is on time, and the index is the turn count.
+    """
+    if erroneous:
+        return index
+    close = next((j for j in range(index, len(gold_calls)) if not gold_calls[j]), max(index, len(gold_calls)))
+    return min(index + 1, close) if called else close + 1
 
 
 def suite_for(task: Task) -> Suite:
@@ -73,7 +98,8 @@ class ToolEnv:
     Args:
         fmt: wire format of the policy; raw-text outputs are parsed with `codec.get_codec(fmt)`.
         max_turns: assistant steps allowed per user turn (9, as in ToolEyes).
-        reward_fn: called after each step with a `RewardInput`; None gives reward 0.0.
+        reward_fn: called after each step with a `RewardInput`, whose gold is the step at `gold_index`; None gives
+            reward 0.0.
         noise: RoTBench level for the presented tools: clean, slight, medium, heavy, union.
         instability_rate: probability that a valid call fails with a simulated 503 or timeout (tool_instability).
         executor: how calls run (timeouts, isolation); the default has a 10 s timeout.
@@ -111,6 +137,7 @@ class ToolEnv:
         self.annotations: list[dict[str, Any]] = []
         self.rewards: list[float] = []
         self.step_index = 0
+        self.gold_index = 0  # the gold step the next turn is compared with (`next_gold_index`)
         self.turn_steps = 0
         self.user_turn = 0
         self.done = False
@@ -170,18 +197,21 @@ class ToolEnv:
                 self._finish("final_answer")
 
         categories = [o.category.value for o in outcomes]
-        self.annotations.append({"message_index": message_index, "step": self.step_index, "categories": categories,
-                                 "erroneous": any(o.category.is_model_error for o in outcomes)})
+        erroneous = any(o.category.is_model_error for o in outcomes)
+        self.annotations.append({"message_index": message_index, "step": self.step_index,
+                                 "gold_index": self.gold_index, "categories": categories, "erroneous": erroneous})
         info["termination"] = self.termination
         if self.done:
             info["end_state"] = self.end_state
-        gold = self.task.gold_calls[self.step_index] if self.step_index < len(self.task.gold_calls) else None
+        gold_steps = self.task.gold_calls
+        gold = gold_steps[self.gold_index] if self.gold_index < len(gold_steps) else None
         reward = 0.0
         if self.reward_fn is not None:
-            reward = float(self.reward_fn(RewardInput(self.task, self.step_index, parsed, outcomes, gold,
-                                                      self.tool_schemas(), self.done, info)))
+            reward = float(self.reward_fn(RewardInput(self.task, self.step_index, self.gold_index, parsed, outcomes,
+                                                      gold, self.tool_schemas(), self.done, info)))
         self.rewards.append(reward)
         self.step_index += 1
+        self.gold_index = next_gold_index(gold_steps, self.gold_index, called=bool(calls), erroneous=erroneous)
         return StepResult(tool_messages, outcomes, reward, self.done, info)
 
     def trajectory(self) -> dict[str, Any]:
@@ -198,13 +228,13 @@ class ToolEnv:
             },
         }
 
-    def present_gold(self, step_index: int) -> ParsedOutput:
-        """The gold assistant turn for `step_index` written on the presented (possibly noisy) tools."""
+    def present_gold(self, gold_index: int) -> ParsedOutput:
+        """The gold assistant turn of gold step `gold_index` written on the presented (possibly noisy) tools."""
         assert self.task is not None
-        if step_index >= len(self.task.gold_calls) or not self.task.gold_calls[step_index]:
+        if gold_index >= len(self.task.gold_calls) or not self.task.gold_calls[gold_index]:
             return ParsedOutput(content=self.task.gold_answer or "Done.")
         calls = []
-        for gold in self.task.gold_calls[step_index]:
+        for gold in self.task.gold_calls[gold_index]:
             name, arguments = self.toolset.present(gold["name"], gold.get("arguments", {}))
             calls.append(ToolCall(name, arguments))
         return ParsedOutput(tool_calls=calls)
@@ -290,7 +320,8 @@ class ToolEnvBatch:
 
 
 def run_gold_episode(env: ToolEnv, task: Task, seed: int | None = None) -> dict[str, Any]:
-    """Play the task's gold calls (the scripted policy) and return the trajectory."""
+    """Play the task's gold calls (the scripted policy) and return the trajectory. Every gold step is played once, in
+    order, so each turn is compared with its own gold step (`gold_index` equals `step_index`)."""
     env.reset(task, seed)
     while not env.done:
         env.step(env.present_gold(env.step_index))
