@@ -235,3 +235,19 @@ def test_a_replay_rollout_inserts_the_recorded_result_as_masked_tokens(records):
     assert "unknown parameter 'from'" in tokenizer.decode(rollout.prompt_ids)
     # turn 1: IRM exact +1 and the recovery 0.5; turn 2: the answer, IRM +1; episode: coherence 1 (every step matched)
     assert rollout.turn_rewards == [1.5, 1.0] and rollout.episode_reward == 1.0 and rollout.success
+
+
+def test_a_tool_env_episode_scores_a_retry_against_the_step_it_retries():
+    """Finance task 1 (gold steps: move_funds; check_account_balance; the answer). Turn 0 writes `note` for `memo`
+    (parameter_hallucination), turns 1-3 play gold steps 0, 1, 2. IRM: −1.3 (hallucinated and missing), then +1 each;
+    compared with steps 1 and 2 instead, turns 1 and 2 would be wrong tools (−1.5)."""
+    from qwen_tool.env.suites import get_suite
+
+    episode = ToolEnvEpisode(get_suite("finance").tasks()[1], {"irm": 1.0})
+    episode.reset()
+    transfer = {"from_account": "ACC-1001", "to_account": "ACC-1002", "amount": 50.0}
+    turns = [calls(("move_funds", {**transfer, "note": "rent"})), calls(("move_funds", {**transfer, "memo": "rent"})),
+             calls(("check_account_balance", {"account_id": "ACC-1002"})), ParsedOutput(content="Done.")]
+    rewards = [episode.step(turn, truncated=False).reward.total for turn in turns]
+    assert rewards == pytest.approx([-1.3, 1.0, 1.0, 1.0])
+    assert [a["gold_index"] for a in episode.env.annotations] == [0, 0, 1, 2]

@@ -83,11 +83,13 @@ def test_scripted_policy_rates_are_exact(tokenizer):
     assert stats["failure_rate"] == pytest.approx(1 / 2)
     assert stats["category/ok"] == stats["category/parameter_hallucination"] == pytest.approx(1 / 2)
     assert stats["turns_per_episode"] == pytest.approx(5 / 3)
-    # IRM per turn against the gold of that step (gold step 0: Lisbon and Oslo in fahrenheit; step 1: answer).
+    # IRM per turn against the gold step the env compares it with (gold step 0: Lisbon and Oslo in fahrenheit;
+    # step 1: answer; a turn after a model error retries the same step).
     # A: one of two gold calls exact (+1), the other missing (−1.5) → −0.25; then answering when due: +1.
-    # B: town is hallucinated, unit and city missing → −1.3 paired with Lisbon, Oslo missing −1.5 → −1.4; then +1.
+    # B: town is hallucinated, unit and city missing → −1.3 paired with Lisbon, Oslo missing −1.5 → −1.4; that failed,
+    #    so the answer is compared with step 0 again: two calls missing → −1.5.
     # C: no call when two were due → two missing → −1.5.
-    assert [r.turn_rewards for r in rollouts] == [pytest.approx([-0.25, 1.0]), pytest.approx([-1.4, 1.0]),
+    assert [r.turn_rewards for r in rollouts] == [pytest.approx([-0.25, 1.0]), pytest.approx([-1.4, -1.5]),
                                                   pytest.approx([-1.5])]
 
 

@@ -128,8 +128,9 @@ class SingleTurnEpisode:
 
 
 class ToolEnvEpisode:
-    """A multi-turn `ToolEnv` task: per-turn rewards against the gold calls of that step, episode-level terms at the
-    end (end state reached; calls beyond the gold count)."""
+    """A multi-turn `ToolEnv` task: per-turn rewards against the gold calls of the step the env compares the turn
+    with (`ToolEnv.gold_index`: a turn after a model error retries the same step), episode-level terms at the end
+    (end state reached; calls beyond the gold count)."""
 
     def __init__(self, task: Task, weights: Mapping[str, float], env: ToolEnv | None = None,
                  error_penalty: float = 0.25, extra_call_penalty: float = 0.1) -> None:
@@ -146,7 +147,7 @@ class ToolEnvEpisode:
         return copy.deepcopy(observation.messages), observation.tools
 
     def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport:
-        gold = self.env.present_gold(self.env.step_index).tool_calls
+        gold = self.env.present_gold(self.env.gold_index).tool_calls
         before = len(self.env.messages)
         result = self.env.step(parsed)
         executed = [o for o in result.feedback if o.call is not None]
