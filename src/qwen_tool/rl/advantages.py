@@ -80,17 +80,19 @@ def turn_advantages(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, e
 
         Â_{i,k} = (r_{i,k} − μ_{g,k}) / (σ_{g,k} + eps)  +  (R_i − mean_g R) / (std_g R + eps),
 
-    r_{i,k} the reward of turn k (scored against the task's gold step k), R_i the episode-level reward (coherence,
-    efficiency); μ_{g,k} and σ_{g,k} (unbiased) are over the episodes of i's group g that played turn k, the second
-    term is `group_advantages` of R. scale="none" drops both divisions (Dr. GRPO).
+    r_{i,k} the reward of turn k (scored against the gold step the env compares it with, `ToolEnv.gold_index`: step k
+    until the episode's first model error, then the step being retried), R_i the episode-level reward (coherence,
+    efficiency); μ_{g,k} and σ_{g,k} (unbiased) are over the episodes of i's group g that played turn k, the
+    second term is `group_advantages` of R. scale="none" drops both divisions (Dr. GRPO).
 
-    Why per turn index: turn k of every episode in a group faces the same gold step of the same task, so its siblings'
-    scores at k are its fair baseline; pooling every turn of the group would compare a hard call against an easy
-    closing answer, and reward the answer for being easy. In a replay (`rl.replay`) a sibling reaches turn k only by
-    matching every earlier step, so the ones compared at k stand in the very same state. A turn only one episode of
-    its group played has nothing to compare with: its turn term is 0 (with group_size 1, REINFORCE, it is r_{i,k}).
-    The credit is myopic by design: a turn is not paid for later turns' rewards, only the episode term (the end state)
-    reaches every turn. A single-turn group with no episode reward gets exactly `group_advantages` of its rewards.
+    Why per turn index: turn k of every episode in a group faces the same gold step of the same task while none of
+    them erred before k (one that did is retrying an earlier step), so its siblings' scores at k are its fair baseline;
+    pooling every turn of the group would compare a hard call against an easy closing answer, and reward the answer for
+    being easy. In a replay (`rl.replay`) a sibling reaches turn k only by matching every earlier step, so the ones
+    compared at k stand in the very same state. A turn only one episode of its group played has nothing to compare with:
+    its turn term is 0 (with group_size 1, REINFORCE, it is r_{i,k}). The credit is myopic by design: a turn is not paid
+    for later turns' rewards, only the episode term (the end state) reaches every turn. A single-turn group with no
+    episode reward gets exactly `group_advantages` of its rewards.
     Returns (B, K), 0 at turns not played.
     """
     if turn_rewards_BK.shape[0] % group_size:
