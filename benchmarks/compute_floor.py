@@ -26,6 +26,8 @@ import tempfile
 import time
 from dataclasses import replace
 
+from project_avx2 import matmul_gflops  # the same 2048² fp32 probe (benchmarks/ is on the path when run)
+
 
 def weight_counts(model) -> tuple[int, int]:
     """(N_trunk, N_head): weights of the linear maps inside the decoder layers, and of the LM head."""
@@ -34,17 +36,6 @@ def weight_counts(model) -> tuple[int, int]:
     trunk = sum(module.weight.numel() for layer in model.model.layers for module in layer.modules()
                 if isinstance(module, torch.nn.Linear))
     return trunk, model.lm_head.weight.numel()
-
-
-def fp32_matmul_gflops() -> float:
-    import torch
-
-    a = torch.randn(2048, 2048)
-    a @ a
-    started = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    return 5 * 2 * 2048**3 / (time.perf_counter() - started) / 1e9
 
 
 def main() -> None:
@@ -82,7 +73,7 @@ def main() -> None:
         "sft": 6 * trunk * train_tokens + 6 * head * loss_tokens,
         "trained_eval": 2 * trunk * sum(trained) * decodings,
     }
-    here = fp32_matmul_gflops()
+    here = matmul_gflops()
 
     def minutes(gflops: float) -> dict[str, float]:
         return {stage: round(f / (gflops * 1e9) / 60, 1) for stage, f in flops.items()}
