@@ -46,9 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from qwen_tool.config import PipelineConfig, load_config
-    from qwen_tool.eval.runner import model_codec
     from qwen_tool.models import load_model, load_tokenizer
-    from qwen_tool.pipeline import Run, _eval_prompt_lengths, synthesize_data
+    from qwen_tool.pipeline import Run, evaluation_prompt_lengths, synthesize_data
     from qwen_tool.sft.tokenize import IGNORE_INDEX
     from qwen_tool.sft.trainer import encode_dataset, sft_codec, training_trajectories
 
@@ -60,18 +59,13 @@ def main() -> None:
         trajectories = training_trajectories(replace(cfg.sft, model=cfg.model, data=data["train"]))
         trained_codec = sft_codec(replace(cfg.sft, model=cfg.model))
         examples = encode_dataset(trajectories, tokenizer, trained_codec, cfg.sft)
-        baseline = _eval_prompt_lengths(cfg, tokenizer, model_codec(cfg.model),
-                                        {c: cfg.eval.baseline_limit for c in cfg.eval.categories},
-                                        data["internal_eval"], cfg.eval.baseline_limit)
-        trained = _eval_prompt_lengths(cfg, tokenizer, trained_codec, dict(cfg.eval.limits), data["internal_eval"],
-                                       None)
+        baseline, trained = evaluation_prompt_lengths(cfg, tokenizer, trained_codec, data["internal_eval"])
     train_tokens = sum(len(e["input_ids"]) for e in examples) * cfg.sft.epochs
     loss_tokens = sum(sum(label != IGNORE_INDEX for label in e["labels"]) for e in examples) * cfg.sft.epochs
-    decodings = len(cfg.eval.decoding)
     flops = {
-        "baseline_eval": 2 * trunk * sum(baseline) * decodings,
+        "baseline_eval": 2 * trunk * sum(baseline),
         "sft": 6 * trunk * train_tokens + 6 * head * loss_tokens,
-        "trained_eval": 2 * trunk * sum(trained) * decodings,
+        "trained_eval": 2 * trunk * sum(trained),
     }
     here = matmul_gflops()
 
@@ -81,8 +75,8 @@ def main() -> None:
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "config": args.config, "overrides": args.overrides,
         "weights": {"trunk": trunk, "head": head},
-        "tokens": {"sft": train_tokens, "sft_with_loss": loss_tokens, "baseline_prompts": sum(baseline) * decodings,
-                   "trained_prompts": sum(trained) * decodings},
+        "tokens": {"sft": train_tokens, "sft_with_loss": loss_tokens, "baseline_prompts": sum(baseline),
+                   "trained_prompts": sum(trained)},
         "tflop": {stage: round(f / 1e12, 1) for stage, f in flops.items()},
         f"floor_minutes_at_{args.gflops:g}_gflops": minutes(args.gflops),
         f"floor_total_minutes_at_{args.gflops:g}_gflops": round(sum(minutes(args.gflops).values()), 1),

@@ -254,6 +254,20 @@ def report_columns(label: str, by_decoding: dict[str, dict[str, Any]]) -> dict[s
     return {f"{label}, {decoding}": metrics for decoding, metrics in by_decoding.items()}
 
 
+def evaluation_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, trained_codec: Codec, internal_eval: str | None
+                              ) -> tuple[list[int], list[int]]:
+    """Prompt token lengths of the job's two evaluations, (baseline, trained), each listed once per decoding of
+    `cfg.eval.decoding`: the baseline on `eval.baseline_limit` entries with the base model's codec, the trained model
+    on `eval.limits` with `trained_codec` (it is prompted as it was taught)."""
+    from qwen_tool.eval.runner import model_codec
+
+    baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
+    baseline = _eval_prompt_lengths(cfg, tokenizer, model_codec(cfg.model), baseline_limits, internal_eval,
+                                    cfg.eval.baseline_limit)
+    trained = _eval_prompt_lengths(cfg, tokenizer, trained_codec, dict(cfg.eval.limits), internal_eval, None)
+    return baseline * len(cfg.eval.decoding), trained * len(cfg.eval.decoding)
+
+
 def _eval_prompt_lengths(cfg: PipelineConfig, tokenizer: Any, codec: Codec, limits: dict[str, int | None],
                          internal_eval: str | None, internal_limit: int | None) -> list[int]:
     """Token lengths of the prompts an evaluation stage will decode (BFCL categories, then the internal suite) with
@@ -305,7 +319,6 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any],
     (default: `run`'s)."""
     from dataclasses import replace
 
-    from qwen_tool.eval.runner import model_codec
     from qwen_tool.hardware import prefill_dtype, resolve_precision
     from qwen_tool.sft.tokenize import IGNORE_INDEX
     from qwen_tool.sft.trainer import encode_dataset, sft_codec, training_trajectories
@@ -323,13 +336,7 @@ def project_job(cfg: PipelineConfig, run: Run, data: dict[str, Any],
     steps = math.ceil(len(trajectories) / per_step) * cfg.sft.epochs
     targets = sorted(sum(label != IGNORE_INDEX for label in e["labels"]) for e in sample)
     answer = min(cfg.eval.max_new_tokens, targets[int(TRAINED_ANSWER_QUANTILE * (len(targets) - 1))])
-    baseline_limits = {c: cfg.eval.baseline_limit for c in cfg.eval.categories}
-    baseline_prompts = _eval_prompt_lengths(cfg, tokenizer, model_codec(cfg.model), baseline_limits,
-                                            data["internal_eval"], cfg.eval.baseline_limit)
-    trained_prompts = _eval_prompt_lengths(cfg, tokenizer, trained_codec, dict(cfg.eval.limits), data["internal_eval"],
-                                           None)
-    baseline_prompts, trained_prompts = (prompts * len(cfg.eval.decoding)
-                                         for prompts in (baseline_prompts, trained_prompts))
+    baseline_prompts, trained_prompts = evaluation_prompt_lengths(cfg, tokenizer, trained_codec, data["internal_eval"])
     # The untrained model answers in prose until the cap; the trained one about as long as its training targets.
     projected = {
         "baseline_eval": generation_seconds(baseline_prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens, rates),
