@@ -91,6 +91,9 @@ def test_scripted_policy_rates_are_exact(tokenizer):
     # C: no call when two were due → two missing → −1.5.
     assert [r.turn_rewards for r in rollouts] == [pytest.approx([-0.25, 1.0]), pytest.approx([-1.4, -1.5]),
                                                   pytest.approx([-1.5])]
+    # the gold step each turn was scored against: B's answer retries step 0; per-turn credit groups by it
+    assert [r.turn_golds for r in rollouts] == [[0, 1], [0, 0], [0]]
+    assert collate(rollouts, tokenizer.pad_token_id).turn_gold_BK.tolist() == [[0, 1], [0, 0], [0, -1]]
 
 
 def test_mean_turn_return_makes_length_neutral(tokenizer):

@@ -74,25 +74,35 @@ def gae(rewards_BT: torch.Tensor, values_BT: torch.Tensor, mask_BT: torch.Tensor
 
 
 
-def turn_advantages(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, episode_rewards_B: torch.Tensor,
-                    group_size: int, scale: Literal["std", "none"] = "std", eps: float = 1e-4) -> torch.Tensor:
+def _same_turn_and_gold(turn_mask_BK: torch.Tensor, turn_gold_BK: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(G, N, N, K): whether episodes i and j of group g both played turn k and compared it with the same gold step."""
+    K = turn_mask_BK.shape[1]
+    played_GNK = turn_mask_BK.view(-1, group_size, K).bool()
+    gold_GNK = turn_gold_BK.view(-1, group_size, K)
+    same_gold_GNNK = gold_GNK.unsqueeze(2) == gold_GNK.unsqueeze(1)
+    return same_gold_GNNK & played_GNK.unsqueeze(2) & played_GNK.unsqueeze(1)
+
+
+def turn_advantages(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, turn_gold_BK: torch.Tensor,
+                    episode_rewards_B: torch.Tensor, group_size: int, scale: Literal["std", "none"] = "std",
+                    eps: float = 1e-4) -> torch.Tensor:
     """Per-turn credit for GRPO: one advantage per turn k of each episode i, for that turn's sampled tokens.
 
-        Â_{i,k} = (r_{i,k} − μ_{g,k}) / (σ_{g,k} + eps)  +  (R_i − mean_g R) / (std_g R + eps),
+        Â_{i,k} = (r_{i,k} − μ_{i,k}) / (σ_{i,k} + eps)  +  (R_i − mean_g R) / (std_g R + eps),
 
-    r_{i,k} the reward of turn k (scored against the gold step the env compares it with, `ToolEnv.gold_index`: step k
-    until the episode's first model error, then the step being retried), R_i the episode-level reward (coherence,
-    efficiency); μ_{g,k} and σ_{g,k} (unbiased) are over the episodes of i's group g that played turn k, the
-    second term is `group_advantages` of R. scale="none" drops both divisions (Dr. GRPO).
+    r_{i,k} the reward of turn k, scored against gold step s_{i,k} (`ToolEnv.gold_index`: step k until the episode's
+    first model error, then the step being retried); R_i the episode-level reward (coherence, efficiency); μ_{i,k} and
+    σ_{i,k} (unbiased) are over S_{i,k}, the episodes j of i's group that played turn k against the same gold step
+    (s_{j,k} = s_{i,k}); the second term is `group_advantages` of R. scale="none" drops both divisions (Dr. GRPO).
 
-    Why per turn index: turn k of every episode in a group faces the same gold step of the same task while none of
-    them erred before k (one that did is retrying an earlier step), so its siblings' scores at k are its fair baseline;
-    pooling every turn of the group would compare a hard call against an easy closing answer, and reward the answer for
-    being easy. In a replay (`rl.replay`) a sibling reaches turn k only by matching every earlier step, so the ones
-    compared at k stand in the very same state. A turn only one episode of its group played has nothing to compare with:
-    its turn term is 0 (with group_size 1, REINFORCE, it is r_{i,k}). The credit is myopic by design: a turn is not paid
-    for later turns' rewards, only the episode term (the end state) reaches every turn. A single-turn group with no
-    episode reward gets exactly `group_advantages` of its rewards.
+    Why per turn index and gold step: siblings at turn k that none erred before face the same step of the same task,
+    so their scores are each other's fair baseline; one that erred is retrying an earlier step, a different question,
+    and is compared only with siblings retrying that step at that turn. Pooling every turn of the group would compare
+    a hard call against an easy closing answer, and reward the answer for being easy. In a replay (`rl.replay`) a
+    sibling reaches turn k only by matching every earlier step, so s_{i,k} = k. A turn with no sibling in S_{i,k} has
+    nothing to compare with: its turn term is 0 (with group_size 1, REINFORCE, it is r_{i,k}). The credit is myopic by
+    design: a turn is not paid for later turns' rewards, only the episode term (the end state) reaches every turn. A
+    single-turn group with no episode reward gets exactly `group_advantages` of its rewards.
     Returns (B, K), 0 at turns not played.
     """
     if turn_rewards_BK.shape[0] % group_size:
@@ -102,28 +112,31 @@ def turn_advantages(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, e
     if group_size == 1:
         return (turn_rewards_BK + episode_B.unsqueeze(1)) * mask_BK
     K = turn_rewards_BK.shape[1]
-    rewards_GNK, mask_GNK = turn_rewards_BK.view(-1, group_size, K), mask_BK.view(-1, group_size, K)
-    played_G1K = mask_GNK.sum(1, keepdim=True)
-    mean_G1K = (rewards_GNK * mask_GNK).sum(1, keepdim=True) / played_G1K.clamp(min=1)
-    centred_GNK = (rewards_GNK - mean_G1K) * mask_GNK
+    same_GNNK = _same_turn_and_gold(turn_mask_BK, turn_gold_BK, group_size).to(turn_rewards_BK.dtype)
+    rewards_G1NK = turn_rewards_BK.view(-1, 1, group_size, K)
+    count_GNK = same_GNNK.sum(2)
+    mean_GNK = (same_GNNK * rewards_G1NK).sum(2) / count_GNK.clamp(min=1)
+    centred_GNK = rewards_G1NK.squeeze(1) - mean_GNK
     if scale == "std":
-        std_G1K = (centred_GNK.square().sum(1, keepdim=True) / (played_G1K - 1).clamp(min=1)).sqrt()
-        centred_GNK = centred_GNK / (std_G1K + eps)
-    turn_BK = (centred_GNK * (played_G1K >= 2)).reshape(-1, K)
+        spread_GNK = (same_GNNK * (rewards_G1NK - mean_GNK.unsqueeze(2)).square()).sum(2)
+        centred_GNK = centred_GNK / ((spread_GNK / (count_GNK - 1).clamp(min=1)).sqrt() + eps)
+    turn_BK = (centred_GNK * (count_GNK >= 2)).reshape(-1, K)
     return (turn_BK + episode_B.unsqueeze(1)) * mask_BK
 
 
-def varied_turn_rows(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, episode_rewards_B: torch.Tensor,
-                     group_size: int) -> torch.Tensor:
-    """`informative_rows` for per-turn credit: the episodes of groups where some turn index's rewards (among the
-    episodes that played it) or the episode rewards differ; the other groups have Â = 0 at every turn."""
+def varied_turn_rows(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, turn_gold_BK: torch.Tensor,
+                     episode_rewards_B: torch.Tensor, group_size: int) -> torch.Tensor:
+    """`informative_rows` for per-turn credit: the episodes of groups where the rewards of some turn index and gold step
+    (among the episodes that played it against that step) or the episode rewards differ; the other groups have Â = 0
+    at every turn."""
     if group_size == 1:
         return torch.arange(turn_rewards_BK.shape[0])
     K = turn_rewards_BK.shape[1]
-    rewards_GNK, played_GNK = turn_rewards_BK.view(-1, group_size, K), turn_mask_BK.view(-1, group_size, K).bool()
-    highest_GK = rewards_GNK.masked_fill(~played_GNK, float("-inf")).amax(1)
-    lowest_GK = rewards_GNK.masked_fill(~played_GNK, float("inf")).amin(1)
-    turns_varied_G = (played_GNK.sum(1) >= 2).logical_and(highest_GK > lowest_GK).any(1)
+    same_GNNK = _same_turn_and_gold(turn_mask_BK, turn_gold_BK, group_size)
+    rewards_G1NK = turn_rewards_BK.view(-1, 1, group_size, K)
+    highest_GNK = rewards_G1NK.masked_fill(~same_GNNK, float("-inf")).amax(2)
+    lowest_GNK = rewards_G1NK.masked_fill(~same_GNNK, float("inf")).amin(2)
+    turns_varied_G = (highest_GNK > lowest_GNK).flatten(1).any(1)
     episodes_GN = episode_rewards_B.view(-1, group_size)
     varied_G = turns_varied_G | (episodes_GN != episodes_GN[:, :1]).any(1)
     return varied_G.repeat_interleave(group_size).nonzero().flatten()

@@ -30,6 +30,8 @@ class RolloutBatch:
     """Each episode's turn rewards by turn index k (as scored, before any turn weight), 0 past its last turn."""
     turn_mask_BK: torch.Tensor
     """1 at the turns an episode played."""
+    turn_gold_BK: torch.Tensor
+    """The gold step each turn was scored against, −1 past an episode's last turn."""
     turn_index_BC: torch.Tensor
     """The turn each completion id belongs to: its sampled ids, and the environment's reply before them."""
     episode_rewards_B: torch.Tensor
@@ -67,10 +69,12 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
     K = max(1, max(r.turns for r in rollouts))
     turn_rewards = torch.zeros((B, K))
     turn_mask = torch.zeros((B, K), dtype=torch.long)
+    turn_gold = torch.full((B, K), -1, dtype=torch.long)
     turn_index = torch.zeros((B, C), dtype=torch.long)
     for b, r in enumerate(rollouts):
         turn_rewards[b, :r.turns] = torch.tensor(r.turn_rewards, dtype=torch.float32)
         turn_mask[b, :r.turns] = 1
+        turn_gold[b, :r.turns] = torch.tensor(r.turn_golds or range(r.turns), dtype=torch.long)
         prompt_ids[b, P - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
         prompt_mask[b, P - len(r.prompt_ids):] = 1
         n = len(r.completion_ids)
@@ -87,7 +91,7 @@ def collate(rollouts: Sequence[Rollout], pad_id: int) -> RolloutBatch:
     returns = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
     episode_rewards = torch.tensor([r.episode_reward for r in rollouts], dtype=torch.float32)
     return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask, action_mask, old_logprobs, scores,
-                        returns, turn_rewards, turn_mask, turn_index, episode_rewards)
+                        returns, turn_rewards, turn_mask, turn_gold, turn_index, episode_rewards)
 
 
 def micro_batches(batch: RolloutBatch, per_forward: int) -> list[tuple[list[int], RolloutBatch]]:

@@ -41,6 +41,8 @@ class StepReport:
     done: bool
     categories: list[str] = field(default_factory=list)
     calls: int = 0
+    gold_index: int = 0
+    """The gold step the turn was scored against (a multi-turn task's step; 0 in a single-turn task)."""
 
 
 class Episode(Protocol):
@@ -147,7 +149,8 @@ class ToolEnvEpisode:
         return copy.deepcopy(observation.messages), observation.tools
 
     def step(self, parsed: ParsedOutput, truncated: bool) -> StepReport:
-        gold = self.env.present_gold(self.env.gold_index).tool_calls
+        gold_index = self.env.gold_index
+        gold = self.env.present_gold(gold_index).tool_calls
         before = len(self.env.messages)
         result = self.env.step(parsed)
         executed = [o for o in result.feedback if o.call is not None]
@@ -161,7 +164,8 @@ class ToolEnvEpisode:
                     succeeded=succeeded)
         self.failures.update(succeeded, [o.call for o in executed if o.category.is_model_error])
         new = copy.deepcopy(self.env.messages[before + 1:])  # after the assistant message the env appended
-        return StepReport(new, turn_reward(turn, self.weights), result.done, categories, len(parsed.tool_calls))
+        return StepReport(new, turn_reward(turn, self.weights), result.done, categories, len(parsed.tool_calls),
+                          gold_index)
 
     def end_state_reached(self) -> bool:
         """The suite's gold state when the task has one; else: ended on an answer with every gold call made

@@ -138,7 +138,8 @@ class ReplayEpisode:
         self.completed = matched and self.step_index == len(self.task.steps)
         done = not matched or self.completed
         shown = [] if done else results + copy.deepcopy(step.after)
-        return StepReport(shown, turn_reward(turn, self.weights), done, categories, len(parsed.tool_calls))
+        return StepReport(shown, turn_reward(turn, self.weights), done, categories, len(parsed.tool_calls),
+                          self.step_index - 1)
 
     def succeeded(self) -> bool:
         return self.completed

@@ -42,6 +42,9 @@ class Rollout:
     turn_ends: list[int] = field(default_factory=list)
     """Index in `completion_ids` of the last sampled id of each assistant turn (where its reward lands)."""
     turn_rewards: list[float] = field(default_factory=list)
+    turn_golds: list[int] = field(default_factory=list)
+    """The gold step each turn was scored against (`StepReport.gold_index`; empty: turn k against step k): per-turn
+    credit compares siblings' turns only at the same turn index and gold step."""
     episode_reward: float = 0.0
     turn_return: Literal["sum", "mean"] = "sum"
     """How the turn rewards enter the return: summed, or averaged so an episode's length is neither cost nor gain."""
@@ -143,6 +146,7 @@ def run_episodes(decoder: Decoder, tokenizer: Any, fmt: str | Codec, episodes: S
             parsed = codec.parse(text, tools, start=starts[index])
             report = episode.step(parsed, truncated=not finished)
             rollout.turn_rewards.append(report.reward.total)
+            rollout.turn_golds.append(report.gold_index)
             for key, value in report.reward.components.items():
                 rollout.components[key] = rollout.components.get(key, 0.0) + value
             rollout.call_categories += report.categories

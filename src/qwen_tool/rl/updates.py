@@ -177,13 +177,13 @@ def grpo_update(models: RLModels, batch: RolloutBatch, cfg: RLTrainingConfig, ac
     step_episodes = batch.returns_B.shape[0]
     per_turn = cfg.grpo.credit == "turn"
     if per_turn:  # (B, K): one advantage per turn
-        advantages_B = turn_advantages(batch.turn_rewards_BK, batch.turn_mask_BK, batch.episode_rewards_B,
-                                       cfg.samples_per_prompt, cfg.grpo.advantage_scale)
+        advantages_B = turn_advantages(batch.turn_rewards_BK, batch.turn_mask_BK, batch.turn_gold_BK,
+                                       batch.episode_rewards_B, cfg.samples_per_prompt, cfg.grpo.advantage_scale)
     else:
         advantages_B = group_advantages(batch.returns_B, cfg.samples_per_prompt, cfg.grpo.advantage_scale)
     if cfg.grpo.drop_uniform_groups:
-        rows_B = (varied_turn_rows(batch.turn_rewards_BK, batch.turn_mask_BK, batch.episode_rewards_B,
-                                   cfg.samples_per_prompt) if per_turn
+        rows_B = (varied_turn_rows(batch.turn_rewards_BK, batch.turn_mask_BK, batch.turn_gold_BK,
+                                   batch.episode_rewards_B, cfg.samples_per_prompt) if per_turn
                   else informative_rows(batch.returns_B, cfg.samples_per_prompt))
         batch, advantages_B = batch.select(rows_B), advantages_B[rows_B]
     normalizer = grpo_normalizer(batch, step_episodes, cfg)
