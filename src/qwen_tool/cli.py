@@ -431,6 +431,9 @@ def data_synth(
     if eval_decisions is not None and (held_out_tools <= 0 or eval_out is None):
         raise QwenToolError("--eval-decisions grows the held-out eval split, and none is written; fix: add "
                             "--held-out-tools (above 0) and --eval-out, or drop --eval-decisions")
+    if eval_out is not None and held_out_tools <= 0:
+        raise QwenToolError(f"--eval-out {eval_out}: the held-out eval split is drawn from tools reserved by "
+                            "--held-out-tools, which is 0; fix: add --held-out-tools (e.g. 0.2), or drop --eval-out")
     held = held_out_split(held_out_tools, seed) if held_out_tools > 0 else None
     measure = None
     if tokenizer:
@@ -447,7 +450,7 @@ def data_synth(
     sources = ", ".join(f"{k}={v}" for k, v in sorted(Counter(r["meta"].get("source") for r in records).items()))
     out.print(f"{len(records)} trajectories → {out_path}; sources: {sources}; mix: "
               + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
-    if held and eval_out is not None:
+    if eval_out is not None:
         evals, eval_report = synthesize_held_out_data(eval_n, min_decisions=eval_decisions, seed=seed, mix=mix or None,
                                                       held_out=held, suite_share=suite_share,
                                                       max_length=max_length or None, tokenizer=measure)

@@ -95,14 +95,18 @@ def test_an_output_under_a_file_is_one_line(tmp_path: Path, capsys, args: list[s
     (["data", "synth", "--n", "5", "--eval-decisions", "0"], "--eval-decisions 0: must be at least 1"),
     (["data", "synth", "--n", "5", "--eval-decisions", "50"], "--eval-decisions grows the held-out eval split, and "
      "none is written; fix: add --held-out-tools (above 0) and --eval-out"),
+    (["data", "synth", "--n", "5", "--eval-out", "data/eval.jsonl"], "--eval-out data/eval.jsonl: the held-out eval "
+     "split is drawn from tools reserved by --held-out-tools, which is 0; fix: add --held-out-tools"),
     (["train", "rl", "--synth", "-3"], "--synth -3: must be at least 0"),
     (["eval", "--batch-size", "0"], "--batch-size 0: must be at least 1; fix: pass --batch-size 1 or more"),
     (["eval", "--limit", "0"], "--limit 0: must be at least 1"),
     (["env", "play", "weather", "--instability", "2"], "--instability 2.0: a probability must be between 0 and 1"),
-], ids=["synth-n", "synth-eval-n", "synth-eval-decisions", "synth-eval-decisions-alone", "rl-synth",
+], ids=["synth-n", "synth-eval-n", "synth-eval-decisions", "synth-eval-decisions-alone", "synth-eval-out-alone",
+     "rl-synth",
      "eval-batch-size", "eval-limit", "play-instability"])
 def test_sizes_out_of_range_are_one_line(tmp_path: Path, capsys, monkeypatch, args: list[str], expected: str) -> None:
-    """`data synth --n -3` wrote 7 trajectories and exited 0."""
+    """`data synth --n -3` wrote 7 trajectories and exited 0; `--eval-out` without `--held-out-tools` wrote no eval
+    split and said nothing."""
     monkeypatch.chdir(tmp_path)
     assert expected in cli_user_error(capsys, *args)
     assert not (tmp_path / "data").exists(), "nothing is written"
