@@ -729,6 +729,27 @@ def eval_compare(
     out.print(f"report: {comparison.report}; numbers: {comparison.json_path}", soft_wrap=True)
 
 
+@eval_app.command("like")
+def eval_like(
+    job: Annotated[Path, typer.Argument(
+        help="A folder `qwen-tool run` wrote: its run_dir, or <run_dir>/evaluations/<eval.name>.", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="The model to evaluate (e.g. an RL run's final).",
+                                       show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where its outcomes go.", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="eval.* overrides, key=value (e.g. eval.internal_tasks=true).", show_default=False)] = None,
+) -> None:
+    """Evaluate a model as a finished job evaluated its trained model (same settings, same held-out sets), so
+    `eval compare` pairs every item."""
+    from qwen_tool.pipeline import evaluate_like
+
+    by_decoding = evaluate_like(job, model, out_dir, overrides or [])
+    runs = [out_dir] if len(by_decoding) == 1 else [out_dir / decoding for decoding in by_decoding]
+    out.print(f"{model} evaluated like {job}: " + ", ".join(str(run) for run in runs)
+              + f"; compare with `qwen-tool eval compare {job}/eval/trained{'' if len(runs) == 1 else '/<decoding>'} "
+              f"{runs[0]}`", highlight=False, soft_wrap=True)
+
+
 # --- serve: OpenAI-compatible server (issue 9) ----------------------------------------------------------------------
 
 

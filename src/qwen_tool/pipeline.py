@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,6 +244,35 @@ def evaluate_decodings(model: str, out_dir: Path, cfg: PipelineConfig, limits: d
                                held["internal_tasks"] if decoding == plays_tasks else None,
                                guided=decoding == "guided", cache_dir=cache_dir)
             for decoding in decodings}
+
+
+def evaluate_like(job: Path, model: str, out_dir: Path, overrides: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Evaluate `model` as the job's trained model was evaluated: the eval section of the recipe the job (or its named
+    evaluation) recorded in `job/config.json`, on the held-out sets it synthesized into `job/data/`, so that
+    `qwen-tool eval compare` pairs every item. `overrides` (`key=value`) may change eval settings only: data, SFT
+    and RL settings made the compared model and its held-out sets, and are fixed here. Writes what `evaluate_decodings`
+    writes into `out_dir`, plus `config.json` naming the model and the job."""
+    from qwen_tool.config import load_config
+
+    foreign = [o for o in overrides if not o.startswith("eval.")]
+    if foreign:
+        raise QwenToolError(f"{foreign[0]}: eval like takes the job's data, SFT and RL settings as they were; fix: "
+                            "override eval.* settings only (e.g. eval.decoding=[guided])")
+    recipe = job / "config.json"
+    if not recipe.is_file():
+        raise QwenToolError(f"{job} holds no config.json; fix: pass a folder `qwen-tool run` wrote (its run_dir, or "
+                            "<run_dir>/evaluations/<eval.name>)")
+    cfg = load_config(PipelineConfig, recipe, list(overrides))
+    held: dict[str, str | None] = {"internal_eval": None, "internal_tasks": None}
+    for key, wanted in (("internal_eval", cfg.eval.internal), ("internal_tasks", cfg.eval.internal_tasks)):
+        path = job / "data" / f"{key}.jsonl"
+        if wanted and not path.is_file():
+            raise QwenToolError(f"{path}: the held-out set eval.{key.replace('_eval', '')} asks for is missing; fix: "
+                                f"pass the job's own folder, or set eval.{key.replace('_eval', '')}=false")
+        held[key] = str(path) if wanted else None
+    write_json(out_dir / "config.json", {"model": model, "like": str(job), "eval": to_dict(cfg.eval)})
+    return evaluate_decodings(model, out_dir, cfg, dict(cfg.eval.limits), held,
+                              cache_dir=out_dir / ".generation-cache")
 
 
 def report_columns(label: str, by_decoding: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from qwen_tool.config import PipelineConfig, load_config
-from qwen_tool.pipeline import Run, run_pipeline
-from qwen_tool.testing import save_tiny_model
+from qwen_tool import QwenToolError
+from qwen_tool.config import PipelineConfig, load_config, to_dict
+from qwen_tool.pipeline import Run, evaluate_like, run_pipeline
+from qwen_tool.testing import cli_user_error, save_tiny_model
 
 
 def test_run_skips_completed_stages(tmp_path):
@@ -123,6 +124,31 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     compared = {(m.section, m.metric) for m in paired.metrics}
     assert ("bfcl", "parallel accuracy") in compared and ("internal", "CF") in compared
     assert all(m.items == held["decisions"] for m in paired.metrics if m.section == "internal" and m.metric == "CF")
+
+    # `eval like`: the SFT model evaluated as the named evaluation evaluated it (free decoding only) gives its very
+    # outcomes, item by item, on the evaluation's own held-out sets and tasks.
+    like = tmp_path / "like"
+    assert set(evaluate_like(own, str(root / "sft" / "final"), like, ["eval.decoding=[free]"])) == {"free"}
+    for section in ("bfcl", "internal", "internal_tasks"):
+        reported = own / "eval" / "trained" / "free" / section / "outcomes.jsonl"
+        assert (like / section / "outcomes.jsonl").read_text() == reported.read_text(), section
+    assert json.loads((like / "config.json").read_text())["like"] == str(own)
+
+
+def test_eval_like_takes_eval_settings_only(tmp_path, capsys):
+    job = tmp_path / "job"
+    job.mkdir()
+    with pytest.raises(QwenToolError, match="holds no config.json"):
+        evaluate_like(job, "m", tmp_path / "out")
+    (job / "config.json").write_text(json.dumps(to_dict(load_config(PipelineConfig, None, []))))
+    line = cli_user_error(capsys, "eval", "like", str(job), "--model", "m", "--out", str(tmp_path / "out"),
+                          "sft.mae=false")
+    assert "sft.mae=false: eval like takes the job's data, SFT and RL settings as they were; fix: override eval.*" \
+        in line
+    with pytest.raises(QwenToolError, match=r"internal_eval\.jsonl: the held-out set eval\.internal asks for is "
+                                            r"missing; fix: pass the job's own folder, or set eval\.internal=false"):
+        evaluate_like(job, "m", tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is written before the settings are checked"
 
 
 def test_rl_never_trains_on_the_suites_held_out_for_evaluation():
