@@ -403,6 +403,8 @@ def data_synth(
     held_out_tools: Annotated[float, typer.Option(help="Share of tool concepts and suites reserved for an eval split.")
                               ] = 0.0,
     eval_out: Annotated[Path | None, typer.Option(help="Where to write the held-out eval split.")] = None,
+    eval_mix: Annotated[str, typer.Option(help="Category weights of the held-out eval split (default: built-in).")
+                        ] = "",
     eval_n: Annotated[int, typer.Option(help="Size of the held-out eval split.")] = 200,
     eval_decisions: Annotated[int | None, typer.Option(
         help="Grow the held-out eval split past --eval-n records until it holds at least N decisions (scored "
@@ -417,7 +419,9 @@ def data_synth(
     tokenizer: Annotated[str, typer.Option(help="Model name whose tokenizer measures --max-length (default: "
                                                 "characters).")] = "",
 ) -> None:
-    """Synthesise trajectories (gold calls executed) in the requested category mix, filtered, with a drop report."""
+    """Synthesise trajectories (gold calls executed) in the requested category mix, filtered, with a drop report.
+    The held-out eval split and tasks use seeds --seed+1 and --seed+2, as the main job does (`data.seed`), so the same
+    settings give the job's held-out sets."""
     from collections import Counter
 
     from qwen_tool.data.prepare import decision_count, synthesize_held_out_data, synthesize_training_data
@@ -451,15 +455,15 @@ def data_synth(
     out.print(f"{len(records)} trajectories → {out_path}; sources: {sources}; mix: "
               + ", ".join(f"{k}={v:.3f}" for k, v in mix_of(records).items()), highlight=False)
     if eval_out is not None:
-        evals, eval_report = synthesize_held_out_data(eval_n, min_decisions=eval_decisions, seed=seed, mix=mix or None,
-                                                      held_out=held, suite_share=suite_share,
+        evals, eval_report = synthesize_held_out_data(eval_n, min_decisions=eval_decisions, seed=seed + 1,
+                                                      mix=eval_mix or None, held_out=held, suite_share=suite_share,
                                                       max_length=max_length or None, tokenizer=measure)
         write_any(evals, eval_out)
         decisions = sum(decision_count(record) for record in evals)
         out.print(f"{len(evals)} held-out trajectories with {decisions} decisions ({len(held)} unseen tool concepts "
                   f"and suites) → {eval_out}; " + eval_report.summary(), highlight=False)
     if eval_tasks_out is not None:
-        tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed, held_out=held)
+        tasks = synthesize_eval_tasks(eval_tasks_n, seed=seed + 2, held_out=held)
         write_lines(eval_tasks_out, (json.dumps(t, ensure_ascii=False) for t in tasks))
         out.print(f"{len(tasks)} multi-turn eval tasks (env.Task) → {eval_tasks_out}", highlight=False)
 

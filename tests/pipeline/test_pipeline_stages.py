@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -167,22 +168,31 @@ def test_rl_never_trains_on_the_suites_held_out_for_evaluation():
 
 
 def test_the_data_stage_makes_what_data_synth_makes(tmp_path):
-    """One preparation for both ways in: the same settings give the same filtered records."""
+    """One preparation for both ways in: the same settings give the same filtered records, and the same held-out
+    set and tasks (`data synth` once drew them with the training seed, the job with seed+1 and seed+2)."""
     from typer.testing import CliRunner
 
     from qwen_tool.cli import app
-    from qwen_tool.pipeline import synthesize_data
+    from qwen_tool.pipeline import synthesize_data, synthesize_held_out
 
-    cfg = load_config(PipelineConfig, None, ["data.n_train=40", "data.n_eval=4", "data.n_eval_tasks=1",
-                                             "data.mix={single: 0.5, irrelevance: 0.5}"])
+    cfg = load_config(PipelineConfig, None, ["data.n_train=40", "data.n_eval=4", "data.n_eval_tasks=2", "data.seed=3",
+                                             "data.mix={single: 0.5, irrelevance: 0.5}",
+                                             "data.eval_mix={single: 0.6, parallel: 0.4}"])
     made = synthesize_data(cfg, Run(tmp_path / "run"))
-    cli_out = tmp_path / "cli.jsonl"
-    result = CliRunner().invoke(app, ["data", "synth", "--n", "40", "--seed", "0", "--mix",
+    held = synthesize_held_out(cfg, tmp_path / "run")
+    cli = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["data", "synth", "--n", "40", "--seed", "3", "--mix",
                                       "single=0.5,irrelevance=0.5", "--held-out-tools", "0.2", "--suite-share", "0.2",
-                                      "--out", str(cli_out)])
+                                      "--out", str(cli / "train.jsonl"), "--eval-out", str(cli / "eval.jsonl"),
+                                      "--eval-n", "4", "--eval-mix", "single=0.6,parallel=0.4",
+                                      "--eval-tasks-out", str(cli / "tasks.jsonl"), "--eval-tasks-n", "2"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "run" / "data" / "train.jsonl").read_text() == cli_out.read_text()
+    assert (tmp_path / "run" / "data" / "train.jsonl").read_text() == (cli / "train.jsonl").read_text()
     assert made["filters"]["train"].startswith("filters: kept")
+    assert Path(held["internal_eval"]).read_text() == (cli / "eval.jsonl").read_text()
+    assert Path(held["internal_tasks"]).read_text() == (cli / "tasks.jsonl").read_text()
+    assert {json.loads(line)["meta"]["category"] for line in (cli / "eval.jsonl").read_text().splitlines()} \
+        <= {"single", "parallel"}
 
 
 def test_the_data_stage_filters_what_it_synthesizes(tmp_path, monkeypatch):
