@@ -748,10 +748,13 @@ def eval_like(
     from qwen_tool.pipeline import evaluate_like
 
     by_decoding = evaluate_like(job, model, out_dir, overrides or [])
-    runs = [out_dir] if len(by_decoding) == 1 else [out_dir / decoding for decoding in by_decoding]
-    out.print(f"{model} evaluated like {job}: " + ", ".join(str(run) for run in runs)
-              + f"; compare with `qwen-tool eval compare {job}/eval/trained{'' if len(runs) == 1 else '/<decoding>'} "
-              f"{runs[0]}`", highlight=False, soft_wrap=True)
+    job_decodings = json.loads((job / "config.json").read_text())["eval"]["decoding"]
+    for decoding in by_decoding:
+        mine = out_dir if len(by_decoding) == 1 else out_dir / decoding
+        theirs = job / "eval" / "trained" / ("" if len(job_decodings) == 1 else decoding)
+        pairing = (f"compare: qwen-tool eval compare {theirs} {mine}" if decoding in job_decodings
+                   else f"the job did not decode {decoding}")
+        out.print(f"{model} evaluated like {job}, {decoding}: {mine}; {pairing}", highlight=False, soft_wrap=True)
 
 
 # --- serve: OpenAI-compatible server (issue 9) ----------------------------------------------------------------------

@@ -134,6 +134,14 @@ def test_main_job_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
         reported = own / "eval" / "trained" / "free" / section / "outcomes.jsonl"
         assert (like / section / "outcomes.jsonl").read_text() == reported.read_text(), section
     assert json.loads((like / "config.json").read_text())["like"] == str(own)
+    from typer.testing import CliRunner
+
+    from qwen_tool.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "like", str(own), "--model", str(root / "sft" / "final"), "--out",
+                                      str(like), "eval.decoding=[free]"])  # answers from the run's generation cache
+    assert result.exit_code == 0, result.output
+    assert f"compare: qwen-tool eval compare {own / 'eval' / 'trained' / 'free'} {like}" in result.output
 
 
 def test_eval_like_takes_eval_settings_only(tmp_path, capsys):
