@@ -263,12 +263,13 @@ def evaluate_like(job: Path, model: str, out_dir: Path, overrides: Sequence[str]
         raise QwenToolError(f"{job} holds no config.json; fix: pass a folder `qwen-tool run` wrote (its run_dir, or "
                             "<run_dir>/evaluations/<eval.name>)")
     cfg = load_config(PipelineConfig, recipe, list(overrides))
-    held: dict[str, str | None] = {"internal_eval": None, "internal_tasks": None}
-    for key, wanted in (("internal_eval", cfg.eval.internal), ("internal_tasks", cfg.eval.internal_tasks)):
+    held: dict[str, str | None] = {}
+    for key, setting, wanted in (("internal_eval", "internal", cfg.eval.internal),
+                                 ("internal_tasks", "internal_tasks", cfg.eval.internal_tasks)):
         path = job / "data" / f"{key}.jsonl"
         if wanted and not path.is_file():
-            raise QwenToolError(f"{path}: the held-out set eval.{key.replace('_eval', '')} asks for is missing; fix: "
-                                f"pass the job's own folder, or set eval.{key.replace('_eval', '')}=false")
+            raise QwenToolError(f"{path}: the held-out set eval.{setting} asks for is missing; fix: pass the job's own "
+                                f"folder, or set eval.{setting}=false")
         held[key] = str(path) if wanted else None
     write_json(out_dir / "config.json", {"model": model, "like": str(job), "eval": to_dict(cfg.eval)})
     return evaluate_decodings(model, out_dir, cfg, dict(cfg.eval.limits), held,
