@@ -587,6 +587,7 @@ def train_sft_command(
 
     cfg = load_config(SFTTrainingConfig, config, overrides or [])
     final = train_sft(cfg, resume=resume)
+    _leave_process_group()
     out.print(f"trained model: {final}")
 
 
@@ -615,7 +616,18 @@ def train_rl_command(
         trajectories, report = synthesize_training_data(synth, seed=cfg.seed)
         out.print(report.summary(), highlight=False)
     final = train_rl(cfg, trajectories, resume=resume)
+    _leave_process_group()
     out.print(f"trained model: {final}")
+
+
+def _leave_process_group() -> None:
+    """End a launcher's torch.distributed process group once every process is done: a gloo thread still running as
+    the interpreter exits can abort a process (exit -6) after its work is saved."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @app.command("ablate")

@@ -1,7 +1,7 @@
 """`qwen-tool ARGS` as one process of a multi-process launch, recording the files it opens for writing under a folder.
 
 Environment: WRITES_WATCHED (the folder), WRITES_REPORT_DIR (where `rank<RANK>.json` lists the paths written, relative
-to the folder). Python's audit hook sees every `open` made from Python (the model's config, the logs, the checkpoint's
+to the folder, and whether the process group was still open when the command returned). Python's audit hook sees every `open` made from Python (the model's config, the logs, the checkpoint's
 state file, the tokenizer's JSON files), not writes made inside compiled code (safetensors, torch's zip writer).
 """
 
@@ -34,7 +34,9 @@ def main() -> None:
     try:
         cli(sys.argv[1:])
     finally:
-        report.write_text(json.dumps(sorted(written)))
+        import torch.distributed as dist
+
+        report.write_text(json.dumps({"written": sorted(written), "group_open": dist.is_initialized()}))
 
 
 if __name__ == "__main__":

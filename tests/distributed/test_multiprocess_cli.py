@@ -55,13 +55,16 @@ def assets(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _audited(two_processes, tmp_path: Path, output_dir: Path, args: list[str], launcher: list[str] | None = None):
-    """Run `qwen-tool ARGS` in two processes; return the paths under `output_dir` each process opened for writing."""
+    """Run `qwen-tool ARGS` in two processes; return the paths under `output_dir` each process opened for writing.
+    Both must have closed the process group before exiting (one left open has aborted a process at exit)."""
     reports = tmp_path / "writes"
     reports.mkdir()
     watch = {"WRITES_WATCHED": str(output_dir), "WRITES_REPORT_DIR": str(reports)}
     result = two_processes([str(HERE / "audited_cli.py"), *args], launcher=launcher, extra_env=watch)
     assert result.returncode == 0, result.stdout[-4000:]
-    return [set(json.loads((reports / f"rank{rank}.json").read_text())) for rank in (0, 1)]
+    ranks = [json.loads((reports / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["group_open"] for rank in ranks] == [False, False]
+    return [set(rank["written"]) for rank in ranks]
 
 
 def _free_port() -> int:
