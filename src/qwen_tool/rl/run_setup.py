@@ -4,6 +4,7 @@ optimisers, the rollouts' decoder, and the supervised term's gold rollouts."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from qwen_tool import QwenToolError
 from qwen_tool.codec import Codec
+from qwen_tool.codec.base import normalise_calls
 from qwen_tool.config import RLTrainingConfig
 from qwen_tool.decode import Decoder
 from qwen_tool.hardware import resolve_precision
@@ -109,3 +111,33 @@ def gold_rollouts(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]],
     logger.info("Supervised term: γ = %g over %d trajectories, %d per update", cfg.sft_coef, len(gold),
                 cfg.sft_examples_per_step)
     return gold
+
+
+def check_turn_cap(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tokenizer: Any, codec: Codec) -> int:
+    """Warn when the data's own answers do not fit `max_new_tokens`, and return how many do not.
+
+    A sampled turn is cut at the cap. An answer longer than the cap is then never written whole; it is scored as a
+    broken call. So every try at the full answer loses reward, and shorter answers win. For example, parallel calls
+    drop to fewer calls. The count covers every trained assistant turn, with the end-of-turn token.
+    """
+    over: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    longest = 0
+    for record in trajectories:
+        category = str(record.get("meta", {}).get("category", "uncategorised"))
+        for message in record["messages"]:
+            if message["role"] != "assistant" or message.get("erroneous"):
+                continue
+            text = codec.render_assistant(message.get("content"), normalise_calls(message.get("tool_calls"))).text
+            length = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+            total[category] += 1
+            if length > cfg.max_new_tokens:
+                over[category] += 1
+                longest = max(longest, length)
+    if over:
+        shares = ", ".join(f"{name} {over[name]}/{total[name]}" for name, _ in over.most_common())
+        logger.warning("%d of %d answers in data= need more than max_new_tokens=%d tokens (%s; the longest %d): "
+                       "sampled turns are cut at the cap, so these answers are never written whole and the policy "
+                       "learns shorter ones; fix: set max_new_tokens=%d or more",
+                       sum(over.values()), sum(total.values()), cfg.max_new_tokens, shares, longest, longest)
+    return sum(over.values())

@@ -25,7 +25,7 @@ from qwen_tool.rl.batch import collate
 from qwen_tool.rl.checkpoints import LoopState, resume_from_last, save_checkpoint
 from qwen_tool.rl.distributed import flatten, gather_objects
 from qwen_tool.rl.rollout import Rollout, rollout_stats, run_episodes
-from qwen_tool.rl.run_setup import build_decoder, build_models, check_multi_process, gold_rollouts
+from qwen_tool.rl.run_setup import build_decoder, build_models, check_multi_process, check_turn_cap, gold_rollouts
 from qwen_tool.rl.step_log import StepLogger
 from qwen_tool.rl.task_pool import STAGE_NAMES, TaskPool, env_tasks
 from qwen_tool.rl.updates import RLModels, draw_gold_batch, fit_critic, grpo_update, ppo_update, unwrap
@@ -57,6 +57,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pool = TaskPool(cfg, trajectories, env_tasks(cfg.suites) if tasks is None else tasks)
+    check_turn_cap(cfg, pool.trajectories, tokenizer, codec)
     gold = gold_rollouts(cfg, pool.trajectories, tokenizer, codec)
     models = build_models(cfg, accelerator, policy, reference)
     state = resume_from_last(accelerator, output_dir, pool.curriculum, rng) if resume else LoopState()
