@@ -1,8 +1,9 @@
 """`qwen-tool ARGS` as one process of a multi-process launch, recording the files it opens for writing under a folder.
 
 Environment: WRITES_WATCHED (the folder), WRITES_REPORT_DIR (where `rank<RANK>.json` lists the paths written, relative
-to the folder, and whether the process group was still open when the command returned). Python's audit hook sees every `open` made from Python (the model's config, the logs, the checkpoint's
-state file, the tokenizer's JSON files), not writes made inside compiled code (safetensors, torch's zip writer).
+to the folder, and whether the process group was still open when the command returned). Python's audit hook sees
+every `open` made from Python (the model's config, the logs, the checkpoint's state file, the tokenizer's JSON files),
+not writes made inside compiled code (safetensors, torch's zip writer).
 """
 
 from __future__ import annotations
