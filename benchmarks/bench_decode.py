@@ -3,6 +3,7 @@ prompts and model.
 
     .venv/bin/python benchmarks/bench_decode.py eval --prompts 48 --batch-size 16     # the main job's BFCL prompts
     .venv/bin/python benchmarks/bench_decode.py grpo --prompts 8 --samples 4          # one GRPO step's sampling
+    .venv/bin/python benchmarks/bench_decode.py rl-mixed --prompts 4 --samples 4      # the same in bf16, as RL does
     .venv/bin/python benchmarks/bench_decode.py peak --batch-size 16                  # decode rate vs compute limit
 
 The loops before issue 27 (`TransformersBackend` in eval/generation.py, `TransformersSampler` in rl/rollout.py) are
@@ -182,6 +183,41 @@ def bench_grpo(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def bench_rl_mixed(args: argparse.Namespace) -> dict[str, object]:
+    """One GRPO step's sampling under bf16 mixed precision, as `train rl` samples: the policy prepared by accelerate
+    (its forward in autocast, float32 weights and cache cast at every call) against `sampling_copy` (Linear weights
+    cast once) with a bf16 cache, as `build_decoder` makes it; alternated twice, same seeds; plus what refreshing the
+    copy costs per update."""
+    from accelerate import Accelerator
+
+    from qwen_tool.rl.run_setup import sampling_copy
+
+    tokenizer = load_tokenizer(args.model)
+    policy = Accelerator(cpu=True, mixed_precision="bf16").prepare(load_model(args.model))
+    fmt = tool_format_for(args.model)
+    prompts, _ = main_job_prompts(tokenizer, fmt, args.prompts)
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    requests = [Request(row, SamplingParams(max_tokens=args.max_new_tokens, temperature=1.0, logprobs=True, seed=i))
+                for i, row in enumerate(row for row in ids for _ in range(args.samples))]
+    copy_decoder = TransformersDecoder(sampling_copy(policy, torch.bfloat16), tokenizer, max_batch=len(requests),
+                                       kv_dtype=torch.bfloat16)
+    _, refresh_s = timed("update_weights", lambda: copy_decoder.update_weights(policy))
+    decoders = {"policy_autocast": TransformersDecoder(policy, tokenizer, max_batch=len(requests)),
+                "sampling_copy": copy_decoder}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in decoders}
+    tokens: dict[str, list[list[int]]] = {}
+    for name, decoder in [*decoders.items(), *decoders.items()]:
+        decoder.prefixes.clear()
+        completions, seconds = timed(name, lambda d=decoder: d.generate(requests))
+        tokens[name] = [c.token_ids for c in completions]
+        runs[name].append(rate(sum(map(len, tokens[name])), seconds))
+    mean = {name: sum(r["tokens_per_s"] for r in rs) / len(rs) for name, rs in runs.items()}
+    return {"prompts": args.prompts, "samples_per_prompt": args.samples, "max_new_tokens": args.max_new_tokens,
+            "model": args.model, "runs": runs, "speedup": round(mean["sampling_copy"] / mean["policy_autocast"], 2),
+            "same_tokens": tokens["sampling_copy"] == tokens["policy_autocast"],
+            "update_weights_s": round(refresh_s, 3), "machine": machine()}
+
+
 def bench_peak(args: argparse.Namespace) -> dict[str, object]:
     """Decode steps at a full batch over `context`-token rows against the compute limit: a step costs about
     2 × (non-embedding parameters + lm_head) FLOPs per row; the CPU's fp32 limit is timed with a large matmul."""
@@ -213,7 +249,7 @@ def bench_peak(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("job", choices=("eval", "grpo", "peak"))
+    parser.add_argument("job", choices=("eval", "grpo", "rl-mixed", "peak"))
     parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in name or trained directory")
     parser.add_argument("--prompts", type=int, default=48)
     parser.add_argument("--samples", type=int, default=4)
@@ -230,7 +266,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    jobs = {"eval": bench_eval, "grpo": bench_grpo, "peak": bench_peak}
+    jobs = {"eval": bench_eval, "grpo": bench_grpo, "rl-mixed": bench_rl_mixed, "peak": bench_peak}
     print(json.dumps({"job": args.job, "date": time.strftime("%Y-%m-%d"), **jobs[args.job](args)}, indent=2))
 
 

@@ -49,12 +49,12 @@ def test_train_resume_and_final_model(tmp_path, algo):
     assert [line["step"] for line in lines] == [1, 2]
     for key in ("reward", "kl", "entropy", "clip_fraction", "response_length", "calls_per_episode", "failure_rate"):
         assert key in lines[0]
-    # Resume from checkpoint-1 and run one more step: steps 2 and 3 are logged again after the first two.
+    # Resume from checkpoint-1 and run one more step: step 2 runs again, and its line replaces the first run's.
     more = small_config(tmp_path, f"algo={algo}", "steps=3", "save_steps=1")
     train_rl(more, resume=True, trajectories=[TRAJECTORY], policy=tiny_model(), reference=tiny_model(),
              tokenizer=tokenizer)
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 2, 3]
+    assert steps == [1, 2, 3]
 
 
 def test_resume_passes_over_a_checkpoint_whose_save_was_cut_short(tmp_path):

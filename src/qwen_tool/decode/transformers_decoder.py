@@ -173,13 +173,15 @@ class TransformersDecoder:
 
     `prefill_model`: a copy of the model in another dtype that prefills prompts (a bf16 prefill on CPUs with native
     bf16 is ~2.6x faster; the keys and values it writes are cast to the cache's dtype). `prefix_cache_mb`: memory for
-    the keys and values of finished requests, reused by later prompts that extend them (0: none).
+    the keys and values of finished requests, reused by later prompts that extend them (0: none). `kv_dtype`: the
+    cache's dtype (default the model's); a model whose forward runs in autocast reads keys and values in the autocast
+    dtype anyway, so a cache in that dtype gives the same logits without casting the whole cache at every step.
     """
 
     backend = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16, prefill_dtype: str | None = None,
-                 prefix_cache_mb: int = 512, seed: int | None = None) -> None:
+                 prefix_cache_mb: int = 512, seed: int | None = None, kv_dtype: torch.dtype | None = None) -> None:
         if max_batch < 1 or prefix_cache_mb < 0:
             raise QwenToolError(f"max_batch {max_batch} / prefix_cache_mb {prefix_cache_mb}; fix: max_batch >= 1, "
                                 "prefix_cache_mb >= 0")
@@ -198,6 +200,7 @@ class TransformersDecoder:
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.max_context: int | None = getattr(config, "max_position_embeddings", None)
         self._kv_shape = kv_shape(config)
+        self.kv_dtype = kv_dtype or model.dtype
         self.kv: SlotKVCache | None = None
         self.rows: list[_Row] = []
         self.prefixes = PrefixStore(prefix_cache_mb * 2**20)
@@ -332,8 +335,7 @@ class TransformersDecoder:
             layers, heads, head_dim = self._kv_shape
             capacity = max(256, -(-tokens // 256) * 256, self.kv.capacity if self.kv is not None else 0)
             self.kv = None  # the old one's memory goes first
-            self.kv = SlotKVCache(layers, self.max_batch, heads, head_dim, capacity, self.model.dtype,
-                                  self.model.device)
+            self.kv = SlotKVCache(layers, self.max_batch, heads, head_dim, capacity, self.kv_dtype, self.model.device)
             logger.debug("KV cache: %d slots x %d tokens, %.0f MB", self.max_batch, capacity, self.kv.bytes() / 2**20)
         elif tokens > self.kv.capacity:
             self.kv.grow(max(tokens, 2 * self.kv.capacity))

@@ -3,6 +3,7 @@ optimisers, the rollouts' decoder, and the supervised term's gold rollouts."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -79,11 +80,12 @@ def build_models(cfg: RLTrainingConfig, accelerator: Any, policy: Any | None = N
     return RLModels(policy, optimizer, reference, critic, critic_optimizer, shared_trunk=cfg.ppo.critic == "value_head")
 
 
-def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_index: int = 0) -> Decoder:
+def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_index: int = 0,
+                  mixed_precision: str = "no") -> Decoder:
     """The rollouts' decoder, one per process (each samples its own episodes on its own policy replica, seeded
     `cfg.seed + process_index` like the rest of that process). The transformers backend decodes with the policy module
-    itself, so no weights are copied; vLLM loads `cfg.model`'s weights and takes the policy's at `update_weights`.
-    Either way the trainer calls `update_weights` after every optimiser step."""
+    itself in full precision, and with `sampling_copy` under accelerate's `mixed_precision` (bf16 or fp16); vLLM loads
+    `cfg.model`'s weights. Either way the trainer calls `update_weights` after every optimiser step."""
     seed = cfg.seed + process_index
     max_batch = min(64, cfg.prompts_per_step * cfg.samples_per_prompt)
     if cfg.backend == "vllm":
@@ -96,7 +98,32 @@ def build_decoder(cfg: RLTrainingConfig, policy: Any, tokenizer: Any, process_in
         return VLLMDecoder(str(resolve(cfg.model).path), tokenizer, seed=seed, dtype=dtype, max_batch=max_batch)
     from qwen_tool.decode.transformers_decoder import TransformersDecoder
 
-    return TransformersDecoder(unwrap(policy), tokenizer, max_batch=max_batch, seed=seed)
+    if mixed_precision == "no":
+        return TransformersDecoder(unwrap(policy), tokenizer, max_batch=max_batch, seed=seed)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+    return TransformersDecoder(sampling_copy(unwrap(policy), half), tokenizer, max_batch=max_batch, seed=seed,
+                               kv_dtype=half)
+
+
+def sampling_copy(policy: Any, dtype: torch.dtype) -> Any:
+    """A copy of the policy for the transformers backend to sample with, its Linear weights stored in `dtype`.
+
+    Under mixed precision accelerate runs the policy's forward in autocast, which casts every float32 Linear weight
+    to `dtype` at every call, and the decoder calls forward once per generated token: a cast of all the weights per
+    token, about 40 % of a decode step of the 135M model on the dev box (BENCHMARKS.md, "RL sampling under mixed
+    precision"). The copy is cast once per update instead (`update_weights` loads the policy's weights into it).
+    Autocast leaves a weight already in `dtype` as it is, and casts the same way, so the copy's logits are bitwise
+    the policy's. Embeddings and norms stay float32 as autocast leaves them; a tied output head gets a weight of its
+    own, since the embedding's stays float32. The copy keeps accelerate's autocast forward, rebound to itself.
+    """
+    sampler = copy.deepcopy(policy).requires_grad_(False)
+    head, embedding = sampler.get_output_embeddings(), sampler.get_input_embeddings()
+    if head is not None and head.weight is embedding.weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    for module in sampler.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(dtype)
+    return sampler
 
 
 def gold_rollouts(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], tokenizer: Any,

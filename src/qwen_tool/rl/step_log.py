@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qwen_tool.files import atomic_write
 from qwen_tool.log import console, logger
 
 
@@ -15,10 +16,17 @@ class StepLogger:
                "kl": "kl", "entropy": "entropy", "clip_fraction": "clip", "response_length": "length",
                "calls_per_episode": "calls/ep", "sft_nll": "sft", "seconds": "s"}
 
-    def __init__(self, output_dir: Path, enabled: bool) -> None:
+    def __init__(self, output_dir: Path, enabled: bool, start_step: int = 0) -> None:
+        """`start_step`: the step the run starts after (a resumed checkpoint's, else 0). Lines of later steps, left
+        by the run that wrote the checkpoint and went on before it stopped, are dropped, so each step has one line."""
         self.enabled = enabled
         self.file = output_dir / "metrics.jsonl"
         self.writer = None
+        if enabled and self.file.exists():
+            kept = [line for line in self.file.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= start_step]
+            with atomic_write(self.file) as fh:
+                fh.write("".join(line + "\n" for line in kept))
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -61,10 +61,10 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
     gold = gold_rollouts(cfg, pool.trajectories, tokenizer, codec)
     models = build_models(cfg, accelerator, policy, reference)
     state = resume_from_last(accelerator, output_dir, pool.curriculum, rng) if resume else LoopState()
-    decoder = build_decoder(cfg, models.policy, tokenizer, accelerator.process_index)
+    decoder = build_decoder(cfg, models.policy, tokenizer, accelerator.process_index, accelerator.mixed_precision)
     if state.step:  # a resumed policy is not the weights a decoder loads from cfg.model
         decoder.update_weights(unwrap(models.policy))
-    step_logger = StepLogger(output_dir, accelerator.is_main_process)
+    step_logger = StepLogger(output_dir, accelerator.is_main_process, state.step)
     logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s (tools as "
                 "%s)", cfg.algo, pool.single_turn_count, pool.multi_turn_count, cfg.steps, cfg.prompts_per_step,
                 cfg.samples_per_prompt, fmt, codec.tool_rendering)
