@@ -195,7 +195,14 @@ def bench_rl_mixed(args: argparse.Namespace) -> dict[str, object]:
     tokenizer = load_tokenizer(args.model)
     policy = Accelerator(cpu=True, mixed_precision="bf16").prepare(load_model(args.model))
     fmt = tool_format_for(args.model)
-    prompts, _ = main_job_prompts(tokenizer, fmt, args.prompts)
+    if args.data:  # the first turns of RL's own single-turn tasks: SFT trajectories, every `stride`-th
+        records = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()]
+        picked = records[::max(1, len(records) // args.prompts)][:args.prompts]
+        prompts = [render_prompt(tokenizer, r["messages"][:next(i for i, m in enumerate(r["messages"])
+                                                                 if m["role"] == "assistant")], r["tools"], fmt)
+                   for r in picked]
+    else:
+        prompts, _ = main_job_prompts(tokenizer, fmt, args.prompts)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     requests = [Request(row, SamplingParams(max_tokens=args.max_new_tokens, temperature=1.0, logprobs=True, seed=i))
                 for i, row in enumerate(row for row in ids for _ in range(args.samples))]
@@ -213,7 +220,8 @@ def bench_rl_mixed(args: argparse.Namespace) -> dict[str, object]:
         runs[name].append(rate(sum(map(len, tokens[name])), seconds))
     mean = {name: sum(r["tokens_per_s"] for r in rs) / len(rs) for name, rs in runs.items()}
     return {"prompts": args.prompts, "samples_per_prompt": args.samples, "max_new_tokens": args.max_new_tokens,
-            "model": args.model, "runs": runs, "speedup": round(mean["sampling_copy"] / mean["policy_autocast"], 2),
+            "model": args.model, "data": args.data or "BFCL", "prompt_tokens": [len(row) for row in ids], "runs": runs,
+            "speedup": round(mean["sampling_copy"] / mean["policy_autocast"], 2),
             "same_tokens": tokens["sampling_copy"] == tokens["policy_autocast"],
             "update_weights_s": round(refresh_s, 3), "machine": machine()}
 
@@ -263,6 +271,7 @@ def main() -> None:
     parser.add_argument("--enforce-eager", action="store_true", help="vLLM without its compile step")
     parser.add_argument("--baseline", default=BASELINE, help="commit of the loops to compare against")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    parser.add_argument("--data", default="", help="rl-mixed: prompts from these SFT trajectories (JSONL)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
