@@ -110,8 +110,8 @@ def sampling_copy(policy: Any, dtype: torch.dtype) -> Any:
 
     Under mixed precision accelerate runs the policy's forward in autocast, which casts every float32 Linear weight
     to `dtype` at every call, and the decoder calls forward once per generated token: a cast of all the weights per
-    token, about 40 % of a decode step of the 135M model on the dev box (BENCHMARKS.md, "RL sampling under mixed
-    precision"). The copy is cast once per update instead (`update_weights` loads the policy's weights into it).
+    token. With the cache in `dtype` too (`build_decoder`), sampling ran 1.7x as fast on the dev box (BENCHMARKS.md,
+    "RL sampling under mixed precision"). The copy is cast once per update (`update_weights` loads the policy into it).
     Autocast leaves a weight already in `dtype` as it is, and casts the same way, so the copy's logits are bitwise
     the policy's. Embeddings and norms stay float32 as autocast leaves them; a tied output head gets a weight of its
     own, since the embedding's stays float32. The copy keeps accelerate's autocast forward, rebound to itself.
