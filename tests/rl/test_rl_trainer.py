@@ -74,7 +74,7 @@ def test_shipped_recipes_load(path, algo):
     from pathlib import Path
 
     cfg = load_config(RLTrainingConfig, Path(__file__).parents[2] / path)
-    assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 64
+    assert cfg.algo == algo and cfg.prompts_per_step * cfg.samples_per_prompt == 16 and cfg.max_new_tokens == 192
     if algo == "ppo":  # TL-Training's PPO: the KL in the reward, value pre-training first
         assert cfg.ppo.kl_in_reward and cfg.ppo.value_pretrain_steps == 3 and cfg.ppo.critic == "value_head"
 
