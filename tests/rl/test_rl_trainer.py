@@ -34,6 +34,9 @@ def test_one_grpo_step_writes_the_final_model(tmp_path):
     meta = json.loads((final / "qwen_tool.json").read_text())
     assert (meta["tool_format"], meta["tool_rendering"]) == ("hermes", "compact")
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    (line,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert line["seconds/rollouts"] > 0 and line["seconds/update"] > 0  # the step's time in its two parts
+    assert line["seconds/rollouts"] + line["seconds/update"] == pytest.approx(line["seconds"])
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ class StepLogger:
 
     COLUMNS = {"reward": "reward", "success_rate": "success", "call_rate": "call", "failure_rate": "fail",
                "kl": "kl", "entropy": "entropy", "clip_fraction": "clip", "response_length": "length",
-               "calls_per_episode": "calls/ep", "sft_nll": "sft", "seconds": "s"}
+               "calls_per_episode": "calls/ep", "sft_nll": "sft", "seconds": "s",
+               "seconds/rollouts": "rollout s"}
 
     def __init__(self, output_dir: Path, enabled: bool, start_step: int = 0) -> None:
         """`start_step`: the step the run starts after (a resumed checkpoint's, else 0). Lines of later steps, left

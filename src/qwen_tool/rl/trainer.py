@@ -80,6 +80,7 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
     while state.step < cfg.steps:
         started = time.perf_counter()
         rollouts = play_step(pool, decoder, tokenizer, codec, cfg, rng)
+        sampled = time.perf_counter()
         batch = collate(rollouts, pad_id).to(accelerator.device)
         gold_batch = draw_gold_batch(gold, cfg, pad_id, rng, accelerator.device)
         if cfg.algo == "grpo":
@@ -94,8 +95,9 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
             logger.info("curriculum: stage %d (%s) → %d (%s)", stage, STAGE_NAMES[stage], pool.curriculum.stage,
                         STAGE_NAMES[pool.curriculum.stage])
         if state.step % cfg.logging_steps == 0 or state.step == cfg.steps:
-            step_logger.log(state.step, {**stats, **update.as_dict(), "stage": stage,
-                                         "seconds": time.perf_counter() - started})
+            now = time.perf_counter()  # the step's cost, and its two parts: rollouts, then update and weight sync
+            step_logger.log(state.step, {**stats, **update.as_dict(), "stage": stage, "seconds": now - started,
+                                         "seconds/rollouts": sampled - started, "seconds/update": now - sampled})
         if state.step % cfg.save_steps == 0 and state.step < cfg.steps:
             save_checkpoint(accelerator, output_dir, state, pool.curriculum, rng, cfg.save_total_limit)
 
