@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -124,16 +125,22 @@ def test_other_category_for_unserialisable_result():
 
 
 def test_parallel_calls_run_concurrently_and_keep_order():
-    calls = [ToolCall("sleepy", {"seconds": 0.3}), ToolCall("get_temperature", {"city": "A"}),
-             ToolCall("sleepy", {"seconds": 0.3})]
-    start = time.perf_counter()
-    outcomes = Executor(timeout_s=2, isolate=False).execute(calls, TOOLS)
-    elapsed = time.perf_counter() - start
-    assert [o.content for o in outcomes] == ["woke", '{"city": "A", "temperature": 21}', "woke"]
-    assert elapsed < 0.55  # two 0.3 s sleeps overlapped
-    start = time.perf_counter()
-    Executor(timeout_s=2, concurrent=False, isolate=False).execute(calls, TOOLS)
-    assert time.perf_counter() - start >= 0.6
+    """Both `rendezvous` calls wait at a two-party barrier: it only opens when they run at the same time."""
+    barrier = threading.Barrier(2)
+
+    def rendezvous() -> str:
+        """Meet the other call."""
+        barrier.wait(timeout=1.5)
+        return "met"
+
+    tools = ToolRegistry([get_temperature, rendezvous])
+    calls = [ToolCall("rendezvous", {}), ToolCall("get_temperature", {"city": "A"}), ToolCall("rendezvous", {})]
+    outcomes = Executor(timeout_s=5, isolate=False).execute(calls, tools)
+    assert [o.content for o in outcomes] == ["met", '{"city": "A", "temperature": 21}', "met"]
+
+    barrier.reset()
+    one_at_a_time = Executor(timeout_s=5, concurrent=False, isolate=False).execute(calls, tools)
+    assert [o.ok for o in one_at_a_time] == [False, True, False], "one at a time, neither call meets the other"
 
 
 def test_result_is_capped():
