@@ -635,8 +635,9 @@ class RLTrainingConfig:
     """Distinct tasks per step."""
     samples_per_prompt: int = 4
     """Episodes per task (the GRPO group size)."""
-    max_new_tokens: int = 64
-    """Cap on tokens sampled per assistant turn."""
+    max_new_tokens: int = 192
+    """Cap on tokens sampled per assistant turn. 192 fits the main job's longest answer (190); at 64, 77 of its 618
+    answers were cut, and a cut turn cannot earn a call's reward. `train rl` warns when the data needs more."""
     max_total_tokens: int = 2048
     """Cap on a whole episode (prompt + turns + tool results); longer episodes end early."""
     max_turns: int = 4
