@@ -140,8 +140,9 @@ def _asked_about(requests, name: str) -> list[tuple[str, str, float | None]]:
     return [request for request in requests if name in request[1]]
 
 
-def test_a_model_name_typo_without_network_fails_in_seconds_with_did_you_mean(tmp_path):
-    """Issue 26: `eval --model smollm2-135m` spent 53 s in hub retries before its error."""
+def test_a_model_name_typo_without_network_fails_with_did_you_mean(tmp_path):
+    """Issue 26: `eval --model smollm2-135m` spent 53 s in hub retries before its error (that it no longer retries:
+    `test_an_unreachable_hub_costs_one_short_probe_and_no_download_retries`)."""
     result = _cli(tmp_path, "eval", "--model", "smollm2-135m", "--limit", "1")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -150,7 +151,8 @@ def test_a_model_name_typo_without_network_fails_in_seconds_with_did_you_mean(tm
 
 
 def test_a_cached_hub_model_loads_from_its_snapshot_without_the_hub(tmp_path):
-    """Hub ids stay usable: offline, a cached one loads in seconds (transformers alone retries the hub for ~25 s)."""
+    """Hub ids stay usable: without a network, a cached one loads from its snapshot and says so (transformers alone
+    retries the hub for ~25 s first; the request count is checked in the test below)."""
     repo = tmp_path / "hf" / "hub" / "models--someone--tiny"
     save_tiny_model(repo / "snapshots" / "abc123")
     (repo / "refs").mkdir()
