@@ -615,6 +615,10 @@ class RLTrainingConfig:
     error_recovery) as multi-turn tasks, replayed against their recording (`qwen_tool.rl.replay`): each turn is scored
     against that step's gold calls and shown the recorded tool results when it matches them; a turn that does not ends
     the episode. They leave the single-turn pool. With `suites: []` they are the only multi-turn tasks."""
+    parallel_share: float | None = None
+    """Chance that a single-turn prompt is drawn from the tasks whose gold turn holds several calls (parallel calls),
+    once the curriculum has reached them; None: every single-turn task alike (in the main job's data 40 of 484 hold
+    several calls, so RL mostly rewards answers of one call). Needs such tasks in `data`."""
     output_dir: str = "runs/rl"
     """Checkpoints, logs and the final model (`<output_dir>/final`)."""
     tool_format: str | None = None
@@ -712,6 +716,8 @@ class RLTrainingConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.multi_turn_share <= 1:
             raise ValueError(f"multi_turn_share must be in [0, 1], got {self.multi_turn_share}")
+        if self.parallel_share is not None and not 0 <= self.parallel_share <= 1:
+            raise ValueError(f"parallel_share must be in [0, 1] (or null: no weighting), got {self.parallel_share}")
         if self.multi_turn_trajectories and self.multi_turn_share == 0:
             raise ValueError("multi_turn_trajectories adds multi-turn tasks and multi_turn_share is 0, so none would "
                              "be drawn; fix: set multi_turn_share above 0 (e.g. 0.25), or multi_turn_trajectories: "

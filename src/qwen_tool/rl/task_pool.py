@@ -40,7 +40,8 @@ def stage_of_trajectory(record: Mapping[str, Any]) -> int:
 class Curriculum:
     """Which stage the run is in, and draws of task indices from its pool.
 
-    `stages[k]` lists the single-turn task indices of stage k; `multi_turn` the multi-turn task indices (stage 2).
+    `stages[k]` lists the single-turn task indices of stage k; `multi_turn` the multi-turn task indices (stage 2);
+    `parallel` the single-turn task indices whose gold turn holds several calls.
     """
 
     stages: Sequence[Sequence[int]]
@@ -53,6 +54,7 @@ class Curriculum:
     stage: int = 0
     steps_in_stage: int = 0
     history: list[float] = field(default_factory=list)
+    parallel: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -67,13 +69,21 @@ class Curriculum:
     def single_pool(self) -> list[int]:
         return [i for k in range(self.stage + 1) for i in self.stages[k]] if self.stages else []
 
-    def draw(self, count: int, multi_turn_share: float, rng: random.Random) -> list[tuple[str, int]]:
-        """`count` (kind, index) pairs, kind "single" or "multi"; multi-turn only in the last stage."""
+    def draw(self, count: int, multi_turn_share: float, rng: random.Random, parallel_share: float | None = None
+             ) -> list[tuple[str, int]]:
+        """`count` (kind, index) pairs, kind "single" or "multi"; multi-turn only in the last stage. With
+        `parallel_share`, each single-turn pick comes from the pool's `parallel` tasks with that chance (while the pool
+        holds both kinds), else from the rest."""
         single = self.single_pool()
         multi = list(self.multi_turn) if self.stage == MULTI_STEP else []
         n_multi = round(count * multi_turn_share) if multi and single else (count if multi else 0)
         picks = [("multi", rng.choice(multi)) for _ in range(n_multi)]
-        picks += [("single", rng.choice(single)) for _ in range(count - n_multi)] if single else []
+        marked = set(self.parallel) if parallel_share is not None else set()
+        parallel = [i for i in single if i in marked]
+        others = [i for i in single if i not in marked]
+        for _ in range(count - n_multi if single else 0):
+            from_parallel = bool(parallel) and (not others or rng.random() < (parallel_share or 0.0))
+            picks.append(("single", rng.choice(parallel if from_parallel else others)))
         return picks
 
     def update(self, success_rate: float) -> bool:
@@ -136,10 +146,19 @@ class TaskPool:
             if index not in replayed:
                 stages[stage_of_trajectory(record)].append(index)
         self.single_turn_count = sum(len(stage) for stage in stages)
+        self.parallel = [i for stage in stages for i in stage if len(self._gold_calls(i)) > 1]
+        if cfg.parallel_share is not None and not self.parallel:
+            raise QwenToolError("parallel_share is set but no single-turn task in data= has several calls in its gold "
+                                "turn; fix: give data with parallel examples, or remove parallel_share")
         settings = cfg.curriculum
         self.curriculum = Curriculum(stages, list(range(self.multi_turn_count)), settings.promotion,
                                      settings.success_threshold, settings.window, settings.steps_per_stage,
-                                     settings.enabled)
+                                     settings.enabled, parallel=self.parallel)
+
+    def _gold_calls(self, index: int) -> list[Any]:
+        """The calls of a single-turn task's gold turn."""
+        messages = self.trajectories[index]["messages"]
+        return messages[gold_turn_index(messages)].get("tool_calls") or []
 
     @property
     def multi_turn_count(self) -> int:
@@ -149,7 +168,8 @@ class TaskPool:
         """`prompts_per_step` tasks, each repeated `samples_per_prompt` times (consecutive: one GRPO group)."""
         weights = to_dict(self.cfg.rewards)
         out: list[Episode] = []
-        for kind, index in self.curriculum.draw(self.cfg.prompts_per_step, self.cfg.multi_turn_share, rng):
+        for kind, index in self.curriculum.draw(self.cfg.prompts_per_step, self.cfg.multi_turn_share, rng,
+                                                self.cfg.parallel_share):
             for _ in range(self.cfg.samples_per_prompt):
                 out.append(self._episode(kind, index, weights))
         return out

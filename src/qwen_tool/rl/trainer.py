@@ -65,9 +65,11 @@ def train_rl(cfg: RLTrainingConfig, trajectories: Sequence[dict[str, Any]], *, t
     if state.step:  # a resumed policy is not the weights a decoder loads from cfg.model
         decoder.update_weights(unwrap(models.policy))
     step_logger = StepLogger(output_dir, accelerator.is_main_process, state.step)
-    logger.info("RL (%s) on %d single-turn and %d multi-turn tasks, %d steps of %d×%d episodes, format %s (tools as "
-                "%s)", cfg.algo, pool.single_turn_count, pool.multi_turn_count, cfg.steps, cfg.prompts_per_step,
-                cfg.samples_per_prompt, fmt, codec.tool_rendering)
+    logger.info("RL (%s) on %d single-turn (%d with parallel calls, drawn %s) and %d multi-turn tasks, %d steps of "
+                "%d×%d episodes, format %s (tools as %s)", cfg.algo, pool.single_turn_count, len(pool.parallel),
+                "like the rest" if cfg.parallel_share is None else f"at share {cfg.parallel_share:g}",
+                pool.multi_turn_count, cfg.steps, cfg.prompts_per_step, cfg.samples_per_prompt, fmt,
+                codec.tool_rendering)
 
     if cfg.algo == "ppo":  # value-function pre-training: fit the critic to the current policy's returns first
         while state.value_pretrain_done < cfg.ppo.value_pretrain_steps:
