@@ -745,6 +745,22 @@ def eval_compare(
     out.print(f"report: {comparison.report}; numbers: {comparison.json_path}", soft_wrap=True)
 
 
+@eval_app.command("join")
+def eval_join(
+    parts: Annotated[list[Path], typer.Argument(
+        help="Run folders of one model's evaluation, each scoring different items (e.g. BFCL categories apart, the "
+        "internal suite apart).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="The joined run folder.", show_default=False)],
+) -> None:
+    """One evaluation scored in several parts, as one run folder for `eval compare` (BFCL metrics recomputed)."""
+    from qwen_tool.eval.join import join_runs
+
+    joined = join_runs(parts, out_dir)
+    categories = f" (BFCL {', '.join(joined['bfcl']['categories'])})" if "bfcl" in joined else ""
+    out.print(f"joined {len(parts)} parts into {out_dir}: {', '.join(joined)}{categories}; compare: qwen-tool eval "
+              f"compare A {out_dir}", highlight=False, soft_wrap=True)
+
+
 @eval_app.command("like")
 def eval_like(
     job: Annotated[Path, typer.Argument(

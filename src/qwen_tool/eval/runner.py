@@ -70,7 +70,9 @@ def score_bfcl_output(example: bfcl_single_turn.BfclExample, text: str, codec: C
     return calls, bfcl_single_turn.check_ast(example.category, example.functions, calls, example.gold), parse_error
 
 
-def _summarise(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, Any]:
+def summarise_bfcl(outcomes: list[Outcome], categories: Sequence[str]) -> dict[str, Any]:
+    """The `categories` and `summary` parts of a BFCL run's metrics, computed from its outcomes alone (so parts of
+    one evaluation can be joined and scored again: `eval join`)."""
     by_category = metrics.accuracy_by_category((o.category, o.valid) for o in outcomes)
     per_category: dict[str, Any] = {}
     for category in categories:
@@ -284,7 +286,7 @@ def run_bfcl(model: str, categories: Sequence[str] | None = None, limit: int | d
             ))
         acc = sum(o.valid for o in outcomes if o.category == category) / max(1, len(examples))
         logger.info("BFCL %s: %.1f%% of %d", category, 100 * acc, len(examples))
-    result = _summarise(outcomes, categories)
+    result = summarise_bfcl(outcomes, categories)
     result.update({
         "suite": "bfcl", "model": model, "tool_format": codec.name, "tool_rendering": codec.tool_rendering,
         "limit": limit,
