@@ -90,6 +90,24 @@ def test_parts_join_into_one_run_with_bfcl_metrics_recomputed(tmp_path: Path) ->
     assert "internal/ (the whole section)" in comparison.one_sided["b"]
 
 
+def test_free_multi_turn_tasks_join_guided_parts_but_a_free_bfcl_part_does_not(tmp_path: Path) -> None:
+    guided = _bfcl_part(tmp_path, "guided", [_row("simple_python_0", True)])
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "metrics.json").write_text(json.dumps({"suite": "internal_tasks", "model": MODEL, "guided": False,
+                                                    "summary": {"VA": 1.0}}))
+    (tasks / "outcomes.jsonl").write_text(json.dumps({"id": "t0", "category": "internal_tasks", "valid": True,
+                                                      "extra": {"termination": "final_answer"}}) + "\n")
+    assert list(join_runs([guided, tasks], tmp_path / "joined")) == ["bfcl", "internal_tasks"]
+    free = _bfcl_part(tmp_path, "free", [_row("multiple_0", True)])
+    metrics = json.loads((free / "metrics.json").read_text())
+    metrics["generation"]["guided"] = False
+    for folder in (free, free / "bfcl"):
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(Exception, match="differ in guided"):
+        join_runs([guided, free], tmp_path / "joined-free")
+
+
 def test_an_item_scored_in_two_parts_is_refused(tmp_path: Path) -> None:
     first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
     again = _bfcl_part(tmp_path, "again", [_row("simple_python_0", False)])
