@@ -108,6 +108,14 @@ def test_free_multi_turn_tasks_join_guided_parts_but_a_free_bfcl_part_does_not(t
         join_runs([guided, free], tmp_path / "joined-free")
 
 
+def test_a_row_that_is_not_an_outcome_line_is_named(tmp_path: Path) -> None:
+    first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
+    broken = {key: value for key, value in _row("multiple_0", True).items() if key != "error_category"}
+    other = _bfcl_part(tmp_path, "other", [broken])
+    with pytest.raises(Exception, match=f"BFCL item multiple_0 of {other} is not an outcome line .*fix: score"):
+        join_runs([first, other], tmp_path / "joined")
+
+
 def test_an_item_scored_in_two_parts_is_refused(tmp_path: Path) -> None:
     first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
     again = _bfcl_part(tmp_path, "again", [_row("simple_python_0", False)])

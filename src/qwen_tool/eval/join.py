@@ -43,7 +43,7 @@ def _sections(part: Path) -> dict[str, _Section]:
         metrics = top if not name else read_json(outcomes.parent / "metrics.json", fix=_PART_FIX)
         section = name or metrics.get("suite", "")
         if section not in SECTIONS:
-            raise QwenToolError(f"{outcomes.parent} is a {section or 'suite-less'!s} section; eval join joins "
+            raise QwenToolError(f"{outcomes.parent} is a {section or 'suite-less'} section; eval join joins "
                                 f"{', '.join(SECTIONS)}; fix: leave that folder out of the parts")
         found[section] = _Section(part, read_json_objects(outcomes, fix=_PART_FIX), metrics)
     return found
@@ -83,8 +83,15 @@ def _merge_bfcl(parts: Sequence[_Section]) -> _Section:
                                     "fix: join parts that score different categories")
             seen[row["id"]] = part.part
             rows.append(row)
-    categories = list(dict.fromkeys(row["category"] for row in rows))
-    metrics = {**parts[0].metrics, **summarise_bfcl([Outcome(**row) for row in rows], categories)}
+    outcomes = []
+    for row in rows:
+        try:
+            outcomes.append(Outcome(**row))
+        except TypeError as err:  # a row written by another version, or edited by hand
+            raise QwenToolError(f"BFCL item {row.get('id')} of {seen[row['id']]} is not an outcome line ({err}); fix: "
+                                "score that part again with this version") from None
+    categories = list(dict.fromkeys(outcome.category for outcome in outcomes))
+    metrics = {**parts[0].metrics, **summarise_bfcl(outcomes, categories)}
     limits: dict[str, Any] = {}
     for part in parts:
         limit = part.metrics.get("limit")
