@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qwen_tool import QwenToolError
 from qwen_tool.cli import main
 from qwen_tool.eval.compare import compare_runs
 from qwen_tool.eval.join import join_runs
@@ -113,6 +114,14 @@ def test_a_row_that_is_not_an_outcome_line_is_named(tmp_path: Path) -> None:
     broken = {key: value for key, value in _row("multiple_0", True).items() if key != "error_category"}
     other = _bfcl_part(tmp_path, "other", [broken])
     with pytest.raises(Exception, match=f"BFCL item multiple_0 of {other} is not an outcome line .*fix: score"):
+        join_runs([first, other], tmp_path / "joined")
+
+
+def test_a_row_without_an_id_is_named_by_its_part_and_line(tmp_path: Path) -> None:
+    first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
+    nameless = {key: value for key, value in _row("multiple_0", True).items() if key != "id"}
+    other = _bfcl_part(tmp_path, "other", [_row("multiple_1", True), nameless])
+    with pytest.raises(QwenToolError, match=f"{other}: BFCL outcome 2 has no string 'id'; fix: score"):
         join_runs([first, other], tmp_path / "joined")
 
 

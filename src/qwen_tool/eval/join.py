@@ -77,18 +77,22 @@ def _merge_bfcl(parts: Sequence[_Section]) -> _Section:
     seen: dict[str, Path] = {}
     rows: list[dict[str, Any]] = []
     for part in parts:
-        for row in part.rows:
-            if row["id"] in seen:
-                raise QwenToolError(f"BFCL item {row['id']} is scored in both {seen[row['id']]} and {part.part}; "
+        for number, row in enumerate(part.rows, 1):
+            item = row.get("id")
+            if not isinstance(item, str) or not item:
+                raise QwenToolError(f"{part.part}: BFCL outcome {number} has no string 'id'; fix: score that part "
+                                    "again")
+            if item in seen:
+                raise QwenToolError(f"BFCL item {item} is scored in both {seen[item]} and {part.part}; "
                                     "fix: join parts that score different categories")
-            seen[row["id"]] = part.part
+            seen[item] = part.part
             rows.append(row)
     outcomes = []
     for row in rows:
         try:
             outcomes.append(Outcome(**row))
         except TypeError as err:  # a row written by another version, or edited by hand
-            raise QwenToolError(f"BFCL item {row.get('id')} of {seen[row['id']]} is not an outcome line ({err}); fix: "
+            raise QwenToolError(f"BFCL item {row['id']} of {seen[row['id']]} is not an outcome line ({err}); fix: "
                                 "score that part again with this version") from None
     categories = list(dict.fromkeys(outcome.category for outcome in outcomes))
     metrics = {**parts[0].metrics, **summarise_bfcl(outcomes, categories)}
