@@ -757,8 +757,8 @@ def eval_join(
 
     joined = join_runs(parts, out_dir)
     categories = f" (BFCL {', '.join(joined['bfcl']['categories'])})" if "bfcl" in joined else ""
-    out.print(f"joined {len(parts)} parts into {out_dir}: {', '.join(joined)}{categories}; compare: qwen-tool eval "
-              f"compare A {out_dir}", highlight=False, soft_wrap=True)
+    out.print(f"joined {len(parts)} parts into {out_dir}: {', '.join(joined)}{categories}; compare it with another "
+              f"run of the same items: qwen-tool eval compare OTHER_RUN {out_dir}", highlight=False, soft_wrap=True)
 
 
 @eval_app.command("like")

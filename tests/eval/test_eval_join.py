@@ -105,7 +105,7 @@ def test_free_multi_turn_tasks_join_guided_parts_but_a_free_bfcl_part_does_not(t
     metrics["generation"]["guided"] = False
     for folder in (free, free / "bfcl"):
         (folder / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(Exception, match="differ in guided"):
+    with pytest.raises(QwenToolError, match="differ in guided"):
         join_runs([guided, free], tmp_path / "joined-free")
 
 
@@ -113,7 +113,7 @@ def test_a_row_that_is_not_an_outcome_line_is_named(tmp_path: Path) -> None:
     first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
     broken = {key: value for key, value in _row("multiple_0", True).items() if key != "error_category"}
     other = _bfcl_part(tmp_path, "other", [broken])
-    with pytest.raises(Exception, match=f"BFCL item multiple_0 of {other} is not an outcome line .*fix: score"):
+    with pytest.raises(QwenToolError, match=f"BFCL item multiple_0 of {other} is not an outcome line .*fix: score"):
         join_runs([first, other], tmp_path / "joined")
 
 
@@ -128,7 +128,7 @@ def test_a_row_without_an_id_is_named_by_its_part_and_line(tmp_path: Path) -> No
 def test_an_item_scored_in_two_parts_is_refused(tmp_path: Path) -> None:
     first = _bfcl_part(tmp_path, "first", [_row("simple_python_0", True)])
     again = _bfcl_part(tmp_path, "again", [_row("simple_python_0", False)])
-    with pytest.raises(Exception, match=f"simple_python_0 is scored in both {first} and {again}"):
+    with pytest.raises(QwenToolError, match=f"simple_python_0 is scored in both {first} and {again}"):
         join_runs([first, again], tmp_path / "joined")
     assert not (tmp_path / "joined").exists()
 
@@ -159,6 +159,7 @@ def test_the_cli_says_what_it_joined(tmp_path: Path, capsys) -> None:
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert f"joined 2 parts into {tmp_path / 'joined'}: bfcl, internal (BFCL simple_python)" in printed
+    assert f"qwen-tool eval compare OTHER_RUN {tmp_path / 'joined'}" in printed.replace("\n", "")
     # A second join into the same folder would leave the first's sections beside its own: refused.
     line = cli_user_error(capsys, "eval", "join", str(a), str(b), "--out", str(tmp_path / "joined"))
     assert "already exists and is not an empty folder; fix: pass a new folder" in line
