@@ -10,7 +10,16 @@ import pytest
 
 from qwen_tool import QwenToolError
 from qwen_tool.cli import main
-from qwen_tool.eval.compare import compare_runs, run_labels, section_terms
+from qwen_tool.eval.compare import (
+    ACCURACY,
+    Comparison,
+    MetricComparison,
+    compare_runs,
+    interval_decimals,
+    run_labels,
+    section_terms,
+)
+from qwen_tool.eval.paired_stats import Interval
 from qwen_tool.testing import cli_user_error
 
 METRICS = {"categories": {"simple_python": {"accuracy": 0.5, "n": 10}}, "summary": {"examples": 10}}
@@ -72,6 +81,30 @@ def test_six_to_none_is_significant(tmp_path: Path) -> None:
     simple = _metric(compare_runs([a], [b], tmp_path / "cmp", resamples=2000), "simple_python accuracy")
     assert simple.mcnemar["p"] == pytest.approx(2 / 64) and simple.significant
 
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "decimals", "expected"),
+    [
+        (0.01, 0.08, 1, 2),  # [+0.0, +0.1] at one decimal; [+0.01, +0.08] at two
+        (-0.08, -0.004, 1, 3),  # the bound nearest 0 needs three
+        (0.0004, 0.08, 1, 3),  # ...and would need four: capped at `most`
+        (0.3, 2.0, 1, 1),  # already clear of 0
+        (-0.02, 0.05, 1, 1),  # includes 0: nothing to make clear
+        (0.004, 0.02, 2, 3),  # a mean's two decimals
+    ],
+)
+def test_an_interval_that_excludes_zero_is_printed_clear_of_it(low, high, decimals, expected) -> None:
+    assert interval_decimals(low, high, decimals, most=3) == expected
+
+
+def test_a_small_significant_difference_does_not_print_as_zero() -> None:
+    """A real case (internal call-timing precision): +0.04 points, significant, once printed as "+0.0 [+0.0, +0.1]"."""
+    metric = MetricComparison("internal", "call timing precision", ACCURACY, 537, [0.9700], [0.9704],
+                              Interval(0.0004, 0.0001, 0.0008, 2000), None, True)
+    comparison = Comparison(["a"], ["b"], [metric], {}, {}, resamples=2000, seed=0)
+    _, rows, flags = comparison.rows()
+    assert rows[0][4] == "+0.04 [+0.01, +0.08]" and flags == [True]
 
 def test_items_and_metrics_one_side_lacks_are_reported(tmp_path: Path) -> None:
     a = _run(tmp_path, "a", _simple([1, 0, 1]))

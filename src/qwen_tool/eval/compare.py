@@ -243,6 +243,20 @@ def run_labels(runs: Sequence[Path]) -> list[str]:
     ]
 
 
+def interval_decimals(low: float, high: float, decimals: int, most: int) -> int:
+    """Decimals to print an interval [low, high] with, so that one excluding 0 never reads as touching it.
+
+    At one decimal, a difference of +0.04 points with interval [+0.01, +0.08] prints "+0.0 [+0.0, +0.1]" beside "yes";
+    this adds one decimal at a time, up to `most`, until the bound nearest 0 rounds to something other than 0.
+    """
+    if low <= 0 <= high:
+        return decimals
+    nearest = min(abs(low), abs(high))
+    while decimals < most and round(nearest, decimals) == 0:
+        decimals += 1
+    return decimals
+
+
 @dataclass
 class MetricComparison:
     """One metric over the items every run has: each side's per-run values, the difference and the tests."""
@@ -364,6 +378,7 @@ class Comparison:
                 return f"{scale * mean:.{digits}f}" + ("" if sd is None else f" ± {scale * sd:.{digits}f}")
 
             interval = m.interval
+            shown = interval_decimals(scale * interval.low, scale * interval.high, digits, most=digits + 2)
             test = "–"
             if m.mcnemar is not None:
                 p = m.mcnemar["p"]
@@ -375,8 +390,8 @@ class Comparison:
                     str(m.items),
                     show(m.a_runs),
                     show(m.b_runs),
-                    f"{scale * interval.estimate:+.{digits}f} [{scale * interval.low:+.{digits}f}, "
-                    f"{scale * interval.high:+.{digits}f}]",
+                    f"{scale * interval.estimate:+.{shown}f} [{scale * interval.low:+.{shown}f}, "
+                    f"{scale * interval.high:+.{shown}f}]",
                     test,
                     "yes" if m.significant else "n.s.",
                 ]
