@@ -529,8 +529,8 @@ class GRPOSettings:
     credit: Literal["episode", "turn"] = "episode"
     """episode: one advantage per episode, from its return (every token of the episode shares it). turn: one per
     assistant turn, from that turn's own reward (scored against the gold step ToolEnv compares it with: the same step
-    again after a model error, `qwen_tool.env.env.next_gold_index`) normalised against the group's episodes at the same
-    turn index and gold step, plus the group-normalised episode-level reward
+    again after a model error or a tool failure, `qwen_tool.env.env.next_gold_index`) normalised against the group's
+    episodes at the same turn index and gold step, plus the group-normalised episode-level reward
     (`qwen_tool.rl.advantages.turn_advantages`). Single-turn episodes get the same advantage either way."""
 
     def __post_init__(self) -> None:

@@ -195,17 +195,46 @@ def test_a_gold_replay_compares_turn_k_with_gold_step_k():
 def test_the_gold_index_stays_within_the_user_turn():
     """Gold steps [[a], [b], [], [c], []]: two user turns, each closed by an answer step (indices 2 and 4)."""
     gold = [["a"], ["b"], [], ["c"], []]
-    assert next_gold_index(gold, 0, called=True, erroneous=True) == 0  # a retry is due
-    assert next_gold_index(gold, 0, called=False, erroneous=True) == 0  # unparsable output: the same
-    assert next_gold_index(gold, 0, called=True, erroneous=False) == 1
-    assert next_gold_index(gold, 2, called=True, erroneous=False) == 2  # an extra call: the answer is still due
-    assert next_gold_index(gold, 2, called=False, erroneous=False) == 3  # the answer on time: the next user turn
-    assert next_gold_index(gold, 0, called=False, erroneous=False) == 3  # an early answer ends the user turn too
-    assert next_gold_index(gold, 4, called=False, erroneous=False) == 5
-    assert next_gold_index(gold, 5, called=True, erroneous=False) == 5  # past the gold: no step to move to
-    assert next_gold_index(gold, 5, called=False, erroneous=False) == 6  # ... but an answer still counts a turn
-    assert next_gold_index([["a"]], 0, called=True, erroneous=False) == 1  # no answer step: the end closes
+    assert next_gold_index(gold, 0, called=True, retry_due=True) == 0  # a retry is due
+    assert next_gold_index(gold, 0, called=False, retry_due=True) == 0  # unparsable output: the same
+    assert next_gold_index(gold, 0, called=True, retry_due=False) == 1
+    assert next_gold_index(gold, 2, called=True, retry_due=False) == 2  # an extra call: the answer is still due
+    assert next_gold_index(gold, 2, called=False, retry_due=False) == 3  # the answer on time: the next user turn
+    assert next_gold_index(gold, 0, called=False, retry_due=False) == 3  # an early answer ends the user turn too
+    assert next_gold_index(gold, 4, called=False, retry_due=False) == 5
+    assert next_gold_index(gold, 5, called=True, retry_due=False) == 5  # past the gold: no step to move to
+    assert next_gold_index(gold, 5, called=False, retry_due=False) == 6  # ... but an answer still counts a turn
+    assert next_gold_index([["a"]], 0, called=True, retry_due=False) == 1  # no answer step: the end closes
 
+
+
+def test_a_call_the_tool_failed_is_retried_against_the_same_gold_step():
+    """A simulated 503 or timeout is the environment's fault: the model's retry faces the step it was on, not the
+    next one (which would score a correct retry as a wrong call)."""
+    env = ToolEnv(instability_rate=1.0)
+    env.reset(FINANCE_TRANSFER)
+    assert env.step(env.present_gold(0)).feedback[0].category.value == "tool_instability"
+    assert env.gold_index == 0
+    env.instability_rate = 0.0
+    assert env.step(env.present_gold(0)).feedback[0].ok
+    assert env.gold_index == 1
+
+
+def test_the_gold_replay_retries_the_steps_the_tool_failed():
+    clean = ToolEnv()
+    run_gold_episode(clean, FINANCE_TRANSFER)
+    task = dataclasses.replace(FINANCE_TRANSFER, gold_state=clean.suite.state())
+    faulted = 0
+    for seed in range(6):
+        trajectory = run_gold_episode(ToolEnv(instability_rate=0.3), task, seed=seed)
+        turns = trajectory["meta"]["annotations"]
+        for turn, after in zip(turns, turns[1:], strict=False):
+            failed = "tool_instability" in turn["categories"]
+            faulted += failed
+            assert after["gold_index"] == turn["gold_index"] + (0 if failed else 1)
+        assert trajectory["meta"]["termination"] == "final_answer"
+        assert trajectory["meta"]["end_state"]["state_match"] is True, seed  # every failed call was run again
+    assert faulted > 0  # the seeds drew faults, so the retries above were exercised
 
 def test_end_state_compared_with_gold_state():
     gold_env = ToolEnv()

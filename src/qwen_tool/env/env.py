@@ -7,7 +7,8 @@ An episode ends on a final answer (an assistant turn without calls, once every f
 
 Reward: `reward_fn(RewardInput) -> float` when given; without one the reward is always 0.0 (the rewards room
 provides the functions; the env only calls them). Each turn is scored against the gold step at `ToolEnv.gold_index`,
-which is not the turn count: a turn the model got wrong is retried against the same gold step (`next_gold_index`).
+which is not the turn count: a turn the model got wrong, or whose call the tool failed (a simulated 503 or timeout),
+is retried against the same gold step (`next_gold_index`).
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ class StepResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def next_gold_index(gold_calls: Sequence[Sequence[Any]], index: int, *, called: bool, erroneous: bool) -> int:
+def next_gold_index(gold_calls: Sequence[Sequence[Any]], index: int, *, called: bool, retry_due: bool) -> int:
     """The gold step the next turn is compared with, after a turn compared with gold step `index`.
 
-        erroneous (a model-error outcome, a parse error included)  → index       (the next turn retries the step)
-        calls, none erroneous                                      → min(index + 1, close(index))
-        no calls (an answer, or a question to the user)            → close(index) + 1
+        retry_due (a model error, a parse error included, or a call the tool failed)  → index   (retries the step)
+        calls, none failed                                                             → min(index + 1, close(index))
+        no calls (an answer, or a question to the user)                                → close(index) + 1
 
     close(i) = the first j ≥ i with gold_calls[j] == [] (the answer that closes the current user turn), else
     max(i, len(gold_calls)). Why the clamp and the jump: a user turn's calls can only be scored against that user
@@ -79,7 +80,7 @@ def next_gold_index(gold_calls: Sequence[Sequence[Any]], index: int, *, called: 
     on time, ends the user turn, so the follow-up's first turn is scored against the follow-up's first gold step. On a
     gold replay every step is on time, and the index is the turn count.
     """
-    if erroneous:
+    if retry_due:
         return index
     close = next((j for j in range(index, len(gold_calls)) if not gold_calls[j]), max(index, len(gold_calls)))
     return min(index + 1, close) if called else close + 1
@@ -211,7 +212,8 @@ class ToolEnv:
                                                       gold, self.tool_schemas(), self.done, info)))
         self.rewards.append(reward)
         self.step_index += 1
-        self.gold_index = next_gold_index(gold_steps, self.gold_index, called=bool(calls), erroneous=erroneous)
+        retry_due = erroneous or any(o.category is FeedbackCategory.TOOL_INSTABILITY for o in outcomes)
+        self.gold_index = next_gold_index(gold_steps, self.gold_index, called=bool(calls), retry_due=retry_due)
         return StepResult(tool_messages, outcomes, reward, self.done, info)
 
     def trajectory(self) -> dict[str, Any]:
@@ -320,11 +322,12 @@ class ToolEnvBatch:
 
 
 def run_gold_episode(env: ToolEnv, task: Task, seed: int | None = None) -> dict[str, Any]:
-    """Play the task's gold calls (the scripted policy) and return the trajectory. Every gold step is played once, in
-    order, so each turn is compared with its own gold step (`gold_index` equals `step_index`)."""
+    """Play the task's gold calls (the scripted policy) and return the trajectory. Each turn plays the gold step it
+    is compared with, in order: once each (`gold_index` equals `step_index`), except that a step whose call the tool
+    failed (instability) is played again, as a policy would retry it."""
     env.reset(task, seed)
     while not env.done:
-        env.step(env.present_gold(env.step_index))
+        env.step(env.present_gold(env.gold_index))
     return env.trajectory()
 
 

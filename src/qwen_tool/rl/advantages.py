@@ -91,9 +91,10 @@ def turn_advantages(turn_rewards_BK: torch.Tensor, turn_mask_BK: torch.Tensor, t
         Â_{i,k} = (r_{i,k} − μ_{i,k}) / (σ_{i,k} + eps)  +  (R_i − mean_g R) / (std_g R + eps),
 
     r_{i,k} the reward of turn k, scored against gold step s_{i,k} (`ToolEnv.gold_index`: step k until the episode's
-    first model error, then the step being retried); R_i the episode-level reward (coherence, efficiency); μ_{i,k} and
-    σ_{i,k} (unbiased) are over S_{i,k}, the episodes j of i's group that played turn k against the same gold step
-    (s_{j,k} = s_{i,k}); the second term is `group_advantages` of R. scale="none" drops both divisions (Dr. GRPO).
+    first model error or tool failure, then the step being retried); R_i the episode-level reward (coherence,
+    efficiency); μ_{i,k} and σ_{i,k} (unbiased) are over S_{i,k}, the episodes j of i's group that played turn k
+    against the same gold step (s_{j,k} = s_{i,k}); the second term is `group_advantages` of R. scale="none" drops
+    both divisions (Dr. GRPO).
 
     Why per turn index and gold step: siblings at turn k that none erred before face the same step of the same task,
     so their scores are each other's fair baseline; one that erred is retrying an earlier step, a different question,

@@ -131,8 +131,8 @@ class SingleTurnEpisode:
 
 class ToolEnvEpisode:
     """A multi-turn `ToolEnv` task: per-turn rewards against the gold calls of the step the env compares the turn
-    with (`ToolEnv.gold_index`: a turn after a model error retries the same step), episode-level terms at the end
-    (end state reached; calls beyond the gold count)."""
+    with (`ToolEnv.gold_index`: a turn after a model error or a tool failure retries the same step), episode-level
+    terms at the end (end state reached; calls beyond the gold count)."""
 
     def __init__(self, task: Task, weights: Mapping[str, float], env: ToolEnv | None = None,
                  error_penalty: float = 0.25, extra_call_penalty: float = 0.1) -> None:
