@@ -78,7 +78,7 @@ def next_gold_index(gold_calls: Sequence[Sequence[Any]], index: int, *, called: 
     max(i, len(gold_calls)). Why the clamp and the jump: a user turn's calls can only be scored against that user
     turn's gold steps. Extra calls stay scored against its closing answer (an answer was due), and an answer, early or
     on time, ends the user turn, so the follow-up's first turn is scored against the follow-up's first gold step. On a
-    gold replay every step is on time, and the index is the turn count.
+    gold replay without tool failures every step is on time, and the index is the turn count.
     """
     if retry_due:
         return index
@@ -322,12 +322,15 @@ class ToolEnvBatch:
 
 
 def run_gold_episode(env: ToolEnv, task: Task, seed: int | None = None) -> dict[str, Any]:
-    """Play the task's gold calls (the scripted policy) and return the trajectory. Each turn plays the gold step it
-    is compared with, in order: once each (`gold_index` equals `step_index`), except that a step whose call the tool
-    failed (instability) is played again, as a policy would retry it."""
+    """Play the task's gold calls (the scripted policy) and return the trajectory. Each gold step is played once, in
+    order (`gold_index` equals `step_index`), except that the calls the tool failed (instability) are played again in
+    the next turn, alone, as a policy would retry them: the calls that ran are not repeated."""
     env.reset(task, seed)
+    failed: list[ToolCall] = []
     while not env.done:
-        env.step(env.present_gold(env.gold_index))
+        result = env.step(ParsedOutput(tool_calls=failed) if failed else env.present_gold(env.gold_index))
+        failed = [outcome.call for outcome in result.feedback
+                  if outcome.category is FeedbackCategory.TOOL_INSTABILITY and outcome.call is not None]
     return env.trajectory()
 
 
