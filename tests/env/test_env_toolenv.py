@@ -207,7 +207,6 @@ def test_the_gold_index_stays_within_the_user_turn():
     assert next_gold_index([["a"]], 0, called=True, retry_due=False) == 1  # no answer step: the end closes
 
 
-
 def test_a_call_the_tool_failed_is_retried_against_the_same_gold_step():
     """A simulated 503 or timeout is the environment's fault: the model's retry faces the step it was on, not the
     next one (which would score a correct retry as a wrong call)."""
@@ -239,6 +238,7 @@ def test_the_gold_replay_retries_only_the_calls_the_tool_failed():
                 assert after["gold_index"] == turn["gold_index"] + (0 if failed else 1), (task.id, seed)
                 assert not failed or len(after["categories"]) == failed  # the retry: the failed calls, alone
     assert faulted > 0 and partly > 0  # the seeds drew faults, some in a turn whose other calls ran
+
 
 def test_end_state_compared_with_gold_state():
     gold_env = ToolEnv()
